@@ -1,0 +1,84 @@
+"""The API function's resolver: routing, auth by role, and problem+json for every error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
+from shared.api.problem import PROBLEM_JSON, ApiError, NotFound
+from shared.api.validation import parse_json_body
+from shared.auth.tokens import Permission, authorize
+
+logger = Logger(service="meterline-api")
+PREFIX = "/v3/openmeter"
+app = APIGatewayRestResolver(strip_prefixes=[PREFIX], serializer=lambda obj: orjson.dumps(obj).decode())
+
+
+def _trace() -> str:
+    ctx = app.current_event.raw_event.get("requestContext") or {}
+    return str(ctx.get("requestId") or "local")
+
+
+def problem(err: ApiError) -> Response:
+    return Response(
+        status_code=err.status, content_type=PROBLEM_JSON, body=orjson.dumps(err.body(_trace())).decode()
+    )
+
+
+def json_response(status: int, body: Any) -> Response:
+    return Response(status_code=status, content_type="application/json", body=orjson.dumps(body).decode())
+
+
+def no_content() -> Response:
+    return Response(status_code=204, content_type="application/json", body="")
+
+
+def body() -> Any:
+    return parse_json_body(app.current_event.body)
+
+
+def query_params() -> dict[str, str]:
+    return dict(app.current_event.query_string_parameters or {})
+
+
+# Read-only POSTs (queries) are allowed to viewers.
+_READ_POSTS = ("/query",)
+
+
+def required_permission(method: str, path: str) -> Permission:
+    if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path.endswith(_READ_POSTS)):
+        return Permission.READ
+    return Permission.WRITE
+
+
+@app.exception_handler(ApiError)
+def _api_error(err: ApiError) -> Response:
+    if err.status >= 500:
+        logger.error("request failed", extra={"detail": err.detail})
+    return problem(err)
+
+
+@app.exception_handler(NotFoundError)
+def _route_not_found(_err: Exception) -> Response:
+    return problem(NotFound(f"No route for {app.current_event.http_method} {app.current_event.path}"))
+
+
+@app.not_found
+def _not_found(_err: Exception) -> Response:
+    return problem(NotFound(f"No route for {app.current_event.http_method} {app.current_event.path}"))
+
+
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        authorize(
+            event.get("headers"), required_permission(event.get("httpMethod", "GET"), event.get("path", ""))
+        )
+    except ApiError as err:
+        from shared.api.http import problem_response
+
+        return problem_response(err, event)
+    return app.resolve(event, context)

@@ -1,0 +1,12 @@
+"""Every API route except ingest: one Lambda behind `/v3/openmeter/{proxy+}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.api import app as api
+from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return api.handle(event, context)

@@ -1,0 +1,150 @@
+"""Query parameters in the contract's style: `page[size]`, `page[number]`, `filter[f][op]`, `sort`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from shared.api.problem import BadRequest
+
+T = TypeVar("T")
+_BRACKETS = re.compile(r"^(\w+)((?:\[[^\]]*\])*)$")
+STRING_OPS = ("eq", "oeq", "neq", "contains", "ocontains")
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def nested(params: dict[str, str] | None, root: str) -> dict[str, Any]:
+    """`filter[key][eq]=x` -> {"key": {"eq": "x"}} for root "filter"; plain `root=x` -> {"": "x"}."""
+    out: dict[str, Any] = {}
+    for name, value in (params or {}).items():
+        match = _BRACKETS.match(name)
+        if not match or match.group(1) != root:
+            continue
+        parts = re.findall(r"\[([^\]]*)\]", match.group(2))
+        if not parts:
+            out[""] = value
+            continue
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise BadRequest.field(name, "conflicts with another parameter", "invalid", "query")
+        node[parts[-1]] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    size: int
+
+    def slice(self, items: Sequence[T]) -> list[T]:
+        start = (self.number - 1) * self.size
+        return list(items[start : start + self.size])
+
+    def response(self, items: Sequence[Any], total: int) -> dict[str, Any]:
+        return {
+            "data": list(items),
+            "meta": {"page": {"number": self.number, "size": self.size, "total": total}},
+        }
+
+
+def _int_param(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest.field(name, "must be an integer", "is_integer", "query") from None
+    if not low <= number <= high:
+        raise BadRequest.field(name, f"must be between {low} and {high}", "invalid", "query")
+    return number
+
+
+def page_params(params: dict[str, str] | None) -> Page:
+    page = nested(params, "page")
+    unknown = set(page) - {"size", "number"}
+    if unknown:
+        raise BadRequest.field(
+            f"page[{sorted(unknown)[0]}]", "is not a page parameter", "unknown_property", "query"
+        )
+    size = _int_param("page[size]", page["size"], 1, MAX_PAGE_SIZE) if "size" in page else DEFAULT_PAGE_SIZE
+    number = _int_param("page[number]", page["number"], 1, 10**9) if "number" in page else 1
+    return Page(number, size)
+
+
+@dataclass(frozen=True)
+class StringFilter:
+    field: str
+    op: str
+    value: str
+
+    def matches(self, actual: str | None) -> bool:
+        actual = actual or ""
+        if self.op == "eq":
+            return actual == self.value
+        if self.op == "neq":
+            return actual != self.value
+        if self.op == "contains":
+            return self.value.lower() in actual.lower()
+        options = [v for v in self.value.split(",") if v != ""]
+        if self.op == "oeq":
+            return actual in options
+        return any(v.lower() in actual.lower() for v in options)  # ocontains
+
+
+def string_filters(params: dict[str, str] | None, allowed: Sequence[str]) -> list[StringFilter]:
+    filters: list[StringFilter] = []
+    for field, spec in nested(params, "filter").items():
+        if field not in allowed:
+            raise BadRequest.field(
+                f"filter[{field}]",
+                f"unknown filter; supported: {', '.join(allowed)}",
+                "unknown_property",
+                "query",
+            )
+        if isinstance(spec, str):
+            filters.append(StringFilter(field, "eq", spec))
+            continue
+        if len(spec) != 1:
+            raise BadRequest.field(f"filter[{field}]", "use exactly one operator", "invalid", "query")
+        op, value = next(iter(spec.items()))
+        if op not in STRING_OPS or not isinstance(value, str):
+            raise BadRequest.field(
+                f"filter[{field}][{op}]",
+                f"unknown operator; use one of {', '.join(STRING_OPS)}",
+                "enum",
+                "query",
+            )
+        filters.append(StringFilter(field, op, value))
+    return filters
+
+
+def sort_items(
+    items: list[T],
+    sort: str | None,
+    allowed: dict[str, Callable[[T], Any]],
+    default: str,
+    default_desc: bool = False,
+) -> list[T]:
+    """Apply `sort=field [asc|desc],...` (stable, last key first)."""
+    specs: list[tuple[str, bool]] = []
+    for part in (sort or default).split(","):
+        words = part.strip().split()
+        if not words:
+            continue
+        name = words[0]
+        if name not in allowed:
+            raise BadRequest.field(
+                "sort", f"unknown sort attribute [{name}]; supported: {', '.join(allowed)}", "enum", "query"
+            )
+        if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise BadRequest.field(
+                "sort", f"invalid sort order in [{part.strip()}]; use asc or desc", "invalid", "query"
+            )
+        desc = words[1].lower() == "desc" if len(words) == 2 else default_desc
+        specs.append((name, desc))
+    for name, desc in reversed(specs):
+        items = sorted(items, key=allowed[name], reverse=desc)
+    return items

@@ -1,0 +1,100 @@
+"""Turn pydantic validation errors into the contract's `invalid_parameters`."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from shared.api.problem import BadRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+# pydantic error type -> contract InvalidRules value
+_RULES = {
+    "missing": "required",
+    "extra_forbidden": "unknown_property",
+    "string_pattern_mismatch": "matches_regex",
+    "string_type": "is_string",
+    "int_type": "is_integer",
+    "int_parsing": "is_integer",
+    "bool_type": "is_boolean",
+    "bool_parsing": "is_boolean",
+    "dict_type": "is_object",
+    "model_type": "is_object",
+    "list_type": "is_array",
+    "datetime_type": "is_date_time",
+    "datetime_parsing": "is_date_time",
+    "datetime_from_date_parsing": "is_date_time",
+    "timezone_aware": "is_date_time",
+    "enum": "enum",
+    "literal_error": "enum",
+    "float_type": "is_number",
+    "float_parsing": "is_number",
+    "decimal_parsing": "is_number",
+    "decimal_type": "is_number",
+}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("function-after", "function-before") or str(item).startswith("function-"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "body"
+
+
+def invalid_parameters(exc: ValidationError, source: str = "body", prefix: str = "") -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    for err in exc.errors(include_url=False):
+        field = _field(tuple(err["loc"]))
+        if prefix:
+            field = prefix + ("" if field.startswith("[") else ".") + field if field != "body" else prefix
+        kind = err["type"]
+        reason = str(err["msg"])
+        if kind == "value_error":
+            reason = reason.removeprefix("Value error, ")
+        param: dict[str, Any] = {"field": field, "reason": reason, "source": source}
+        ctx = err.get("ctx") or {}
+        if kind in ("string_too_short", "too_short"):
+            param["rule"] = "min_length" if kind == "string_too_short" else "min_items"
+            param["minimum"] = int(ctx.get("min_length", 0))
+        elif kind in ("string_too_long", "too_long"):
+            param["rule"] = "max_length" if kind == "string_too_long" else "max_items"
+            param["maximum"] = int(ctx.get("max_length", 0))
+        elif kind in ("enum", "literal_error") and "expected" in ctx:
+            param["rule"] = "enum"
+            param["choices"] = [
+                c.strip().strip("'") for c in str(ctx["expected"]).replace(" or ", ",").split(",")
+            ]
+        else:
+            param["rule"] = _RULES.get(kind, "invalid")
+        params.append(param)
+    return params
+
+
+def parse_json_body(raw: str | bytes | None) -> Any:
+    if raw is None or raw == "" or raw == b"":
+        raise BadRequest.field("body", "request body is required", "required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest.field(
+            "body", f"is not valid JSON ({exc.msg} at position {exc.pos})", "invalid"
+        ) from exc
+
+
+def validate_model(model: type[M], data: Any, source: str = "body") -> M:
+    if not isinstance(data, dict):
+        raise BadRequest.field(source, "must be a JSON object", "is_object", source)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        params = invalid_parameters(exc, source)
+        first = params[0]
+        raise BadRequest(f"Invalid [{first['field']}]: {first['reason']}", params) from exc

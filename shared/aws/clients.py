@@ -1,0 +1,44 @@
+"""boto3 clients, created once per process (per Lambda container).
+
+Endpoints come from botocore's own AWS_ENDPOINT_URL handling, so the same code talks to AWS
+or to the local moto server.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_lock = threading.Lock()
+_CONFIG = Config(retries={"max_attempts": 5, "mode": "adaptive"}, max_pool_connections=32)
+
+
+@cache
+def _client(service: str) -> Any:
+    with _lock:  # boto3's default session is not thread-safe while creating clients
+        return boto3.session.Session().client(service, config=_CONFIG)
+
+
+def dynamodb() -> Any:
+    return _client("dynamodb")
+
+
+def kinesis() -> Any:
+    return _client("kinesis")
+
+
+def s3() -> Any:
+    return _client("s3")
+
+
+def sns() -> Any:
+    return _client("sns")
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch endpoints between runs)."""
+    _client.cache_clear()

@@ -1,0 +1,88 @@
+"""One source of truth for the AWS resources Meterline uses.
+
+The CDK stack (`infra/`) and the local runtime (`local/`) both build their tables, stream,
+bucket, topic and queue from these specs, so names, keys, indexes and TTL attributes never
+drift between the two places the code runs. Functions only ever learn the physical names
+through the environment variables named here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    logical_id: str
+    env_var: str
+    local_name: str
+    partition_key: str = "pk"
+    sort_key: str | None = "sk"
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+    ttl_attribute: str | None = None
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    logical_id: str
+    env_var: str
+    local_name: str
+    local_shards: int
+
+
+@dataclass(frozen=True)
+class NamedSpec:
+    logical_id: str
+    env_var: str
+    local_name: str
+
+
+# Configuration and catalog entities: meters, customers, API tokens (later features, plans, ...).
+CONFIG_TABLE = TableSpec(
+    logical_id="ConfigTable",
+    env_var="CONFIG_TABLE",
+    local_name="meterline-config",
+    indexes=(Index("gsi1", "gsi1pk", "gsi1sk"),),
+    ttl_attribute="expires_at",
+    purpose="entities by id (pk) and by key/lookup (gsi1)",
+)
+
+# Every stored CloudEvent, keyed by its dedupe key (source, id): the dedupe claim is the event itself.
+EVENTS_TABLE = TableSpec(
+    logical_id="EventsTable",
+    env_var="EVENTS_TABLE",
+    local_name="meterline-events",
+    sort_key=None,
+    indexes=(Index("by_time", "gsi1pk", "gsi1sk"),),
+    ttl_attribute="expires_at",
+    purpose="stored events = dedupe claims; by_time lists them for GET /events",
+)
+
+# Pre-aggregated usage counters per meter, subject, level (minute/15 min/hour/day) and dimensions.
+USAGE_TABLE = TableSpec(
+    logical_id="UsageTable",
+    env_var="USAGE_TABLE",
+    local_name="meterline-usage",
+    purpose="usage counters; partition per (meter, subject), sort by level#bucket#dimensions",
+)
+
+TABLES: tuple[TableSpec, ...] = (CONFIG_TABLE, EVENTS_TABLE, USAGE_TABLE)
+
+EVENTS_STREAM = StreamSpec(
+    logical_id="EventsStream",
+    env_var="EVENTS_STREAM",
+    local_name="meterline-events",
+    local_shards=2,
+)
+
+DOCUMENTS_BUCKET = NamedSpec("DocumentsBucket", "DOCUMENTS_BUCKET", "meterline-documents")
+DOMAIN_TOPIC = NamedSpec("DomainEventsTopic", "DOMAIN_TOPIC_ARN", "meterline-domain-events")
+AGGREGATE_DLQ = NamedSpec("AggregateDeadLetterQueue", "AGGREGATE_DLQ_URL", "meterline-aggregate-dlq")

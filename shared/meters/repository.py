@@ -1,0 +1,152 @@
+"""Meters in the config table.
+
+Keys: `pk=METER#<id>, sk=METER` holds the meter; `gsi1pk=METER, gsi1sk=<created_at>#<id>` lists
+them (meters are few: one partition is enough); `pk=METERKEY#<key>, sk=METERKEY` is the
+uniqueness claim for the key among live meters, written in the same transaction as the meter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.aws import clients
+from shared.aws.dynamo import from_item, query_all, to_item
+from shared.core.timeutil import format_rfc3339, parse_rfc3339
+from shared.meters.models import Aggregation, Meter
+
+
+class DuplicateKey(Exception):
+    pass
+
+
+def _to_record(meter: Meter) -> dict[str, Any]:
+    return {
+        "pk": f"METER#{meter.id}",
+        "sk": "METER",
+        "gsi1pk": "METER",
+        "gsi1sk": f"{format_rfc3339(meter.created_at)}#{meter.id}",
+        "id": meter.id,
+        "key": meter.key,
+        "name": meter.name,
+        "description": meter.description,
+        "labels": meter.labels,
+        "aggregation": meter.aggregation.value,
+        "event_type": meter.event_type,
+        "events_from": format_rfc3339(meter.events_from) if meter.events_from else None,
+        "value_property": meter.value_property,
+        "dimensions": meter.dimensions,
+        "created_at": format_rfc3339(meter.created_at),
+        "updated_at": format_rfc3339(meter.updated_at),
+        "deleted_at": format_rfc3339(meter.deleted_at) if meter.deleted_at else None,
+    }
+
+
+def meter_from_record(rec: dict[str, Any]) -> Meter:
+    def dt(name: str) -> datetime | None:
+        return parse_rfc3339(rec[name]) if rec.get(name) else None
+
+    return Meter(
+        id=rec["id"],
+        key=rec["key"],
+        name=rec["name"],
+        description=rec.get("description"),
+        labels=rec.get("labels"),
+        aggregation=Aggregation(rec["aggregation"]),
+        event_type=rec["event_type"],
+        events_from=dt("events_from"),
+        value_property=rec.get("value_property"),
+        dimensions=dict(rec.get("dimensions") or {}),
+        created_at=dt("created_at"),  # type: ignore[arg-type]
+        updated_at=dt("updated_at"),  # type: ignore[arg-type]
+        deleted_at=dt("deleted_at"),
+    )
+
+
+class MeterRepository:
+    def __init__(self, table: str, client: Any | None = None) -> None:
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client or clients.dynamodb()
+
+    def create(self, meter: Meter) -> None:
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "Item": to_item(
+                                {"pk": f"METERKEY#{meter.key}", "sk": "METERKEY", "id": meter.id}
+                            ),
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "Item": to_item(_to_record(meter)),
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise DuplicateKey(meter.key) from exc
+            raise
+
+    def update(self, meter: Meter) -> None:
+        self.client.put_item(
+            TableName=self.table, Item=to_item(_to_record(meter)), ConditionExpression="attribute_exists(pk)"
+        )
+
+    def soft_delete(self, meter: Meter) -> None:
+        """Mark deleted and release the key, atomically."""
+        self.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": to_item(_to_record(meter)),
+                        "ConditionExpression": "attribute_not_exists(deleted_at)",
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": to_item({"pk": f"METERKEY#{meter.key}", "sk": "METERKEY"}),
+                    }
+                },
+            ]
+        )
+
+    def get(self, meter_id: str) -> Meter | None:
+        resp = self.client.get_item(
+            TableName=self.table, Key=to_item({"pk": f"METER#{meter_id}", "sk": "METER"}), ConsistentRead=True
+        )
+        return meter_from_record(from_item(resp["Item"])) if "Item" in resp else None
+
+    def id_for_key(self, key: str) -> str | None:
+        resp = self.client.get_item(
+            TableName=self.table,
+            Key=to_item({"pk": f"METERKEY#{key}", "sk": "METERKEY"}),
+            ConsistentRead=True,
+        )
+        return str(from_item(resp["Item"])["id"]) if "Item" in resp else None
+
+    def list_all(self, include_deleted: bool = False) -> list[Meter]:
+        items = query_all(
+            self.client,
+            TableName=self.table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues={":p": {"S": "METER"}},
+        )
+        meters = [meter_from_record(from_item(i)) for i in items]
+        return [m for m in meters if include_deleted or m.deleted_at is None]

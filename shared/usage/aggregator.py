@@ -1,0 +1,202 @@
+"""The aggregate function's work on one Kinesis batch (one shard, in order).
+
+1. Decode records; the first record of each (source, id) in the batch is its candidate owner.
+2. Read the stored events for those keys (one BatchGetItem per 100). A stored event records the
+   stream position that claimed it: same position = this record is being replayed and still
+   owns the event; another position = a true duplicate, never counted.
+3. Store the newly owned events, with their validation issues (kept, never dropped).
+4. Pre-aggregate every owned event's contributions per counter item, then apply each counter
+   once with a conditional update (see counters.py). Writes scale with distinct counters.
+
+Each step is safe to crash after and replay; `step` hooks let fault-injection tests kill the
+handler between any two writes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from aws_lambda_powertools import Logger
+
+from shared.aws.dynamo import batch_get, batch_put, from_item, to_item
+from shared.core.timeutil import Clock, format_rfc3339, parse_rfc3339
+from shared.meters.repository import MeterRepository
+from shared.usage.counters import CounterWriter, encode_position, pre_aggregate
+from shared.usage.extract import Contribution, MeterIndex, contributions
+
+logger = Logger(service="meterline-aggregate", child=True)
+Step = Callable[[str], None]
+
+
+@dataclass
+class StreamRecord:
+    shard: str
+    sequence: str
+    position: str
+    event: dict[str, Any]
+    ingested_at: str
+
+    @property
+    def key(self) -> str:
+        return event_key(self.event["source"], self.event["id"])
+
+
+@dataclass
+class BatchResult:
+    owned: int = 0
+    duplicates: int = 0
+    stored: int = 0
+    counters_written: int = 0
+    counters_skipped: int = 0
+    undecodable: list[str] = field(default_factory=list)
+
+
+def event_key(source: str, event_id: str) -> str:
+    return f"{source}\x1f{event_id}"
+
+
+def decode_records(kinesis_event: dict[str, Any]) -> tuple[list[StreamRecord], list[str]]:
+    records: list[StreamRecord] = []
+    bad: list[str] = []
+    for rec in kinesis_event.get("Records", []):
+        seq = rec["kinesis"]["sequenceNumber"]
+        shard = rec.get("eventID", "").split(":", 1)[0] or "shard"
+        try:
+            payload = orjson.loads(base64.b64decode(rec["kinesis"]["data"]))
+            event = payload["event"]
+            _ = event["source"], event["id"], event["type"], event["subject"], event["time"]
+        except Exception:
+            bad.append(seq)  # not ours: ingest only publishes validated events
+            continue
+        records.append(
+            StreamRecord(shard, seq, encode_position(seq), event, payload.get("ingested_at") or "")
+        )
+    return records, bad
+
+
+class Aggregator:
+    def __init__(
+        self,
+        client: Any,
+        events_table: str,
+        usage_table: str,
+        meters: MeterRepository,
+        retention_days: int,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.events_table = events_table
+        self.meters = meters
+        self.retention = timedelta(days=retention_days)
+        self.clock = clock or Clock()
+        self.writer = CounterWriter(client, usage_table)
+        self.usage_table = usage_table
+        self._known_subjects: set[tuple[str, str]] = set()
+
+    def process(self, kinesis_event: dict[str, Any], step: Step | None = None) -> BatchResult:
+        step = step or (lambda _name: None)
+        result = BatchResult()
+        records, result.undecodable = decode_records(kinesis_event)
+        if result.undecodable:
+            logger.error("undecodable stream records skipped", extra={"sequence_numbers": result.undecodable})
+        if not records:
+            return result
+
+        # 1-2: ownership
+        first: dict[str, StreamRecord] = {}
+        for rec in records:
+            first.setdefault(rec.key, rec)
+        result.duplicates += len(records) - len(first)
+        stored = {
+            item["pk"]["S"]: item.get("claim", {}).get("S")
+            for item in batch_get(
+                self.client,
+                self.events_table,
+                [{"pk": {"S": k}} for k in first],
+            )
+            if "pk" in item
+        }
+        owned: list[StreamRecord] = []
+        to_store: list[StreamRecord] = []
+        for key, rec in first.items():
+            claim = stored.get(key)
+            claimant = f"{rec.shard}/{rec.position}"
+            if key in stored and claim != claimant:
+                result.duplicates += 1
+                continue
+            owned.append(rec)
+            if key not in stored:
+                to_store.append(rec)
+        result.owned = len(owned)
+
+        # 3: contributions and stored events
+        index = MeterIndex(self.meters.list_all())
+        now = self.clock.now()
+        parts: list[tuple[str, Contribution]] = []
+        new_items: list[dict[str, Any]] = []
+        store_keys = {r.key for r in to_store}
+        for rec in owned:
+            event_time = parse_rfc3339(rec.event["time"])
+            found, issues = contributions(rec.event, event_time, index)
+            parts.extend((rec.position, c) for c in found)
+            if rec.key in store_keys:
+                new_items.append(
+                    to_item(
+                        {
+                            "pk": rec.key,
+                            "claim": f"{rec.shard}/{rec.position}",
+                            "event": orjson.dumps(rec.event).decode(),
+                            "time": rec.event["time"],
+                            "subject": rec.event["subject"],
+                            "type": rec.event["type"],
+                            "ingested_at": rec.ingested_at,
+                            "stored_at": format_rfc3339(now),
+                            "validation_errors": orjson.dumps([i.to_api() for i in issues]).decode()
+                            if issues
+                            else None,
+                            "gsi1pk": f"EV#{rec.event['time'][:10]}",
+                            "gsi1sk": f"{rec.event['time']}#{rec.key}",
+                            "expires_at": int((event_time + self.retention).timestamp()),
+                        }
+                    )
+                )
+        for start in range(0, len(new_items), 25):
+            batch_put(self.client, self.events_table, new_items[start : start + 25])
+            step(f"events:{start // 25}")
+        result.stored = len(new_items)
+
+        # 4: counters
+        pending = pre_aggregate(parts)
+        self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
+        shard = records[0].shard
+        for n, counter in enumerate(pending.values()):
+            if self.writer.apply(counter, shard):
+                result.counters_written += 1
+            else:
+                result.counters_skipped += 1
+            step(f"counter:{n}")
+        return result
+
+    def _index_subjects(self, pairs: set[tuple[str, str]]) -> None:
+        new = pairs - self._known_subjects
+        if not new:
+            return
+        batch_put(
+            self.client,
+            self.usage_table,
+            [to_item({"pk": f"S#{meter_id}", "sk": subject}) for meter_id, subject in sorted(new)],
+        )
+        self._known_subjects |= new
+
+
+def stored_event_from_item(item: dict[str, Any]) -> dict[str, Any]:
+    rec = from_item(item)
+    rec["event"] = orjson.loads(rec["event"])
+    if rec.get("validation_errors"):
+        rec["validation_errors"] = orjson.loads(rec["validation_errors"])
+    return rec

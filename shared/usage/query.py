@@ -1,0 +1,356 @@
+"""Meter queries answered from the pre-aggregated counters (contract `MeterQueryRequest`).
+
+Each window is decomposed into aligned buckets (buckets.py); consecutive buckets of one level
+are read with one Query per subject partition, so the items read are bounded by the number of
+buckets, not by the number of events or minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.api.problem import BadRequest
+from shared.api.validation import validate_model
+from shared.aws.dynamo import from_item, query_all
+from shared.core.timeutil import Clock, ceil_minute, format_rfc3339
+from shared.meters.models import Aggregation, Meter
+from shared.usage.buckets import LEVEL_LENGTH, bucket_code, decompose, parse_bucket_code
+from shared.usage.counters import partition
+from shared.usage.filters import matches, validate_filter
+from shared.usage.windows import GRANULARITIES, windows
+
+MAX_WINDOWS = 50_000
+SUPPORTED = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG})
+
+
+class QueryFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dimensions: dict[str, dict[str, Any]] | None = Field(default=None, max_length=10)
+
+
+class MeterQueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_: AwareDatetime | None = Field(default=None, alias="from")
+    to: AwareDatetime | None = None
+    granularity: str | None = None
+    time_zone: str = "UTC"
+    group_by_dimensions: list[str] = Field(default_factory=list, max_length=100)
+    filters: QueryFilters | None = None
+
+
+@dataclass
+class ParsedQuery:
+    start: datetime | None
+    end: datetime | None
+    granularity: str | None
+    tz: ZoneInfo
+    group_by: list[str]
+    filters: dict[str, dict[str, Any]]
+    subjects: list[str] | None  # None = every subject of the meter
+
+
+@dataclass
+class QueryResult:
+    start: datetime | None
+    end: datetime | None
+    rows: list[dict[str, Any]]
+    group_by: list[str]
+    items_read: int = 0
+    queries: int = 0
+
+
+@dataclass
+class _Acc:
+    count: int = 0
+    total: Decimal = field(default_factory=Decimal)
+
+
+def _minute_aligned(name: str, value: datetime | None) -> None:
+    if value is not None and (value.second or value.microsecond):
+        raise BadRequest.field(name, "must fall on a whole minute (usage is kept at minute resolution)")
+
+
+def parse_query(meter: Meter, body: Any) -> ParsedQuery:
+    req = validate_model(MeterQueryRequest, body if body is not None else {})
+    _minute_aligned("from", req.from_)
+    _minute_aligned("to", req.to)
+    if req.from_ and req.to and req.from_ >= req.to:
+        raise BadRequest.field("to", "must be after from")
+    if req.granularity is not None and req.granularity not in GRANULARITIES:
+        raise BadRequest(
+            "Invalid [granularity]",
+            [
+                {
+                    "field": "granularity",
+                    "rule": "enum",
+                    "source": "body",
+                    "reason": "must be one of " + ", ".join(GRANULARITIES),
+                    "choices": list(GRANULARITIES),
+                }
+            ],
+        )
+    try:
+        tz = ZoneInfo(req.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest.field("time_zone", f"unknown IANA time zone [{req.time_zone}]") from None
+    known = set(meter.dimensions) | {"subject", "customer_id"}
+    for i, name in enumerate(req.group_by_dimensions):
+        if name not in known:
+            raise BadRequest.field(
+                f"group_by_dimensions[{i}]", f"[{name}] is not a dimension of meter [{meter.key}]"
+            )
+    filters: dict[str, dict[str, Any]] = {}
+    subjects: list[str] | None = None
+    for name, spec in ((req.filters.dimensions if req.filters else None) or {}).items():
+        fname = f"filters.dimensions.{name}"
+        if name not in known:
+            raise BadRequest.field(fname, f"[{name}] is not a dimension of meter [{meter.key}]")
+        validate_filter(spec, fname)
+        if name in ("subject", "customer_id"):
+            op = next(iter(spec))
+            if op not in ("eq", "in"):
+                raise BadRequest.field(fname, f"only eq and in are supported for {name}")
+            if name == "subject":
+                subjects = [spec["eq"]] if op == "eq" else list(dict.fromkeys(spec["in"]))
+                continue
+        filters[name] = spec
+    return ParsedQuery(
+        req.from_,
+        req.to,
+        req.granularity,
+        tz,
+        list(dict.fromkeys(req.group_by_dimensions)),
+        filters,
+        subjects,
+    )
+
+
+def format_value(value: Decimal) -> str:
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+class UsageQueryService:
+    def __init__(
+        self,
+        client: Any,
+        usage_table: str,
+        clock: Clock | None = None,
+        customer_resolver: Callable[[str], dict[str, str] | None] | None = None,
+    ) -> None:
+        self.client = client
+        self.table = usage_table
+        self.clock = clock or Clock()
+        self.customer_resolver = customer_resolver or (lambda _subject: None)
+
+    def subjects_of(self, meter_id: str) -> list[str]:
+        items = query_all(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": f"S#{meter_id}"}},
+            ProjectionExpression="sk",
+        )
+        return [i["sk"]["S"] for i in items]
+
+    def _earliest(self, meter_id: str, subjects: list[str]) -> datetime | None:
+        firsts = []
+        for subject in subjects:
+            resp = self.client.query(
+                TableName=self.table,
+                Limit=1,
+                ProjectionExpression="sk",
+                KeyConditionExpression="pk = :p AND begins_with(sk, :d)",
+                ExpressionAttributeValues={":p": {"S": partition(meter_id, subject)}, ":d": {"S": "D#"}},
+            )
+            if resp.get("Items"):
+                firsts.append(parse_bucket_code(resp["Items"][0]["sk"]["S"].split("#")[1]))
+        return min(firsts) if firsts else None
+
+    def run(self, meter: Meter, q: ParsedQuery) -> QueryResult:
+        if meter.aggregation not in SUPPORTED:
+            raise BadRequest.field(
+                "meter", f"{meter.aggregation.value} meters can't be queried yet", "invalid", "path"
+            )
+        subjects = q.subjects if q.subjects is not None else self.subjects_of(meter.id)
+        start = q.start
+        end = q.end or ceil_minute(self.clock.now() + timedelta(seconds=1))
+        if start is None:
+            start = self._earliest(meter.id, subjects) if subjects else None
+            if start is None or start >= end:
+                return QueryResult(q.start, q.end, [], q.group_by)
+        result = QueryResult(q.start or start, q.end or end, [], q.group_by)
+        if not subjects:
+            return result
+
+        spans = [(start, end)] if q.granularity is None else list(self._windows(start, end, q))
+        bucket_window: dict[tuple[str, str], int] = {}
+        for idx, (ws, we) in enumerate(spans):
+            for level, bstart in decompose(max(ws, start), min(we, end)):
+                bucket_window[(level, bucket_code(bstart))] = idx
+        runs = self._runs(bucket_window)
+
+        def read(task: tuple[str, str, str, str]) -> list[dict[str, Any]]:
+            subject, level, first, last = task
+            return list(
+                query_all(
+                    self.client,
+                    TableName=self.table,
+                    KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+                    ExpressionAttributeValues={
+                        ":p": {"S": partition(meter.id, subject)},
+                        ":a": {"S": f"{level}#{first}#"},
+                        ":b": {"S": f"{level}#{last}#~"},
+                    },
+                )
+            )
+
+        tasks = [(s, level, a, b) for s in subjects for level, a, b in runs]
+        result.queries = len(tasks)
+        groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc] = {}
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(tasks)))) as pool:
+            for items in pool.map(read, tasks):
+                result.items_read += len(items)
+                for raw in items:
+                    self._fold(raw, bucket_window, q, groups)
+        result.rows = self._rows(meter, spans, q, groups)
+        return result
+
+    def _windows(self, start: datetime, end: datetime, q: ParsedQuery) -> list[tuple[datetime, datetime]]:
+        out = []
+        for span in windows(start, end, q.granularity or "", q.tz):
+            out.append(span)
+            if len(out) > MAX_WINDOWS:
+                raise BadRequest.field(
+                    "granularity", f"the range holds more than {MAX_WINDOWS} windows; narrow it"
+                )
+        return out
+
+    @staticmethod
+    def _runs(bucket_window: dict[tuple[str, str], int]) -> list[tuple[str, str, str]]:
+        """Consecutive buckets of one level, as (level, first code, last code)."""
+        runs: list[tuple[str, str, str]] = []
+        by_level: dict[str, list[datetime]] = {}
+        for level, code in bucket_window:
+            by_level.setdefault(level, []).append(parse_bucket_code(code))
+        for level, starts in by_level.items():
+            starts.sort()
+            step = LEVEL_LENGTH[level]
+            first = prev = starts[0]
+            for t in starts[1:]:
+                if t != prev + step:
+                    runs.append((level, bucket_code(first), bucket_code(prev)))
+                    first = t
+                prev = t
+            runs.append((level, bucket_code(first), bucket_code(prev)))
+        return runs
+
+    def _fold(
+        self,
+        raw: dict[str, Any],
+        bucket_window: dict[tuple[str, str], int],
+        q: ParsedQuery,
+        groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc],
+    ) -> None:
+        level, code, _ = raw["sk"]["S"].split("#", 2)
+        idx = bucket_window.get((level, code))
+        if idx is None:  # inside a run but covered at another level
+            return
+        item = from_item(raw)
+        dims: dict[str, str] = dict(item.get("d") or {})
+        subject = item.get("sub", "")
+        for name, spec in q.filters.items():
+            if name == "customer_id":
+                customer = self.customer_resolver(subject)
+                if not matches(spec, customer["id"] if customer else None):
+                    return
+            elif not matches(spec, dims.get(name)):
+                return
+        key_parts = []
+        for name in q.group_by:
+            if name == "subject":
+                key_parts.append((name, subject))
+            elif name == "customer_id":
+                customer = self.customer_resolver(subject)
+                key_parts.append((name, customer["id"] if customer else ""))
+            else:
+                key_parts.append((name, dims.get(name, "")))
+        acc = groups.setdefault((idx, tuple(key_parts)), _Acc())
+        acc.count += int(item.get("c", 0))
+        acc.total += Decimal(item.get("s", 0))
+
+    @staticmethod
+    def _rows(
+        meter: Meter,
+        spans: list[tuple[datetime, datetime]],
+        q: ParsedQuery,
+        groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc],
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for (idx, key), acc in sorted(groups.items(), key=lambda kv: kv[0]):
+            if acc.count <= 0:
+                continue
+            if meter.aggregation == Aggregation.COUNT:
+                value = Decimal(acc.count)
+            elif meter.aggregation == Aggregation.AVG:
+                value = acc.total / acc.count
+            else:
+                value = acc.total
+            ws, we = spans[idx]
+            rows.append(
+                {
+                    "value": format_value(value),
+                    "from": format_rfc3339(ws),
+                    "to": format_rfc3339(we),
+                    "dimensions": dict(key),
+                }
+            )
+        return rows
+
+
+def to_api(result: QueryResult) -> dict[str, Any]:
+    body: dict[str, Any] = {"data": result.rows}
+    if result.start is not None:
+        body["from"] = format_rfc3339(result.start)
+    if result.end is not None:
+        body["to"] = format_rfc3339(result.end)
+    return body
+
+
+def to_csv(result: QueryResult, customer_lookup: Callable[[str], dict[str, str] | None] | None = None) -> str:
+    dims = [d for d in result.group_by if d not in ("subject", "customer_id")]
+    header = ["from", "to"]
+    if "subject" in result.group_by:
+        header.append("subject")
+    with_customer = "customer_id" in result.group_by
+    if with_customer:
+        header += ["customer_id", "customer_key", "customer_name"]
+    header += [*dims, "value"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in result.rows:
+        d = row["dimensions"]
+        line = [row["from"], row["to"]]
+        if "subject" in result.group_by:
+            line.append(d.get("subject", ""))
+        if with_customer:
+            cid = d.get("customer_id", "")
+            info = (customer_lookup(cid) if customer_lookup and cid else None) or {}
+            line += [cid, info.get("key", ""), info.get("name", "")]
+        line += [d.get(name, "") for name in dims]
+        line.append(row["value"])
+        writer.writerow(line)
+    return out.getvalue()
