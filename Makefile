@@ -34,10 +34,10 @@ bench: $(STAMP)  ## throughput and key-design figures (prints ratios)
 build: $(STAMP)  ## Lambda code asset for x86_64 (pip manylinux wheels, no Docker)
 	$(BIN)/python -m infra.packaging
 
-synth: build
+synth: $(STAMP)  ## cdk.json runs the asset build first
 	npx --yes aws-cdk@2.1148.1 synth --no-notices
 
-deploy: build
+deploy: $(STAMP)
 	npx --yes aws-cdk@2.1148.1 deploy --no-notices
 
 clean:

@@ -1,0 +1,42 @@
+"""Deployment-wide constants for the CDK app and the Lambda packaging.
+
+Resource *shapes* (tables, stream, bucket, topic, queue) live in `shared/aws/resources.py`;
+this module only holds what is specific to the AWS deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+STACK_ID = "Meterline"
+SERVICE_NAME = "meterline"
+METRICS_NAMESPACE = "Meterline"
+
+# Lambda code asset: a directory with the vendored dependencies plus `functions/` and `shared/`.
+# Resolution order: MeterlineStack(lambda_asset=...), context `meterline:lambdaAsset`, env var, default.
+LAMBDA_ASSET_ENV_VAR = "METERLINE_LAMBDA_ASSET"
+LAMBDA_ASSET_CONTEXT_KEY = "meterline:lambdaAsset"
+DEFAULT_LAMBDA_ASSET = REPO_ROOT / ".build" / "lambda"
+LAMBDA_REQUIREMENTS = REPO_ROOT / "requirements-lambda.txt"
+LAMBDA_SOURCE_PACKAGES = ("functions", "shared")
+
+# The packaging target and the Lambda runtime must agree (wheels are built for this interpreter).
+LAMBDA_PYTHON_VERSION = "3.12"
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+LAMBDA_IMPLEMENTATION = "cp"
+
+# EventBridge schedules (UTC). Rating runs a few minutes past each hour so late events of the
+# previous hour are in; invoicing runs daily after the midnight rating run.
+RATE_SCHEDULE = {"minute": "5", "hour": "*"}
+INVOICE_SCHEDULE = {"minute": "20", "hour": "0"}
+
+# Kinesis: records are kept as long as the event source mapping may retry them (7 days).
+STREAM_RETENTION_HOURS = 168
+
+# API Gateway stage throttling (account default is 10 000 rps; keep headroom for other APIs).
+API_THROTTLE_RATE = 1000
+API_THROTTLE_BURST = 2000
+
+LOG_RETENTION = "ONE_MONTH"  # name of an aws_logs.RetentionDays member

@@ -1,0 +1,264 @@
+"""MeterlineStack: API Gateway -> ingest -> Kinesis -> aggregate -> DynamoDB/SNS, plus schedules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra import settings
+from infra.constructs.api import MeterlineApi
+from infra.constructs.data import DataStores
+from infra.constructs.functions import RUNTIME, FunctionSpec, MeterlineFunction, lambda_code
+from infra.constructs.monitoring import Alarms
+from shared.aws import resources as r
+
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec(
+        "Ingest", "functions.ingest.handler.lambda_handler", "POST /v3/openmeter/events", timeout_s=29
+    ),
+    FunctionSpec("Api", "functions.api.handler.lambda_handler", "/v3/openmeter/* API", timeout_s=29),
+    FunctionSpec(
+        "Aggregate",
+        "functions.aggregate.handler.lambda_handler",
+        "Kinesis events -> usage counters",
+        memory_mb=1769,  # one full vCPU
+        timeout_s=300,
+    ),
+    FunctionSpec("Rate", "functions.rate.handler.lambda_handler", "Hourly rating", timeout_s=300),
+    FunctionSpec("Invoice", "functions.invoice.handler.lambda_handler", "Daily invoicing", timeout_s=900),
+    FunctionSpec(
+        "Notify", "functions.notify.handler.lambda_handler", "Domain events -> webhooks", timeout_s=60
+    ),
+)
+
+
+class LambdaAssetMissingError(FileNotFoundError):
+    pass
+
+
+def resolve_lambda_asset(scope: Construct, explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where the Lambda code asset is: argument, context, env var, then `.build/lambda`."""
+    raw = (
+        explicit
+        or scope.node.try_get_context(settings.LAMBDA_ASSET_CONTEXT_KEY)
+        or os.environ.get(settings.LAMBDA_ASSET_ENV_VAR)
+        or settings.DEFAULT_LAMBDA_ASSET
+    )
+    path = Path(raw)
+    if not path.is_absolute():
+        path = settings.REPO_ROOT / path
+    missing = [p for p in settings.LAMBDA_SOURCE_PACKAGES if not (path / p / "__init__.py").is_file()]
+    if missing:
+        raise LambdaAssetMissingError(
+            f"Lambda code asset {path} is missing or incomplete (no {', '.join(missing)} package). "
+            "Build it first with `.venv/bin/python -m infra.packaging`, or point "
+            f"{settings.LAMBDA_ASSET_ENV_VAR} / context {settings.LAMBDA_ASSET_CONTEXT_KEY} at a built asset."
+        )
+    return path
+
+
+class MeterlineStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        lambda_asset: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.acknowledgements: list[tuple[Construct, cdk.Acknowledgment]] = []
+
+        self.data = DataStores(self, "Data")
+        code = lambda_code(str(resolve_lambda_asset(self, lambda_asset)))
+        self.functions: dict[str, MeterlineFunction] = {
+            spec.id: MeterlineFunction(self, spec, code=code) for spec in FUNCTIONS
+        }
+        fn = {name: f.function for name, f in self.functions.items()}
+
+        self._wire_permissions(fn)
+
+        # Aggregate: one in-order poller per shard (ParallelizationFactor 1): the exactly-once
+        # counter logic depends on it. Failed batches are bisected, then parked in the DLQ.
+        fn["Aggregate"].add_event_source(
+            sources.KinesisEventSource(
+                self.data.stream,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=1000,
+                max_batching_window=cdk.Duration.seconds(1),
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+                retry_attempts=10,
+                max_record_age=cdk.Duration.days(7),
+                parallelization_factor=1,
+                on_failure=sources.SqsDlq(self.data.dead_letter_queue),
+            )
+        )
+
+        self.topic_subscription = self.data.topic.add_subscription(
+            subscriptions.LambdaSubscription(fn["Notify"])
+        )
+
+        self.rate_rule = events.Rule(
+            self,
+            "RateSchedule",
+            description="Rate usage every hour",
+            schedule=events.Schedule.cron(**settings.RATE_SCHEDULE),
+            targets=[
+                targets.LambdaFunction(fn["Rate"], retry_attempts=2, max_event_age=cdk.Duration.hours(1))
+            ],
+        )
+        self.invoice_rule = events.Rule(
+            self,
+            "InvoiceSchedule",
+            description="Close billing periods and issue invoices daily",
+            schedule=events.Schedule.cron(**settings.INVOICE_SCHEDULE),
+            targets=[
+                targets.LambdaFunction(fn["Invoice"], retry_attempts=2, max_event_age=cdk.Duration.hours(6))
+            ],
+        )
+
+        self.api = MeterlineApi(self, "PublicApi", ingest_function=fn["Ingest"], api_function=fn["Api"])
+
+        self.alarms = Alarms(
+            self,
+            "Alarms",
+            dead_letter_queue=self.data.dead_letter_queue,
+            aggregate_function=fn["Aggregate"],
+            functions=fn,
+        )
+
+        cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the /v3/openmeter API")
+        cdk.CfnOutput(self, "DocumentsBucketName", value=self.data.documents_bucket.bucket_name)
+        for spec in r.TABLES:
+            cdk.CfnOutput(self, f"{spec.logical_id}Name", value=self.data.table(spec).table_name)
+
+        self._acknowledge_findings()
+
+    # ------------------------------------------------------------------ permissions
+
+    def _wire_permissions(self, fn: dict[str, lambda_.Function]) -> None:
+        """Least privilege: each function gets exactly the resources it uses, and their names."""
+        data = self.data
+
+        def table(name: str, spec: r.TableSpec, *, write: bool) -> None:
+            t = data.table(spec)
+            (t.grant_read_write_data if write else t.grant_read_data)(fn[name])
+            fn[name].add_environment(spec.env_var, t.table_name)
+            if spec.indexes:
+                self._ack(
+                    self.functions[name],
+                    f"AwsSolutions-IAM5[Resource::<{spec.logical_id}.Arn>/index/*]",
+                    f"The DynamoDB data grant covers the GSIs of {spec.logical_id} (index/*) so the function "
+                    "can Query them; scoped to that one table.",
+                )
+
+        def stream_writer(name: str) -> None:
+            data.stream.grant(fn[name], "kinesis:PutRecords")
+            fn[name].add_environment(r.EVENTS_STREAM.env_var, data.stream.stream_name)
+
+        def documents_writer(name: str) -> None:
+            data.documents_bucket.grant_put(fn[name])
+            fn[name].add_environment(r.DOCUMENTS_BUCKET.env_var, data.documents_bucket.bucket_name)
+            self._ack(
+                self.functions[name],
+                f"AwsSolutions-IAM5[Resource::<{r.DOCUMENTS_BUCKET.logical_id}.Arn>/*]",
+                "Writes documents under generated object keys: put-only access to the objects of this "
+                "one bucket.",
+            )
+            self._ack(
+                self.functions[name],
+                "AwsSolutions-IAM5[Action::s3:Abort*]",
+                "Part of the CDK put grant: lets the SDK abort its own multipart uploads of large documents.",
+            )
+
+        def topic_publisher(name: str) -> None:
+            data.topic.grant_publish(fn[name])
+            fn[name].add_environment(r.DOMAIN_TOPIC.env_var, data.topic.topic_arn)
+            self._ack(
+                self.functions[name],
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+                "Publishing to the KMS-encrypted domain topic needs data keys from its one "
+                "customer-managed key.",
+            )
+
+        # ingest: authenticate (config read), validate, put to Kinesis.
+        table("Ingest", r.CONFIG_TABLE, write=False)
+        stream_writer("Ingest")
+
+        # api: config CRUD, events list/lookup, usage queries.
+        table("Api", r.CONFIG_TABLE, write=True)
+        table("Api", r.EVENTS_TABLE, write=True)
+        table("Api", r.USAGE_TABLE, write=False)
+
+        # aggregate: dedupe into events, bump usage counters, publish domain events.
+        table("Aggregate", r.CONFIG_TABLE, write=False)
+        table("Aggregate", r.EVENTS_TABLE, write=True)
+        table("Aggregate", r.USAGE_TABLE, write=True)
+        topic_publisher("Aggregate")
+
+        # rate / invoice: read config + usage, write documents.
+        for name in ("Rate", "Invoice"):
+            table(name, r.CONFIG_TABLE, write=False)
+            table(name, r.USAGE_TABLE, write=False)
+            documents_writer(name)
+
+        # notify: webhook endpoints and secrets come from config.
+        table("Notify", r.CONFIG_TABLE, write=False)
+
+    # ------------------------------------------------------------------ cdk-nag
+
+    def _ack(self, scope: Construct, rule_id: str, reason: str) -> None:
+        ack = cdk.Acknowledgment(id=f"AwsSolutions::{rule_id}", reason=reason)
+        cdk.Validations.of(scope).acknowledge(ack)
+        self.acknowledgements.append((scope, ack))
+
+    def _acknowledge_findings(self) -> None:
+        for function in self.functions.values():
+            self._ack(
+                function,
+                "AwsSolutions-L1",
+                f"Runtime pinned to {RUNTIME.name}: the vendored wheels in the code asset are built for it "
+                "(infra/packaging.py); upgrade both together.",
+            )
+            self._ack(
+                function,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray active tracing: xray:PutTraceSegments/PutTelemetryRecords support no "
+                "resource-level scoping.",
+            )
+        rest_api = self.api.rest_api
+        auth_reason = (
+            "Authentication is done in the Lambda functions: OpenMeter-style Bearer API tokens, hashed and "
+            "looked up in the config table; there are no Cognito users."
+        )
+        self._ack(rest_api, "AwsSolutions-APIG4", auth_reason)
+        self._ack(rest_api, "AwsSolutions-COG4", auth_reason)
+        self._ack(
+            rest_api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "Account-level API Gateway logging role, required for access/execution logs; this AWS "
+            "managed policy is the one AWS documents for it.",
+        )
+        self._ack(
+            rest_api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "No WAF web ACL yet: stage throttling and token auth in the functions protect the API; add WAFv2 "
+            "when exposed to untrusted high-volume traffic.",
+        )
+        self._ack(
+            self.data.dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue: the on-failure destination of the aggregate Kinesis "
+            "event source mapping.",
+        )

@@ -1,0 +1,262 @@
+"""Exactly-once metering under faults, proven against a ground truth computed from raw events.
+
+Each test kills the aggregate handler at a write step (or replays records the way Lambda and
+Kinesis can), then lets the pipeline recover and compares every counter level with the truth.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from functions.aggregate import handler as aggregate_handler
+from tests.support.harness import Stack
+
+T0 = "2026-03-01T10:"
+
+
+class Crash(Exception):
+    pass
+
+
+def make_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    events = []
+    for i in range(n):
+        events.append({
+            "id": f"evt-{i}", "source": rnd.choice(["gw-a", "gw-b"]), "type": "request",
+            "subject": rnd.choice(["acme", "globex", "initech"]),
+            "time": f"{T0}{rnd.randrange(0, 20):02d}:{rnd.randrange(0, 60):02d}Z",
+            "data": {"bytes": str(rnd.randrange(1, 1000)), "method": rnd.choice(["GET", "POST"])},
+        })
+    return events
+
+
+def truth(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], tuple[int, Decimal]]:
+    """(subject, minute, method) -> (count, sum) over unique (source, id), first copy wins."""
+    seen: set[tuple[str, str]] = set()
+    out: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+    for e in events:
+        if (e["source"], e["id"]) in seen:
+            continue
+        seen.add((e["source"], e["id"]))
+        key = (e["subject"], e["time"][:16] + ":00Z", e["data"]["method"])
+        out[key][0] += 1
+        out[key][1] += Decimal(e["data"]["bytes"])
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def setup_meters(stack: Stack) -> tuple[str, str]:
+    common = {"event_type": "request", "dimensions": {"method": "$.method"}}
+    total = stack.request("POST", "/meters", {"key": "bytes_total", "name": "Bytes", "aggregation": "sum",
+                                              "value_property": "$.bytes", **common})
+    count = stack.request("POST", "/meters", {"key": "requests_total", "name": "Requests", "aggregation": "count",
+                                              **common})
+    assert total.status == 201 and count.status == 201
+    return total.json()["id"], count.json()["id"]
+
+
+def query(stack: Stack, meter_id: str, granularity: str | None) -> dict[tuple[str, str, str], str]:
+    body: dict[str, Any] = {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z",
+                            "group_by_dimensions": ["subject", "method"]}
+    if granularity:
+        body["granularity"] = granularity
+    resp = stack.request("POST", f"/meters/{meter_id}/query", body)
+    assert resp.status == 200, resp
+    return {(r["dimensions"]["subject"], r["from"], r["dimensions"]["method"]): r["value"] for r in resp.json()["data"]}
+
+
+def assert_matches_truth(stack: Stack, meters: tuple[str, str], events: list[dict[str, Any]]) -> None:
+    expected = truth(events)
+    sum_id, count_id = meters
+    by_minute_sum = query(stack, sum_id, "PT1M")
+    by_minute_count = query(stack, count_id, "PT1M")
+    assert by_minute_sum == {k: str(v[1]) for k, v in expected.items()}
+    assert by_minute_count == {k: str(v[0]) for k, v in expected.items()}
+    # The whole hour reads the H level, a 17-minute range reads Q and M: every level must agree.
+    hourly: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for (subject, _minute, method), (_c, s) in expected.items():
+        hourly[(subject, method)] += s
+    whole = query(stack, sum_id, None)
+    assert {(k[0], k[2]): Decimal(v) for k, v in whole.items()} == dict(hourly)
+
+
+def batch_of(stack: Stack) -> list[dict[str, Any]]:
+    batches = stack.pending_batches()
+    return [b for b in batches if b["Records"]]
+
+
+def process(batch: dict[str, Any], crash_at: str | None = None) -> list[str]:
+    steps: list[str] = []
+
+    def step(name: str) -> None:
+        steps.append(name)
+        if name == crash_at:
+            raise Crash(name)
+
+    aggregate_handler.aggregator().process(batch, step=step)
+    return steps
+
+
+def test_clean_run_matches_truth_with_duplicates_in_and_across_requests(stack: Stack) -> None:
+    meters = setup_meters(stack)
+    events = make_events(80)
+    dupes = events[:10] + [events[3]]  # a client resend, and a duplicate inside one request
+    assert stack.ingest(events).status == 202
+    assert stack.ingest(dupes).status == 202
+    stack.drain()
+    assert_matches_truth(stack, meters, events)
+
+
+def test_first_copy_wins_when_a_duplicate_carries_other_data(stack: Stack) -> None:
+    meters = setup_meters(stack)
+    events = make_events(5)
+    altered = dict(events[0], data={"bytes": "999999", "method": "GET"})
+    stack.ingest(events)
+    stack.drain()
+    stack.ingest([altered])
+    stack.drain()
+    assert_matches_truth(stack, meters, events)
+
+
+def small_events(n: int) -> list[dict[str, Any]]:
+    # Small enough for one run per crash point, rich enough to span all four counter levels,
+    # two subjects, both shards, and a duplicate inside the request. Run n has its own ids.
+    events = [{"id": f"k{i}", "source": f"gw{n}", "type": f"request_{n}", "subject": ["acme", "globex"][i % 2],
+               "time": f"{T0}{14 + i % 3:02d}:{i:02d}Z", "data": {"bytes": str(10 * i + 1), "method": "GET"}}
+              for i in range(24)]
+    return events + [events[4]]
+
+
+def crash_run(stack: Stack, n: int, batch_index: int, step_index: int) -> tuple[str, bool]:
+    """Run n gets its own event type and meter, so runs share one stack without touching each
+    other. Batch `batch_index` is killed right after its `step_index`-th write, then retried."""
+    meter = stack.request("POST", "/meters", {"key": f"bytes_{n}", "name": "Bytes", "aggregation": "sum",
+                                              "event_type": f"request_{n}", "value_property": "$.bytes",
+                                              "dimensions": {"method": "$.method"}})
+    assert meter.status == 201
+    stack.ingest(small_events(n))
+    crashed = False
+    for i, batch in enumerate(batch_of(stack)):
+        if i == batch_index:
+            seen: list[str] = []
+
+            def step(name: str, seen: list[str] = seen) -> None:
+                seen.append(name)
+                if len(seen) == step_index + 1:
+                    raise Crash(name)
+
+            try:
+                aggregate_handler.aggregator().process(batch, step=step)
+            except Crash:
+                crashed = True
+        process(batch)  # Lambda's retry of the whole batch (or the first delivery)
+    return meter.json()["id"], crashed
+
+
+def test_crash_after_every_single_write_then_retry(stack: Stack) -> None:
+    """For every write the handler makes (an events chunk or a counter), kill it right after
+    that write, let Lambda retry the whole batch, and compare every level with the truth."""
+    n = 0
+    crash_points = 0
+    for batch_index in range(2):
+        step_index = 0
+        while True:
+            n += 1
+            meter_id, crashed = crash_run(stack, n, batch_index, step_index)
+            expected = truth(small_events(n))
+            where = (batch_index, step_index)
+            assert query(stack, meter_id, "PT1M") == {k: str(v[1]) for k, v in expected.items()}, where
+            per_subject: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+            for (subject, _m, method), (_c, total) in expected.items():
+                per_subject[(subject, method)] += total
+            whole = query(stack, meter_id, None)
+            assert {(k[0], k[2]): Decimal(v) for k, v in whole.items()} == dict(per_subject), where
+            if not crashed:
+                break
+            crash_points += 1
+            step_index += 1
+    assert crash_points > 20  # both events chunks and every counter of both batches were hit
+
+
+def test_claim_written_but_counters_not_is_still_counted_once(stack: Stack) -> None:
+    """OpenMeter #5118: the dedupe claim lands, the usage write after it fails, the event is
+    retried. Here the retry still owns its claim, so it counts exactly once."""
+    meters = setup_meters(stack)
+    events = make_events(30, seed=3)
+    stack.ingest(events)
+    for batch in batch_of(stack):
+        with pytest.raises(Crash):
+            process(batch, crash_at="events:0")
+        process(batch)
+    assert_matches_truth(stack, meters, events)
+
+
+def test_bisected_and_partial_retries_never_double_count(stack: Stack) -> None:
+    meters = setup_meters(stack)
+    events = make_events(60, seed=5)
+    stack.ingest(events)
+    for batch in batch_of(stack):
+        records = batch["Records"]
+        half = len(records) // 2
+        with pytest.raises(Crash):
+            process(batch, crash_at="counter:3")
+        # Bisect on error: first half, then second half, then Kinesis redelivers a tail again.
+        process({"Records": records[:half]})
+        process({"Records": records[half:]})
+        process({"Records": records[half // 2:]})
+    assert_matches_truth(stack, meters, events)
+
+
+def test_record_delivered_twice_by_kinesis(stack: Stack) -> None:
+    meters = setup_meters(stack)
+    events = make_events(40, seed=9)
+    stack.ingest(events)
+    for batch in batch_of(stack):
+        process(batch)
+        process(batch)
+        process({"Records": batch["Records"][-5:]})
+    assert_matches_truth(stack, meters, events)
+
+
+def test_two_shards_update_the_same_counter_interleaved(stack: Stack) -> None:
+    meters = setup_meters(stack)
+    # One subject, one minute, one method: every event hits the same counters from both shards.
+    events = [{"id": f"e{i}", "source": f"src-{i}", "type": "request", "subject": "acme",
+               "time": "2026-03-01T10:05:00Z", "data": {"bytes": str(i + 1), "method": "GET"}} for i in range(40)]
+    stack.ingest(events)
+    batches = batch_of(stack)
+    assert len(batches) >= 2, "events should spread over both shards"
+    with pytest.raises(Crash):
+        process(batches[0], crash_at="counter:2")
+    process(batches[1])
+    process(batches[0])
+    process(batches[1])
+    assert_matches_truth(stack, meters, events)
+
+
+def test_invalid_values_are_stored_with_errors_and_not_counted(stack: Stack) -> None:
+    meters = setup_meters(stack)
+    good = make_events(5, seed=1)
+    bad = [{"id": "bad-1", "source": "gw-a", "type": "request", "subject": "acme", "time": "2026-03-01T10:01:00Z",
+            "data": {"bytes": "lots", "method": "GET"}}]
+    stack.ingest(good + bad)
+    stack.drain()
+    from shared.settings import get_settings
+
+    item = stack.clients["dynamodb"].get_item(TableName=get_settings().events_table,
+                                              Key={"pk": {"S": "gw-a\x1fbad-1"}})["Item"]
+    assert "not a number" in item["validation_errors"]["S"]
+    sum_id, count_id = meters
+    # The count meter needs no value, so the bad event still counts there.
+    total = stack.request("POST", f"/meters/{count_id}/query",
+                          {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}).json()["data"]
+    assert total[0]["value"] == "6"
+    expected_sum = sum(Decimal(e["data"]["bytes"]) for e in good)
+    total = stack.request("POST", f"/meters/{sum_id}/query",
+                          {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}).json()["data"]
+    assert Decimal(total[0]["value"]) == expected_sum
