@@ -27,12 +27,16 @@ def make_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
     rnd = random.Random(seed)
     events = []
     for i in range(n):
-        events.append({
-            "id": f"evt-{i}", "source": rnd.choice(["gw-a", "gw-b"]), "type": "request",
-            "subject": rnd.choice(["acme", "globex", "initech"]),
-            "time": f"{T0}{rnd.randrange(0, 20):02d}:{rnd.randrange(0, 60):02d}Z",
-            "data": {"bytes": str(rnd.randrange(1, 1000)), "method": rnd.choice(["GET", "POST"])},
-        })
+        events.append(
+            {
+                "id": f"evt-{i}",
+                "source": rnd.choice(["gw-a", "gw-b"]),
+                "type": "request",
+                "subject": rnd.choice(["acme", "globex", "initech"]),
+                "time": f"{T0}{rnd.randrange(0, 20):02d}:{rnd.randrange(0, 60):02d}Z",
+                "data": {"bytes": str(rnd.randrange(1, 1000)), "method": rnd.choice(["GET", "POST"])},
+            }
+        )
     return events
 
 
@@ -52,22 +56,32 @@ def truth(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], tuple[int,
 
 def setup_meters(stack: Stack) -> tuple[str, str]:
     common = {"event_type": "request", "dimensions": {"method": "$.method"}}
-    total = stack.request("POST", "/meters", {"key": "bytes_total", "name": "Bytes", "aggregation": "sum",
-                                              "value_property": "$.bytes", **common})
-    count = stack.request("POST", "/meters", {"key": "requests_total", "name": "Requests", "aggregation": "count",
-                                              **common})
+    total = stack.request(
+        "POST",
+        "/meters",
+        {"key": "bytes_total", "name": "Bytes", "aggregation": "sum", "value_property": "$.bytes", **common},
+    )
+    count = stack.request(
+        "POST", "/meters", {"key": "requests_total", "name": "Requests", "aggregation": "count", **common}
+    )
     assert total.status == 201 and count.status == 201
     return total.json()["id"], count.json()["id"]
 
 
 def query(stack: Stack, meter_id: str, granularity: str | None) -> dict[tuple[str, str, str], str]:
-    body: dict[str, Any] = {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z",
-                            "group_by_dimensions": ["subject", "method"]}
+    body: dict[str, Any] = {
+        "from": "2026-03-01T10:00:00Z",
+        "to": "2026-03-01T11:00:00Z",
+        "group_by_dimensions": ["subject", "method"],
+    }
     if granularity:
         body["granularity"] = granularity
     resp = stack.request("POST", f"/meters/{meter_id}/query", body)
     assert resp.status == 200, resp
-    return {(r["dimensions"]["subject"], r["from"], r["dimensions"]["method"]): r["value"] for r in resp.json()["data"]}
+    return {
+        (r["dimensions"]["subject"], r["from"], r["dimensions"]["method"]): r["value"]
+        for r in resp.json()["data"]
+    }
 
 
 def assert_matches_truth(stack: Stack, meters: tuple[str, str], events: list[dict[str, Any]]) -> None:
@@ -126,18 +140,35 @@ def test_first_copy_wins_when_a_duplicate_carries_other_data(stack: Stack) -> No
 def small_events(n: int) -> list[dict[str, Any]]:
     # Small enough for one run per crash point, rich enough to span all four counter levels,
     # two subjects, both shards, and a duplicate inside the request. Run n has its own ids.
-    events = [{"id": f"k{i}", "source": f"gw{n}", "type": f"request_{n}", "subject": ["acme", "globex"][i % 2],
-               "time": f"{T0}{14 + i % 3:02d}:{i:02d}Z", "data": {"bytes": str(10 * i + 1), "method": "GET"}}
-              for i in range(24)]
+    events = [
+        {
+            "id": f"k{i}",
+            "source": f"gw{n}",
+            "type": f"request_{n}",
+            "subject": ["acme", "globex"][i % 2],
+            "time": f"{T0}{14 + i % 3:02d}:{i:02d}Z",
+            "data": {"bytes": str(10 * i + 1), "method": "GET"},
+        }
+        for i in range(24)
+    ]
     return events + [events[4]]
 
 
 def crash_run(stack: Stack, n: int, batch_index: int, step_index: int) -> tuple[str, bool]:
     """Run n gets its own event type and meter, so runs share one stack without touching each
     other. Batch `batch_index` is killed right after its `step_index`-th write, then retried."""
-    meter = stack.request("POST", "/meters", {"key": f"bytes_{n}", "name": "Bytes", "aggregation": "sum",
-                                              "event_type": f"request_{n}", "value_property": "$.bytes",
-                                              "dimensions": {"method": "$.method"}})
+    meter = stack.request(
+        "POST",
+        "/meters",
+        {
+            "key": f"bytes_{n}",
+            "name": "Bytes",
+            "aggregation": "sum",
+            "event_type": f"request_{n}",
+            "value_property": "$.bytes",
+            "dimensions": {"method": "$.method"},
+        },
+    )
     assert meter.status == 201
     stack.ingest(small_events(n))
     crashed = False
@@ -208,7 +239,7 @@ def test_bisected_and_partial_retries_never_double_count(stack: Stack) -> None:
         # Bisect on error: first half, then second half, then Kinesis redelivers a tail again.
         process({"Records": records[:half]})
         process({"Records": records[half:]})
-        process({"Records": records[half // 2:]})
+        process({"Records": records[half // 2 :]})
     assert_matches_truth(stack, meters, events)
 
 
@@ -226,8 +257,17 @@ def test_record_delivered_twice_by_kinesis(stack: Stack) -> None:
 def test_two_shards_update_the_same_counter_interleaved(stack: Stack) -> None:
     meters = setup_meters(stack)
     # One subject, one minute, one method: every event hits the same counters from both shards.
-    events = [{"id": f"e{i}", "source": f"src-{i}", "type": "request", "subject": "acme",
-               "time": "2026-03-01T10:05:00Z", "data": {"bytes": str(i + 1), "method": "GET"}} for i in range(40)]
+    events = [
+        {
+            "id": f"e{i}",
+            "source": f"src-{i}",
+            "type": "request",
+            "subject": "acme",
+            "time": "2026-03-01T10:05:00Z",
+            "data": {"bytes": str(i + 1), "method": "GET"},
+        }
+        for i in range(40)
+    ]
     stack.ingest(events)
     batches = batch_of(stack)
     assert len(batches) >= 2, "events should spread over both shards"
@@ -242,21 +282,32 @@ def test_two_shards_update_the_same_counter_interleaved(stack: Stack) -> None:
 def test_invalid_values_are_stored_with_errors_and_not_counted(stack: Stack) -> None:
     meters = setup_meters(stack)
     good = make_events(5, seed=1)
-    bad = [{"id": "bad-1", "source": "gw-a", "type": "request", "subject": "acme", "time": "2026-03-01T10:01:00Z",
-            "data": {"bytes": "lots", "method": "GET"}}]
+    bad = [
+        {
+            "id": "bad-1",
+            "source": "gw-a",
+            "type": "request",
+            "subject": "acme",
+            "time": "2026-03-01T10:01:00Z",
+            "data": {"bytes": "lots", "method": "GET"},
+        }
+    ]
     stack.ingest(good + bad)
     stack.drain()
     from shared.settings import get_settings
 
-    item = stack.clients["dynamodb"].get_item(TableName=get_settings().events_table,
-                                              Key={"pk": {"S": "gw-a\x1fbad-1"}})["Item"]
+    item = stack.clients["dynamodb"].get_item(
+        TableName=get_settings().events_table, Key={"pk": {"S": "gw-a\x1fbad-1"}}
+    )["Item"]
     assert "not a number" in item["validation_errors"]["S"]
     sum_id, count_id = meters
     # The count meter needs no value, so the bad event still counts there.
-    total = stack.request("POST", f"/meters/{count_id}/query",
-                          {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}).json()["data"]
+    total = stack.request(
+        "POST", f"/meters/{count_id}/query", {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}
+    ).json()["data"]
     assert total[0]["value"] == "6"
     expected_sum = sum(Decimal(e["data"]["bytes"]) for e in good)
-    total = stack.request("POST", f"/meters/{sum_id}/query",
-                          {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}).json()["data"]
+    total = stack.request(
+        "POST", f"/meters/{sum_id}/query", {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}
+    ).json()["data"]
     assert Decimal(total[0]["value"]) == expected_sum

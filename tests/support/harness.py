@@ -58,8 +58,15 @@ class Stack:
         self._iterators: dict[str, str] = {}
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, body: Any = None, token: str | None = ADMIN,
-                content_type: str = "application/json", headers: dict[str, str] | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = ADMIN,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         raw = body if isinstance(body, bytes | str) or body is None else orjson.dumps(body)
         data = raw.encode() if isinstance(raw, str) else (raw or b"")
         hdrs = [("Content-Type", content_type)] if data else []
@@ -68,14 +75,24 @@ class Stack:
         hdrs += list((headers or {}).items())
         full = "/v3/openmeter" + path
         ingest = method == "POST" and full.split("?")[0] == "/v3/openmeter/events"
-        event = build_proxy_event(method=method, raw_path=full, headers=hdrs, body=data, source_ip="127.0.0.1",
-                                  resource="/v3/openmeter/events" if ingest else "/v3/openmeter/{proxy+}",
-                                  path_parameters=None if ingest else {"proxy": full[len("/v3/openmeter/"):]})
+        event = build_proxy_event(
+            method=method,
+            raw_path=full,
+            headers=hdrs,
+            body=data,
+            source_ip="127.0.0.1",
+            resource="/v3/openmeter/events" if ingest else "/v3/openmeter/{proxy+}",
+            path_parameters=None if ingest else {"proxy": full[len("/v3/openmeter/") :]},
+        )
         handler = ingest_handler.lambda_handler if ingest else api_handler.lambda_handler
         return Response(handler(event, None))
 
     def ingest(self, events: list[dict[str, Any]] | dict[str, Any], token: str = ADMIN) -> Response:
-        ctype = "application/cloudevents-batch+json" if isinstance(events, list) else "application/cloudevents+json"
+        ctype = (
+            "application/cloudevents-batch+json"
+            if isinstance(events, list)
+            else "application/cloudevents+json"
+        )
         return self.request("POST", "/events", events, token=token, content_type=ctype)
 
     # -- stream ----------------------------------------------------------------------------------
@@ -85,9 +102,12 @@ class Stack:
 
     def read_new(self, shard_id: str) -> list[dict[str, Any]]:
         kinesis = self.clients["kinesis"]
-        it = self._iterators.get(shard_id) or kinesis.get_shard_iterator(
-            StreamName=self.provisioned.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
+        it = (
+            self._iterators.get(shard_id)
+            or kinesis.get_shard_iterator(
+                StreamName=self.provisioned.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+        )
         resp = kinesis.get_records(ShardIterator=it, Limit=10000)
         self._iterators[shard_id] = resp["NextShardIterator"]
         return [to_lambda_record(r, shard_id, self.provisioned.stream_arn) for r in resp["Records"]]
