@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shared.api.problem import BadRequest
+from shared.api.problem import BadRequest, invalid_parameter
 
 T = TypeVar("T")
 _BRACKETS = re.compile(r"^(\w+)((?:\[[^\]]*\])*)$")
@@ -74,6 +74,12 @@ def page_params(params: dict[str, str] | None) -> Page:
     return Page(number, size)
 
 
+def _choice_error(field: str, reason: str, choices: Sequence[str]) -> BadRequest:
+    """The contract's `enum` rule requires `choices` (InvalidParameterChoiceItem)."""
+    param = {**invalid_parameter(field, reason, "enum", "query"), "choices": list(choices)}
+    return BadRequest(f"Invalid [{field}]: {reason}", [param])
+
+
 @dataclass(frozen=True)
 class StringFilter:
     field: str
@@ -111,11 +117,8 @@ def string_filters(params: dict[str, str] | None, allowed: Sequence[str]) -> lis
             raise BadRequest.field(f"filter[{field}]", "use exactly one operator", "invalid", "query")
         op, value = next(iter(spec.items()))
         if op not in STRING_OPS or not isinstance(value, str):
-            raise BadRequest.field(
-                f"filter[{field}][{op}]",
-                f"unknown operator; use one of {', '.join(STRING_OPS)}",
-                "enum",
-                "query",
+            raise _choice_error(
+                f"filter[{field}][{op}]", f"unknown operator; use one of {', '.join(STRING_OPS)}", STRING_OPS
             )
         filters.append(StringFilter(field, op, value))
     return filters
@@ -136,8 +139,8 @@ def sort_items(
             continue
         name = words[0]
         if name not in allowed:
-            raise BadRequest.field(
-                "sort", f"unknown sort attribute [{name}]; supported: {', '.join(allowed)}", "enum", "query"
+            raise _choice_error(
+                "sort", f"unknown sort attribute [{name}]; supported: {', '.join(allowed)}", list(allowed)
             )
         if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
             raise BadRequest.field(

@@ -61,9 +61,13 @@ EVENTS_TABLE = TableSpec(
     env_var="EVENTS_TABLE",
     local_name="meterline-events",
     sort_key=None,
-    indexes=(Index("by_time", "gsi1pk", "gsi1sk"),),
+    indexes=(
+        Index("by_time", "gsi1pk", "gsi1sk"),
+        Index("by_ingested", "gsi2pk", "gsi2sk"),
+        Index("by_stored", "gsi3pk", "gsi3sk"),
+    ),
     ttl_attribute="expires_at",
-    purpose="stored events = dedupe claims; by_time lists them for GET /events",
+    purpose="stored events = dedupe claims; the by_* indexes list them for GET /events in each sort order",
 )
 
 # Pre-aggregated usage counters per meter, subject, level (minute/15 min/hour/day) and dimensions.

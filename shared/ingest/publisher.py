@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from shared.aws import clients
 
 MAX_RECORDS_PER_CALL = 500  # PutRecords hard limit
@@ -74,17 +76,22 @@ class KinesisPublisher:
     def _put_chunk(self, chunk: list[tuple[str, bytes]]) -> None:
         pending = chunk
         for attempt in range(self.max_attempts):
-            resp = self.client.put_records(
-                StreamName=self.stream_name,
-                Records=[{"PartitionKey": key, "Data": data} for key, data in pending],
-            )
+            try:
+                resp = self.client.put_records(
+                    StreamName=self.stream_name,
+                    Records=[{"PartitionKey": key, "Data": data} for key, data in pending],
+                )
+            except (BotoCoreError, ClientError):  # the whole call failed (after botocore's own retries)
+                failed = [{"ErrorCode": "CallFailed"}] * len(pending)
+                resp = {"FailedRecordCount": len(pending), "Records": failed}
             if not resp.get("FailedRecordCount"):
                 return
             # Results are positional: keep exactly the entries that carry an ErrorCode.
             pending = [rec for rec, res in zip(pending, resp["Records"], strict=True) if res.get("ErrorCode")]
             if not pending:
                 return
-            self._sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
+            if attempt + 1 < self.max_attempts:  # no pointless wait before giving up
+                self._sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
         raise PublishError(
             f"{len(pending)} records were not accepted by Kinesis after {self.max_attempts} attempts"
         )

@@ -6,10 +6,16 @@ from typing import Any
 
 import orjson
 
-from shared.api.problem import BadRequest, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
+from shared.api.problem import (
+    BadRequest,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    invalid_parameter,
+)
 from shared.core.timeutil import Clock, format_rfc3339
 from shared.ingest.cloudevents import EventError, normalize_event
-from shared.ingest.publisher import KinesisPublisher, PublishError, partition_key
+from shared.ingest.publisher import MAX_RECORD_BYTES, KinesisPublisher, PublishError, partition_key
 
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -54,7 +60,10 @@ class IngestService:
         batch = isinstance(payload, list)
         raw_events = payload if batch else [payload]
         if not raw_events:
-            raise BadRequest.field("body", "the batch contains no events", "min_items")
+            raise BadRequest(
+                "Invalid [body]: the batch contains no events",
+                [{**invalid_parameter("body", "the batch contains no events", "min_items"), "minimum": 1}],
+            )
         if len(raw_events) > self.max_events:
             raise PayloadTooLarge(
                 f"Batch of {len(raw_events)} events exceeds the limit of {self.max_events} events per request"
@@ -79,6 +88,11 @@ class IngestService:
             (partition_key(e["source"], e["id"]), orjson.dumps({"event": e, "ingested_at": ingested_at}))
             for e in events
         ]
+        for index, (key, data) in enumerate(records):
+            if len(key) + len(data) > MAX_RECORD_BYTES:
+                raise PayloadTooLarge(
+                    f"Event [{index}] is too large: each event must be under {MAX_RECORD_BYTES} bytes"
+                )
         try:
             self.publisher.publish(records)
         except PublishError as exc:

@@ -8,7 +8,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from shared.core.labels import check_labels
 from shared.core.timeutil import format_rfc3339
@@ -68,16 +77,27 @@ class CreateMeterRequest(BaseModel):
     aggregation: Aggregation
     event_type: str = Field(min_length=1)
     events_from: AwareDatetime | None = None
-    value_property: Annotated[str | None, AfterValidator(_check_path)] = Field(default=None, min_length=1)
+    value_property: Annotated[str | None, AfterValidator(_check_path)] = Field(
+        default=None, min_length=1, validate_default=True
+    )
     dimensions: Dimensions = None
 
-    @model_validator(mode="after")
-    def _value_property_rules(self) -> CreateMeterRequest:
-        if self.aggregation != Aggregation.COUNT and not self.value_property:
-            raise ValueError(f"value_property is required for {self.aggregation.value} meters")
-        if self.value_property and self.dimensions and self.value_property in self.dimensions.values():
+    # Field validators (not a model validator) so errors name the field in `invalid_parameters`.
+    @field_validator("value_property")
+    @classmethod
+    def _value_property_required(cls, value: str | None, info: ValidationInfo) -> str | None:
+        aggregation = info.data.get("aggregation")
+        if aggregation is not None and aggregation != Aggregation.COUNT and not value:
+            raise PydanticCustomError("missing", f"value_property is required for {aggregation.value} meters")
+        return value
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_differ_from_value(cls, value: dict[str, str] | None, info: ValidationInfo) -> Any:
+        prop = info.data.get("value_property")
+        if prop and value and prop in value.values():
             raise ValueError("a dimension must not use the same JSONPath as value_property")
-        return self
+        return value
 
 
 class UpdateMeterRequest(BaseModel):

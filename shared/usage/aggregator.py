@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from aws_lambda_powertools import Logger
 
 from shared.aws.dynamo import batch_get, batch_put, from_item, to_item
 from shared.core.timeutil import Clock, format_rfc3339, parse_rfc3339
+from shared.events.keys import index_attributes
 from shared.meters.repository import MeterRepository
 from shared.usage.counters import CounterWriter, encode_position, pre_aggregate
 from shared.usage.extract import Contribution, MeterIndex, contributions
@@ -159,8 +160,14 @@ class Aggregator:
                             "validation_errors": orjson.dumps([i.to_api() for i in issues]).decode()
                             if issues
                             else None,
-                            "gsi1pk": f"EV#{rec.event['time'][:10]}",
-                            "gsi1sk": f"{rec.event['time']}#{rec.key}",
+                            **index_attributes(
+                                rec.key,
+                                {
+                                    "time": event_time,
+                                    "stored_at": now,
+                                    "ingested_at": _ingested(rec.ingested_at, now),
+                                },
+                            ),
                             "expires_at": int((event_time + self.retention).timestamp()),
                         }
                     )
@@ -192,6 +199,13 @@ class Aggregator:
             [to_item({"pk": f"S#{meter_id}", "sk": subject}) for meter_id, subject in sorted(new)],
         )
         self._known_subjects |= new
+
+
+def _ingested(value: str, fallback: datetime) -> datetime:
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        return fallback
 
 
 def stored_event_from_item(item: dict[str, Any]) -> dict[str, Any]:
