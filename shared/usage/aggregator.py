@@ -177,12 +177,14 @@ class Aggregator:
             step(f"events:{start // 25}")
         result.stored = len(new_items)
 
-        # 4: counters
-        pending = pre_aggregate(parts)
+        # 4: unique_count members (idempotent puts), then counters (conditional updates)
+        work = pre_aggregate(parts)
         self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
+        self.writer.put_members(list(work.members.values()), step)
+        current = self.writer.prefetch(work.counters.values())
         shard = records[0].shard
-        for n, counter in enumerate(pending.values()):
-            if self.writer.apply(counter, shard):
+        for n, (key, counter) in enumerate(work.counters.items()):
+            if self.writer.apply(counter, shard, current.get(key, {})):
                 result.counters_written += 1
             else:
                 result.counters_skipped += 1

@@ -1,17 +1,21 @@
 """Usage counter items and their idempotent, pre-aggregated updates.
 
 Key design (usage table):
-  pk = "<meter_id>#<subject>"                          one partition per meter and subject
-  sk = "<level>#<YYYYMMDDHHMM>#<dims hash>"            level M/Q/H/D, UTC bucket start
-  attributes: c (event count), s (sum of values), d (dimension values), sub (subject),
-              "ap#<shard id>" = position of the last stream record from that shard applied here
-Subject index: pk = "S#<meter_id>", sk = <subject>.
+  counter  pk = "<meter_id>#<subject>"     sk = "<level>#<YYYYMMDDHHMM>#<dims hash>"
+           c (events), s (sum of values), d (dimension values), sub (subject),
+           "ap#<shard>"  position of the last stream record from that shard applied here,
+           "mn#<shard>" / "mx#<shard>"  min / max of that shard's values (min, max meters),
+           "lt#<shard>" / "lv#<shard>"  order key and value of that shard's latest event (latest meters)
+  member   pk = "U#<meter_id>#<subject>"   sk = "<level>#<YYYYMMDDHHMM>#<dims hash>#<value>"
+           one item per distinct value (unique_count meters): set membership, so exact and
+           combinable across buckets; re-putting a member is a no-op, hence idempotent.
+  subjects pk = "S#<meter_id>"             sk = <subject>
 
 Exactly once without transactions: each shard has one in-order processor (parallelization 1)
-and is the only writer of its own "ap#<shard>" attribute. An update adds only contributions from
-records after that position and moves it forward in the same conditional write, so replaying a
-record (Lambda retry, bisected batch, crash between writes) can never add it twice, and ADD
-keeps concurrent updates from other shards commutative.
+and is the only writer of its own "ap#<shard>" (and "mn/mx/lt/lv#<shard>") attributes. An update
+adds only contributions from records after that position and moves it forward in the same
+conditional write, so replaying a record (Lambda retry, bisected batch, crash between writes) can
+never add it twice; ADD keeps concurrent updates from other shards commutative.
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws.dynamo import to_value
+from shared.aws.dynamo import batch_get, batch_put, to_item, to_value
+from shared.meters.models import Aggregation
 from shared.usage.buckets import LEVELS, bucket_code, bucket_start
-from shared.usage.extract import Contribution
+from shared.usage.extract import MAX_INLINE_UNIQUE, Contribution
+
+ADDITIVE = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG})
+EXTREMES = frozenset({Aggregation.MIN, Aggregation.MAX, Aggregation.LATEST})
 
 
 def encode_position(sequence_number: str) -> str:
@@ -46,44 +54,103 @@ def partition(meter_id: str, subject: str) -> str:
     return f"{meter_id}#{subject}"
 
 
+def member_partition(meter_id: str, subject: str) -> str:
+    return f"U#{meter_id}#{subject}"
+
+
+def member_key(value: str) -> str:
+    if len(value.encode()) <= MAX_INLINE_UNIQUE:
+        return value
+    return "h:" + hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class Part:
+    """What the records at one stream position add to one counter."""
+
+    pos: str
+    count: int = 0
+    total: Decimal = field(default_factory=Decimal)
+    low: Decimal | None = None
+    high: Decimal | None = None
+    latest_key: str = ""
+    latest_value: Decimal | None = None
+
+    def add(self, c: Contribution) -> None:
+        self.count += 1
+        self.total += c.value
+        self.low = c.value if self.low is None else min(self.low, c.value)
+        self.high = c.value if self.high is None else max(self.high, c.value)
+        if c.order_key > self.latest_key:
+            self.latest_key, self.latest_value = c.order_key, c.value
+
+    def merge(self, other: Part) -> None:
+        self.count += other.count
+        self.total += other.total
+        for attr, pick in (("low", min), ("high", max)):
+            mine, theirs = getattr(self, attr), getattr(other, attr)
+            setattr(self, attr, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
+        if other.latest_key > self.latest_key:
+            self.latest_key, self.latest_value = other.latest_key, other.latest_value
+
+
 @dataclass
 class PendingCounter:
     pk: str
     sk: str
     subject: str
     dims: tuple[tuple[str, str], ...]
-    # (position, count, total) per contributing record, in stream order
-    parts: list[tuple[str, int, Decimal]] = field(default_factory=list)
+    aggregation: Aggregation
+    parts: list[Part] = field(default_factory=list)  # in stream order
 
-    def totals(self, after: str | None = None) -> tuple[int, Decimal, str | None, str | None]:
-        count, total, first, last = 0, Decimal(0), None, None
-        for pos, c, s in self.parts:
-            if after is not None and pos <= after:
+    def fold(self, after: str | None = None) -> Part | None:
+        """Everything from records after `after` (None: all), as one Part at the last position."""
+        folded: Part | None = None
+        for part in self.parts:
+            if after is not None and part.pos <= after:
                 continue
-            count += c
-            total += s
-            first = first or pos
-            last = pos
-        return count, total, first, last
+            if folded is None:
+                folded = Part(part.pos)
+            folded.merge(part)
+            folded.pos = part.pos
+        return folded
+
+    def first_pos(self) -> str:
+        return self.parts[0].pos
 
 
-def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> dict[tuple[str, str], PendingCounter]:
-    """Fold (position, contribution) pairs into one pending update per counter item."""
-    pending: dict[tuple[str, str], PendingCounter] = {}
+@dataclass
+class PendingWork:
+    counters: dict[tuple[str, str], PendingCounter] = field(default_factory=dict)
+    members: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
+    """Fold (position, contribution) pairs into one pending write per counter or member item."""
+    work = PendingWork()
     for pos, c in items:
-        pk = partition(c.meter_id, c.subject)
         dh = dims_hash(c.dims)
         for level, _ in LEVELS:
-            sk = f"{level}#{bucket_code(bucket_start(level, c.minute))}#{dh}"
-            counter = pending.get((pk, sk))
+            prefix = f"{level}#{bucket_code(bucket_start(level, c.minute))}#{dh}"
+            if c.aggregation == Aggregation.UNIQUE_COUNT:
+                pk = member_partition(c.meter_id, c.subject)
+                sk = f"{prefix}#{member_key(c.unique or '')}"
+                work.members.setdefault((pk, sk), {"pk": pk, "sk": sk, "sub": c.subject, "d": dict(c.dims)})
+                continue
+            pk = partition(c.meter_id, c.subject)
+            counter = work.counters.get((pk, prefix))
             if counter is None:
-                counter = pending[(pk, sk)] = PendingCounter(pk, sk, c.subject, c.dims)
-            if counter.parts and counter.parts[-1][0] == pos:
-                last = counter.parts[-1]
-                counter.parts[-1] = (pos, last[1] + c.count, last[2] + c.total)
-            else:
-                counter.parts.append((pos, c.count, c.total))
-    return pending
+                counter = work.counters[(pk, prefix)] = PendingCounter(
+                    pk, prefix, c.subject, c.dims, c.aggregation
+                )
+            if not counter.parts or counter.parts[-1].pos != pos:
+                counter.parts.append(Part(pos))
+            counter.parts[-1].add(c)
+    return work
+
+
+def _cond_failed(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
 class CounterWriter:
@@ -91,75 +158,128 @@ class CounterWriter:
         self.client = client
         self.table = table
 
-    def apply(self, counter: PendingCounter, shard: str, step: Callable[[str], None] | None = None) -> bool:
+    def put_members(self, members: list[dict[str, Any]], step: Callable[[str], None]) -> None:
+        for start in range(0, len(members), 25):
+            batch_put(self.client, self.table, [to_item(m) for m in members[start : start + 25]])
+            step(f"members:{start // 25}")
+
+    def prefetch(self, counters: Iterable[PendingCounter]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Current items of the counters that need a read (min, max, latest), 100 per call."""
+        keys = [{"pk": {"S": c.pk}, "sk": {"S": c.sk}} for c in counters if c.aggregation in EXTREMES]
+        return {(i["pk"]["S"], i["sk"]["S"]): i for i in batch_get(self.client, self.table, keys)}
+
+    def apply(self, counter: PendingCounter, shard: str, current: dict[str, Any] | None = None) -> bool:
         """Apply a pending counter once. Returns False when the stream had already applied it."""
-        count, total, first, last = counter.totals()
-        if first is None:
+        if counter.aggregation in EXTREMES:
+            return self._apply_extremes(counter, shard, current)
+        folded = counter.fold()
+        if folded is None:
             return False
-        marker = f"ap#{shard}"
         try:
-            self._update(
+            self._add(
                 counter,
-                marker,
-                count,
-                total,
-                last,  # type: ignore[arg-type]
+                shard,
+                folded,
                 "attribute_not_exists(#ap) OR #ap < :first",
-                {":first": to_value(first)},
+                {":first": to_value(counter.first_pos())},
             )
             return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not _cond_failed(exc):
                 raise
         # A replay: part of this batch was applied before. Add only what came after that point.
         for _ in range(5):
-            item = self.client.get_item(
-                TableName=self.table,
-                ConsistentRead=True,
-                Key={"pk": {"S": counter.pk}, "sk": {"S": counter.sk}},
-            ).get("Item", {})
-            applied = item.get(marker, {}).get("S")
-            count, total, first, last = counter.totals(after=applied)
-            if first is None:
+            applied = self._applied(self._get(counter), shard)
+            folded = counter.fold(after=applied)
+            if folded is None:
                 return False
             try:
-                self._update(
-                    counter,
-                    marker,
-                    count,
-                    total,
-                    last,  # type: ignore[arg-type]
-                    "#ap = :applied",
-                    {":applied": to_value(applied)},
-                )
+                self._add(counter, shard, folded, "#ap = :applied", {":applied": to_value(applied)})
                 return True
             except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                if not _cond_failed(exc):
                     raise
         raise RuntimeError(f"counter {counter.pk}/{counter.sk} kept changing under shard {shard}")
 
-    def _update(
-        self,
-        counter: PendingCounter,
-        marker: str,
-        count: int,
-        total: Decimal,
-        last: str,
-        condition: str,
-        extra_values: dict[str, Any],
+    def _get(self, counter: PendingCounter) -> dict[str, Any]:
+        key = {"pk": {"S": counter.pk}, "sk": {"S": counter.sk}}
+        return self.client.get_item(TableName=self.table, ConsistentRead=True, Key=key).get("Item", {})
+
+    @staticmethod
+    def _applied(item: dict[str, Any], shard: str) -> str | None:
+        value = item.get(f"ap#{shard}", {}).get("S")
+        return str(value) if value is not None else None
+
+    def _add(
+        self, counter: PendingCounter, shard: str, folded: Part, condition: str, values: dict[str, Any]
     ) -> None:
         self.client.update_item(
             TableName=self.table,
             Key={"pk": {"S": counter.pk}, "sk": {"S": counter.sk}},
             UpdateExpression="ADD c :c, s :s SET #ap = :last, #sub = :sub, d = :d",
             ConditionExpression=condition,
-            ExpressionAttributeNames={"#ap": marker, "#sub": "sub"},
+            ExpressionAttributeNames={"#ap": f"ap#{shard}", "#sub": "sub"},
             ExpressionAttributeValues={
-                ":c": to_value(count),
-                ":s": to_value(total),
-                ":last": to_value(last),
+                ":c": to_value(folded.count),
+                ":s": to_value(folded.total),
+                ":last": to_value(folded.pos),
                 ":sub": to_value(counter.subject),
                 ":d": to_value(dict(counter.dims)),
-                **extra_values,
+                **values,
             },
         )
+
+    def _apply_extremes(self, counter: PendingCounter, shard: str, current: dict[str, Any] | None) -> bool:
+        """min/max/latest: this shard's own attributes, read-modify-written under its position."""
+        item = current if current is not None else self._get(counter)
+        for _ in range(5):
+            applied = self._applied(item, shard)
+            folded = counter.fold(after=applied)
+            if folded is None:
+                return False
+            names = {
+                "#ap": f"ap#{shard}",
+                "#sub": "sub",
+                "#mn": f"mn#{shard}",
+                "#mx": f"mx#{shard}",
+                "#lt": f"lt#{shard}",
+                "#lv": f"lv#{shard}",
+            }
+            low, high = folded.low, folded.high
+            if f"mn#{shard}" in item:
+                low = min(Decimal(item[f"mn#{shard}"]["N"]), low)  # type: ignore[type-var]
+                high = max(Decimal(item[f"mx#{shard}"]["N"]), high)  # type: ignore[type-var]
+            latest_key, latest_value = folded.latest_key, folded.latest_value
+            if item.get(f"lt#{shard}", {}).get("S", "") > latest_key:
+                latest_key, latest_value = item[f"lt#{shard}"]["S"], Decimal(item[f"lv#{shard}"]["N"])
+            values = {
+                ":c": to_value(folded.count),
+                ":last": to_value(folded.pos),
+                ":sub": to_value(counter.subject),
+                ":d": to_value(dict(counter.dims)),
+                ":mn": to_value(low),
+                ":mx": to_value(high),
+                ":lt": to_value(latest_key),
+                ":lv": to_value(latest_value),
+            }
+            if applied is None:
+                condition = "attribute_not_exists(#ap)"
+            else:
+                condition = "#ap = :applied"
+                values[":applied"] = to_value(applied)
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": counter.pk}, "sk": {"S": counter.sk}},
+                    UpdateExpression="ADD c :c SET #ap = :last, #sub = :sub, d = :d, #mn = :mn, #mx = :mx, "
+                    "#lt = :lt, #lv = :lv",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+                return True
+            except ClientError as exc:
+                if not _cond_failed(exc):
+                    raise
+            item = self._get(counter)
+        raise RuntimeError(f"counter {counter.pk}/{counter.sk} kept changing under shard {shard}")

@@ -1,4 +1,4 @@
-"""What one stored event contributes to each meter that matches its type."""
+"""What one stored event contributes to each meter that matches its type (engine-rules §2.1-2.2)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared.meters.jsonpath import ValueError_, compile_path, dimension_value, numeric_value
+from shared.events.keys import sortable
+from shared.meters.jsonpath import ValueError_, compile_path, dimension_value, is_missing, numeric_value
 from shared.meters.models import Aggregation, Meter
 
-# Aggregations whose counters are sums of per-event numbers (avg = sum / count).
-ADDITIVE = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG})
+# Values longer than this are kept as a 128-bit hash in unique_count members (sort keys cap at 1 KiB).
+MAX_INLINE_UNIQUE = 200
 
 
 @dataclass(frozen=True)
 class Contribution:
     meter_id: str
+    aggregation: Aggregation
     subject: str
     minute: datetime
     dims: tuple[tuple[str, str], ...]
-    count: int
-    total: Decimal
+    value: Decimal  # 0 for count meters
+    # `latest`: the order of events, (time, source, id): ties in time break the same way everywhere
+    order_key: str = ""
+    unique: str | None = None  # unique_count member
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class ValidationIssue:
 
 
 class MeterIndex:
-    """Live meters by event type, with their compiled paths."""
+    """Live meters by event type."""
 
     def __init__(self, meters: list[Meter]) -> None:
         self.by_type: dict[str, list[Meter]] = {}
@@ -47,6 +51,17 @@ class MeterIndex:
         return self.by_type.get(event_type, [])
 
 
+def unique_member(data: Any, path_expr: str) -> str:
+    """unique_count stringifies any value (like group-by values); null or missing is invalid."""
+    path = compile_path(path_expr)
+    raw = path.find(data) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or is_missing(raw):
+        raise ValueError_(f'missing value property: "{path_expr}"')
+    if raw is None:
+        raise ValueError_(f'null value property: "{path_expr}"')
+    return dimension_value(data, path)
+
+
 def contributions(
     event: dict[str, Any], event_time: datetime, index: MeterIndex
 ) -> tuple[list[Contribution], list[ValidationIssue]]:
@@ -54,22 +69,24 @@ def contributions(
     found: list[Contribution] = []
     issues: list[ValidationIssue] = []
     minute = event_time.replace(second=0, microsecond=0)
+    order_key = f"{sortable(event_time)}#{event['source']}\x1f{event['id']}"
     for meter in index.for_type(event["type"]):
         if meter.events_from is not None and event_time < meter.events_from:
             continue
-        if meter.aggregation not in ADDITIVE:
+        value = Decimal(0)
+        unique = None
+        try:
+            if meter.aggregation == Aggregation.UNIQUE_COUNT:
+                unique = unique_member(data, meter.value_property or "$")
+            elif meter.aggregation != Aggregation.COUNT:
+                value = numeric_value(data, compile_path(meter.value_property or "$"))
+        except ValueError_ as exc:
+            issues.append(ValidationIssue("invalid_value", f"invalid event: {exc}", meter.key))
             continue
-        total = Decimal(0)
-        if meter.aggregation != Aggregation.COUNT:
-            try:
-                total = numeric_value(data, compile_path(meter.value_property or "$"))
-            except ValueError_ as exc:
-                issues.append(ValidationIssue("invalid_value", f"invalid event: {exc}", meter.key))
-                continue
-        dims = tuple(
-            sorted(
-                (name, dimension_value(data, compile_path(path))) for name, path in meter.dimensions.items()
+        dims = tuple(sorted((n, dimension_value(data, compile_path(p))) for n, p in meter.dimensions.items()))
+        found.append(
+            Contribution(
+                meter.id, meter.aggregation, event["subject"], minute, dims, value, order_key, unique
             )
         )
-        found.append(Contribution(meter.id, event["subject"], minute, dims, 1, total))
     return found, issues

@@ -25,12 +25,11 @@ from shared.aws.dynamo import from_item, query_all
 from shared.core.timeutil import Clock, ceil_minute, format_rfc3339
 from shared.meters.models import Aggregation, Meter
 from shared.usage.buckets import LEVEL_LENGTH, bucket_code, decompose, parse_bucket_code
-from shared.usage.counters import partition
+from shared.usage.counters import member_partition, partition
 from shared.usage.filters import matches, validate_filter
 from shared.usage.windows import GRANULARITIES, windows
 
 MAX_WINDOWS = 50_000
-SUPPORTED = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG})
 
 
 class QueryFilters(BaseModel):
@@ -73,6 +72,22 @@ class QueryResult:
 class _Acc:
     count: int = 0
     total: Decimal = field(default_factory=Decimal)
+    low: Decimal | None = None
+    high: Decimal | None = None
+    latest_key: str = ""
+    latest_value: Decimal | None = None
+    members: set[str] = field(default_factory=set)
+
+    def add_item(self, item: dict[str, Any]) -> None:
+        self.count += int(item.get("c", 0))
+        self.total += Decimal(item.get("s", 0))
+        for name, value in item.items():
+            if name.startswith("mn#"):
+                self.low = value if self.low is None else min(self.low, value)
+            elif name.startswith("mx#"):
+                self.high = value if self.high is None else max(self.high, value)
+            elif name.startswith("lt#") and value > self.latest_key:
+                self.latest_key, self.latest_value = value, item["lv#" + name[3:]]
 
 
 def _minute_aligned(name: str, value: datetime | None) -> None:
@@ -165,7 +180,8 @@ class UsageQueryService:
         )
         return [i["sk"]["S"] for i in items]
 
-    def _earliest(self, meter_id: str, subjects: list[str]) -> datetime | None:
+    def _earliest(self, meter: Meter, subjects: list[str]) -> datetime | None:
+        pk_of = member_partition if meter.aggregation == Aggregation.UNIQUE_COUNT else partition
         firsts = []
         for subject in subjects:
             resp = self.client.query(
@@ -173,22 +189,18 @@ class UsageQueryService:
                 Limit=1,
                 ProjectionExpression="sk",
                 KeyConditionExpression="pk = :p AND begins_with(sk, :d)",
-                ExpressionAttributeValues={":p": {"S": partition(meter_id, subject)}, ":d": {"S": "D#"}},
+                ExpressionAttributeValues={":p": {"S": pk_of(meter.id, subject)}, ":d": {"S": "D#"}},
             )
             if resp.get("Items"):
                 firsts.append(parse_bucket_code(resp["Items"][0]["sk"]["S"].split("#")[1]))
         return min(firsts) if firsts else None
 
     def run(self, meter: Meter, q: ParsedQuery) -> QueryResult:
-        if meter.aggregation not in SUPPORTED:
-            raise BadRequest.field(
-                "meter", f"{meter.aggregation.value} meters can't be queried yet", "invalid", "path"
-            )
         subjects = q.subjects if q.subjects is not None else self.subjects_of(meter.id)
         start = q.start
         end = q.end or ceil_minute(self.clock.now() + timedelta(seconds=1))
         if start is None:
-            start = self._earliest(meter.id, subjects) if subjects else None
+            start = self._earliest(meter, subjects) if subjects else None
             if start is None or start >= end:
                 return QueryResult(q.start, q.end, [], q.group_by)
         result = QueryResult(q.start or start, q.end or end, [], q.group_by)
@@ -202,6 +214,9 @@ class UsageQueryService:
                 bucket_window[(level, bucket_code(bstart))] = idx
         runs = self._runs(bucket_window)
 
+        unique = meter.aggregation == Aggregation.UNIQUE_COUNT
+        pk_of = member_partition if unique else partition
+
         def read(task: tuple[str, str, str, str]) -> list[dict[str, Any]]:
             subject, level, first, last = task
             return list(
@@ -210,7 +225,7 @@ class UsageQueryService:
                     TableName=self.table,
                     KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
                     ExpressionAttributeValues={
-                        ":p": {"S": partition(meter.id, subject)},
+                        ":p": {"S": pk_of(meter.id, subject)},
                         ":a": {"S": f"{level}#{first}#"},
                         ":b": {"S": f"{level}#{last}#~"},
                     },
@@ -264,7 +279,7 @@ class UsageQueryService:
         q: ParsedQuery,
         groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc],
     ) -> None:
-        level, code, _ = raw["sk"]["S"].split("#", 2)
+        level, code, rest = raw["sk"]["S"].split("#", 2)
         idx = bucket_window.get((level, code))
         if idx is None:  # inside a run but covered at another level
             return
@@ -288,8 +303,11 @@ class UsageQueryService:
             else:
                 key_parts.append((name, dims.get(name, "")))
         acc = groups.setdefault((idx, tuple(key_parts)), _Acc())
-        acc.count += int(item.get("c", 0))
-        acc.total += Decimal(item.get("s", 0))
+        if raw["pk"]["S"].startswith("U#"):
+            acc.members.add(rest.split("#", 1)[1])
+            acc.count += 1
+        else:
+            acc.add_item(item)
 
     @staticmethod
     def _rows(
@@ -302,12 +320,7 @@ class UsageQueryService:
         for (idx, key), acc in sorted(groups.items(), key=lambda kv: kv[0]):
             if acc.count <= 0:
                 continue
-            if meter.aggregation == Aggregation.COUNT:
-                value = Decimal(acc.count)
-            elif meter.aggregation == Aggregation.AVG:
-                value = acc.total / acc.count
-            else:
-                value = acc.total
+            value = _value(meter.aggregation, acc)
             ws, we = spans[idx]
             rows.append(
                 {
@@ -318,6 +331,22 @@ class UsageQueryService:
                 }
             )
         return rows
+
+
+def _value(aggregation: Aggregation, acc: _Acc) -> Decimal:
+    if aggregation == Aggregation.COUNT:
+        return Decimal(acc.count)
+    if aggregation == Aggregation.AVG:
+        return acc.total / acc.count
+    if aggregation == Aggregation.MIN:
+        return acc.low if acc.low is not None else Decimal(0)
+    if aggregation == Aggregation.MAX:
+        return acc.high if acc.high is not None else Decimal(0)
+    if aggregation == Aggregation.LATEST:
+        return acc.latest_value if acc.latest_value is not None else Decimal(0)
+    if aggregation == Aggregation.UNIQUE_COUNT:
+        return Decimal(len(acc.members))
+    return acc.total
 
 
 def to_api(result: QueryResult) -> dict[str, Any]:

@@ -1,0 +1,190 @@
+"""Customer CRUD rules: immutable key, one live customer per subject, full-replacement PUT, soft delete.
+
+A customer is addressed by its id (ULID) or its key. Every subject that attributes usage to a live
+customer (its `usage_attribution.subject_keys`, its key, its id) is claimed by that customer alone:
+a duplicate key, a subject key attributed elsewhere, or a key equal to another customer's subject is a
+409 naming the other customer (`conflicting_entity_id`). A soft-deleted customer is still readable by
+id (with `deleted_at`), but no longer listed, addressable by key, attributable, or updatable (410).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from shared.api.params import StringFilter, nested, page_params, sort_items, string_filters
+from shared.api.problem import ApiError, BadRequest, Conflict, NotFound, invalid_parameter
+from shared.api.validation import validate_model
+from shared.core.ids import is_ulid, new_id
+from shared.core.timeutil import Clock
+from shared.customers.models import CreateCustomerRequest, Customer, UpsertCustomerRequest
+from shared.customers.repository import CustomerRepository, TransactionConflict
+
+SORTS = {
+    "id": lambda c: c.id,
+    "name": lambda c: (c.name, c.id),
+    "created_at": lambda c: (c.created_at, c.id),
+}
+STRING_FILTERS = ("key", "name", "primary_email", "usage_attribution_subject_key", "plan_key")
+ULID_OPS = ("eq", "oeq", "neq")
+
+
+class Gone(ApiError):
+    status = 410
+    title = "Gone"
+
+
+def _ulid_filter(spec: Any) -> StringFilter:
+    """`filter[billing_profile_id]` (contract ULIDFieldFilter): a ULID, or one of eq / oeq / neq."""
+    name = "filter[billing_profile_id]"
+    if isinstance(spec, str):
+        spec = {"eq": spec}
+    if len(spec) != 1:
+        raise BadRequest.field(name, "use exactly one operator", "invalid", "query")
+    op, value = next(iter(spec.items()))
+    if op not in ULID_OPS or not isinstance(value, str):
+        reason = f"unknown operator; use one of {', '.join(ULID_OPS)}"
+        param = {**invalid_parameter(f"{name}[{op}]", reason, "enum", "query"), "choices": list(ULID_OPS)}
+        raise BadRequest(f"Invalid [{name}[{op}]]: {reason}", [param])
+    if not all(is_ulid(v) for v in (value.split(",") if op == "oeq" else [value])):
+        raise BadRequest.field(f"{name}[{op}]", "must be a ULID", "matches_regex", "query")
+    return StringFilter("billing_profile_id", op, value)
+
+
+def _matches(customer: Customer, flt: StringFilter) -> bool:
+    if flt.field == "usage_attribution_subject_key":
+        keys = customer.subject_keys
+        # Any subject key matches; `neq` means none of them equals the value.
+        return all(flt.matches(k) for k in keys) if flt.op == "neq" else any(flt.matches(k) for k in keys)
+    if flt.field in ("plan_key", "billing_profile_id"):
+        return flt.matches(None)  # no subscriptions or billing profiles yet: nothing set
+    return flt.matches(getattr(customer, flt.field))
+
+
+class CustomerService:
+    def __init__(self, repo: CustomerRepository, clock: Clock | None = None) -> None:
+        self.repo = repo
+        self.clock = clock or Clock()
+
+    # -- conflicts -------------------------------------------------------------------------------
+    def _check_claims(self, customer: Customer) -> None:
+        """Raise a 409 naming the other live customer holding any subject this customer would claim."""
+        taken = {
+            s: c for s, c in self.repo.claims(customer.subjects).items() if c.customer_id != customer.id
+        }
+        if not taken:
+            return
+        if customer.key in taken:
+            other = taken[customer.key]
+            if other.customer_key == customer.key:
+                detail = f"A customer with key [{customer.key}] already exists"
+            else:
+                detail = (
+                    f"Customer key [{customer.key}] is a usage attribution subject of customer "
+                    f"[{other.customer_id}]"
+                )
+            raise Conflict(detail, conflicting_entity_id=other.customer_id)
+        subject, other = next((s, taken[s]) for s in customer.subjects if s in taken)
+        if other.customer_key == subject:
+            detail = f"Subject key [{subject}] is the key of customer [{other.customer_id}]"
+        elif other.customer_id == subject:
+            detail = f"Subject key [{subject}] is the id of customer [{other.customer_id}]"
+        else:
+            detail = f"Subject key [{subject}] is already attributed to customer [{other.customer_id}]"
+        raise Conflict(detail, conflicting_entity_id=other.customer_id)
+
+    def _lost_race(self, customer: Customer) -> Conflict:
+        """After a cancelled transaction: name the claim we lost, else report a concurrent change."""
+        try:
+            self._check_claims(customer)
+        except Conflict as err:
+            return err
+        return Conflict(
+            f"Customer [{customer.id}] was modified concurrently; retry", conflicting_entity_id=customer.id
+        )
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def find(self, id_or_key: str) -> Customer | None:
+        """By id (live or deleted), else by key (live only)."""
+        if is_ulid(id_or_key) and (customer := self.repo.get(id_or_key)) is not None:
+            return customer
+        customer_id = self.repo.id_for_key(id_or_key)
+        return self.repo.get(customer_id) if customer_id else None
+
+    def get(self, id_or_key: str, include_deleted: bool = False) -> Customer:
+        customer = self.find(id_or_key)
+        if customer is None or (customer.deleted_at is not None and not include_deleted):
+            raise NotFound(f"Customer [{id_or_key}] not found")
+        return customer
+
+    # -- operations ------------------------------------------------------------------------------
+    def create(self, body: Any) -> Customer:
+        req = validate_model(CreateCustomerRequest, body)
+        now = self.clock.now()
+        customer = Customer(
+            id=new_id(),
+            key=req.key,
+            name=req.name,
+            description=req.description,
+            labels=req.labels,
+            subject_keys=list(req.usage_attribution.subject_keys) if req.usage_attribution else [],
+            primary_email=req.primary_email,
+            currency=req.currency,
+            billing_address=req.billing_address.model_dump(exclude_none=True) if req.billing_address else None,
+            created_at=now,
+            updated_at=now,
+        )
+        self._check_claims(customer)
+        try:
+            self.repo.create(customer)
+        except TransactionConflict:
+            raise self._lost_race(customer) from None
+        return customer
+
+    def list(self, params: dict[str, str] | None) -> dict[str, Any]:
+        page = page_params(params)
+        params = params or {}
+        profile = nested(params, "filter").get("billing_profile_id")
+        rest = {k: v for k, v in params.items() if not k.startswith("filter[billing_profile_id]")}
+        filters = string_filters(rest, STRING_FILTERS)
+        if profile is not None:
+            filters.append(_ulid_filter(profile))
+        customers = [c for c in self.repo.list_live() if all(_matches(c, f) for f in filters)]
+        customers = sort_items(customers, params.get("sort"), SORTS, "name")
+        return page.response([c.to_api() for c in page.slice(customers)], len(customers))
+
+    def update(self, id_or_key: str, body: Any) -> Customer:
+        """PUT replaces every mutable field: omitted optional fields (and subject keys) are cleared."""
+        req = validate_model(UpsertCustomerRequest, body)
+        current = self.get(id_or_key, include_deleted=True)
+        if current.deleted_at is not None:
+            raise Gone(f"Customer [{id_or_key}] has been deleted")
+        updated = dataclasses.replace(
+            current,
+            name=req.name,
+            description=req.description,
+            labels=req.labels,
+            subject_keys=list(req.usage_attribution.subject_keys) if req.usage_attribution else [],
+            primary_email=req.primary_email,
+            currency=req.currency,
+            billing_address=req.billing_address.model_dump(exclude_none=True) if req.billing_address else None,
+            updated_at=self.clock.now(),
+            version=current.version + 1,
+        )
+        self._check_claims(updated)
+        try:
+            self.repo.update(current, updated)
+        except TransactionConflict:
+            raise self._lost_race(updated) from None
+        return updated
+
+    def delete(self, id_or_key: str) -> None:
+        current = self.get(id_or_key)
+        now = self.clock.now()
+        deleted = dataclasses.replace(current, deleted_at=now, updated_at=now, version=current.version + 1)
+        try:
+            self.repo.soft_delete(current, deleted)
+        except TransactionConflict:
+            raise Conflict(
+                f"Customer [{current.id}] was modified concurrently; retry", conflicting_entity_id=current.id
+            ) from None
