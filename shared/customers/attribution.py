@@ -14,8 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.aws.dynamo import batch_get, from_item
-from shared.customers.repository import claim_key, claim_from_record, claimable, customer_from_record
-from shared.customers.repository import customer_key as customer_item_key
+from shared.customers.repository import (
+    claim_from_record,
+    claim_key,
+    claimable,
+    customer_from_record,
+    customer_item_key,
+)
 
 
 @dataclass(frozen=True)

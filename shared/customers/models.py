@@ -1,4 +1,4 @@
-"""Customer domain model and the contract's request shapes (`CreateCustomerRequest`, `UpsertCustomerRequest`)."""
+"""Customer domain model and the contract's request shapes (CreateCustomerRequest, UpsertCustomerRequest)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def claim_key(subject: str) -> dict[str, Any]:
     return to_item({"pk": f"SUBJECT#{subject}", "sk": CLAIM_SK})
 
 
-def customer_key(customer_id: str) -> dict[str, Any]:
+def customer_item_key(customer_id: str) -> dict[str, Any]:
     return to_item({"pk": f"CUSTOMER#{customer_id}", "sk": CUSTOMER_SK})
 
 
@@ -194,7 +194,9 @@ class CustomerRepository:
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, customer_id: str) -> Customer | None:
-        resp = self.client.get_item(TableName=self.table, Key=customer_key(customer_id), ConsistentRead=True)
+        resp = self.client.get_item(
+            TableName=self.table, Key=customer_item_key(customer_id), ConsistentRead=True
+        )
         return customer_from_record(from_item(resp["Item"])) if "Item" in resp else None
 
     def claims(self, subjects: Iterable[str]) -> dict[str, Claim]:

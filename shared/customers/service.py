@@ -69,9 +69,7 @@ class CustomerService:
     # -- conflicts -------------------------------------------------------------------------------
     def _check_claims(self, customer: Customer) -> None:
         """Raise a 409 naming the other live customer holding any subject this customer would claim."""
-        taken = {
-            s: c for s, c in self.repo.claims(customer.subjects).items() if c.customer_id != customer.id
-        }
+        taken = {s: c for s, c in self.repo.claims(customer.subjects).items() if c.customer_id != customer.id}
         if not taken:
             return
         if customer.key in taken:
@@ -105,11 +103,12 @@ class CustomerService:
 
     # -- lookups ---------------------------------------------------------------------------------
     def find(self, id_or_key: str) -> Customer | None:
-        """By id (live or deleted), else by key (live only)."""
-        if is_ulid(id_or_key) and (customer := self.repo.get(id_or_key)) is not None:
-            return customer
+        """By id, else by key (live customers only); a deleted customer only by its id."""
+        by_id = self.repo.get(id_or_key) if is_ulid(id_or_key) else None
+        if by_id is not None and by_id.deleted_at is None:
+            return by_id
         customer_id = self.repo.id_for_key(id_or_key)
-        return self.repo.get(customer_id) if customer_id else None
+        return (self.repo.get(customer_id) if customer_id else None) or by_id
 
     def get(self, id_or_key: str, include_deleted: bool = False) -> Customer:
         customer = self.find(id_or_key)
@@ -130,7 +129,9 @@ class CustomerService:
             subject_keys=list(req.usage_attribution.subject_keys) if req.usage_attribution else [],
             primary_email=req.primary_email,
             currency=req.currency,
-            billing_address=req.billing_address.model_dump(exclude_none=True) if req.billing_address else None,
+            billing_address=req.billing_address.model_dump(exclude_none=True)
+            if req.billing_address
+            else None,
             created_at=now,
             updated_at=now,
         )
@@ -167,7 +168,9 @@ class CustomerService:
             subject_keys=list(req.usage_attribution.subject_keys) if req.usage_attribution else [],
             primary_email=req.primary_email,
             currency=req.currency,
-            billing_address=req.billing_address.model_dump(exclude_none=True) if req.billing_address else None,
+            billing_address=req.billing_address.model_dump(exclude_none=True)
+            if req.billing_address
+            else None,
             updated_at=self.clock.now(),
             version=current.version + 1,
         )
