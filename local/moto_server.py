@@ -7,6 +7,8 @@ import os
 
 from moto.server import ThreadedMotoServer
 
+from local import moto_speedups
+
 log = logging.getLogger(__name__)
 
 # Any of these would let a call escape to real AWS or a user's profile instead of moto.
@@ -21,6 +23,7 @@ _LEAKY_ENV = (
 
 class MotoServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        moto_speedups.apply()
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self.url = ""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from shared.aws.dynamo import batch_get, batch_put, from_item, to_item
 from shared.core.timeutil import Clock, format_rfc3339, parse_rfc3339
 from shared.events.keys import index_attributes
 from shared.meters.repository import MeterRepository
-from shared.usage.counters import CounterWriter, encode_position, pre_aggregate
+from shared.usage.counters import CounterWriter, PendingCounter, encode_position, pre_aggregate
 from shared.usage.extract import Contribution, MeterIndex, contributions
 
 logger = Logger(service="meterline-aggregate", child=True)
@@ -89,6 +90,7 @@ class Aggregator:
         meters: MeterRepository,
         retention_days: int,
         clock: Clock | None = None,
+        concurrency: int = 16,
     ) -> None:
         self.client = client
         self.events_table = events_table
@@ -98,6 +100,9 @@ class Aggregator:
         self.writer = CounterWriter(client, usage_table)
         self.usage_table = usage_table
         self._known_subjects: set[tuple[str, str]] = set()
+        # Writes within a stage are independent items, so they go out in parallel (boto3 clients
+        # are thread-safe); the stages stay ordered: events (claims) before usage.
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="agg-write")
 
     def process(self, kinesis_event: dict[str, Any], step: Step | None = None) -> BatchResult:
         step = step or (lambda _name: None)
@@ -172,23 +177,36 @@ class Aggregator:
                         }
                     )
                 )
-        for start in range(0, len(new_items), 25):
+
+        def store(start: int) -> None:
             batch_put(self.client, self.events_table, new_items[start : start + 25])
             step(f"events:{start // 25}")
+
+        list(self._pool.map(store, range(0, len(new_items), 25)))
         result.stored = len(new_items)
 
         # 4: unique_count members (idempotent puts), then counters (conditional updates)
         work = pre_aggregate(parts)
         self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
-        self.writer.put_members(list(work.members.values()), step)
+        members = [to_item(m) for m in work.members.values()]
+
+        def put_members(start: int) -> None:
+            batch_put(self.client, self.usage_table, members[start : start + 25])
+            step(f"members:{start // 25}")
+
+        list(self._pool.map(put_members, range(0, len(members), 25)))
         current = self.writer.prefetch(work.counters.values())
         shard = records[0].shard
-        for n, (key, counter) in enumerate(work.counters.items()):
-            if self.writer.apply(counter, shard, current.get(key, {})):
-                result.counters_written += 1
-            else:
-                result.counters_skipped += 1
+
+        def apply(numbered: tuple[int, tuple[tuple[str, str], PendingCounter]]) -> bool:
+            n, (key, counter) = numbered
+            written = self.writer.apply(counter, shard, current.get(key, {}))
             step(f"counter:{n}")
+            return written
+
+        outcomes = list(self._pool.map(apply, enumerate(work.counters.items())))
+        result.counters_written = sum(outcomes)
+        result.counters_skipped = len(outcomes) - result.counters_written
         return result
 
     def _index_subjects(self, pairs: set[tuple[str, str]]) -> None:

@@ -21,14 +21,14 @@ never add it twice; ADD keeps concurrent updates from other shards commutative.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws.dynamo import batch_get, batch_put, to_item, to_value
+from shared.aws.dynamo import batch_get, to_value
 from shared.meters.models import Aggregation
 from shared.usage.buckets import LEVELS, bucket_code, bucket_start
 from shared.usage.extract import MAX_INLINE_UNIQUE, Contribution
@@ -157,11 +157,6 @@ class CounterWriter:
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table
-
-    def put_members(self, members: list[dict[str, Any]], step: Callable[[str], None]) -> None:
-        for start in range(0, len(members), 25):
-            batch_put(self.client, self.table, [to_item(m) for m in members[start : start + 25]])
-            step(f"members:{start // 25}")
 
     def prefetch(self, counters: Iterable[PendingCounter]) -> dict[tuple[str, str], dict[str, Any]]:
         """Current items of the counters that need a read (min, max, latest), 100 per call."""

@@ -9,7 +9,10 @@ import pytest
 from moto import mock_aws
 from moto.backends import get_backend
 
+from local import moto_speedups
 from tests.support.harness import SERVICES, Stack
+
+moto_speedups.apply()
 
 for _name in list(os.environ):
     if _name.startswith("AWS_ENDPOINT_URL") or _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):

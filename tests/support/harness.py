@@ -42,10 +42,20 @@ class Response:
         return f"<Response {self.status} {self.text[:300]}>"
 
 
+_CLIENTS: dict[str, Any] = {}
+
+
+def _clients() -> dict[str, Any]:
+    # Creating botocore clients costs ~100 ms each; moto's backends reset under them between tests.
+    if not _CLIENTS:
+        session = boto3.session.Session(region_name="us-east-1")
+        _CLIENTS.update({s: session.client(s) for s in SERVICES})
+    return _CLIENTS
+
+
 class Stack:
     def __init__(self) -> None:
-        session = boto3.session.Session(region_name="us-east-1")
-        self.clients = {s: session.client(s) for s in SERVICES}
+        self.clients = _clients()
         self.provisioned: Provisioned = provision(self.clients)
         os.environ.update(self.provisioned.env)
         get_settings.cache_clear()

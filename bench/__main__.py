@@ -1,0 +1,227 @@
+"""Meterline benchmarks against moto, in one process on one core.
+
+Prints: ingest and aggregate throughput through the real handlers beside a ceiling measured in
+the same run (decoding and validating the same events with nothing else), DynamoDB write
+requests per 1,000 events for a realistic mix, and items read per meter query for a month at P1D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from moto import mock_aws
+
+from bench.harness import Bench
+
+
+def realistic_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    """LLM gateway traffic in time order, as a gateway sends it: 200 customers, 3 models, 2,000 users,
+    about 2,000 events a minute; each event moves 3 meters (count, sum, unique_count)."""
+    rnd = random.Random(seed)
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        t = start + timedelta(milliseconds=30 * i)
+        data = {
+            "tokens": rnd.randrange(1, 4000),
+            "model": rnd.choice(["gpt-4o", "claude", "llama"]),
+            "user": f"user-{rnd.randrange(2000)}",
+        }
+        out.append(
+            {
+                "specversion": "1.0",
+                "id": f"req-{i}",
+                "source": "gateway",
+                "type": "llm_request",
+                "subject": f"customer-{rnd.randrange(200):03d}",
+                "time": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "data": data,
+            }
+        )
+    return out
+
+
+def create_meters(b: Bench) -> dict[str, str]:
+    from functions.api.handler import lambda_handler as api
+
+    specs = [
+        {
+            "key": "llm_requests",
+            "name": "Requests",
+            "aggregation": "count",
+            "event_type": "llm_request",
+            "dimensions": {"model": "$.model"},
+        },
+        {
+            "key": "llm_tokens",
+            "name": "Tokens",
+            "aggregation": "sum",
+            "event_type": "llm_request",
+            "value_property": "$.tokens",
+            "dimensions": {"model": "$.model"},
+        },
+        {
+            "key": "active_users",
+            "name": "Users",
+            "aggregation": "unique_count",
+            "event_type": "llm_request",
+            "value_property": "$.user",
+        },
+    ]
+    ids = {}
+    for spec in specs:
+        resp = api(b.api_event("POST", "/meters", spec), None)
+        assert resp["statusCode"] == 201, resp
+        ids[spec["key"]] = orjson.loads(resp["body"])["id"]
+    return ids
+
+
+def bench_pipeline(n: int, request_size: int) -> None:
+    from functions.aggregate import handler as agg
+    from functions.ingest.handler import lambda_handler as ingest
+    from functions.ingest.handler import service
+    from shared.usage.aggregator import decode_records
+    from shared.usage.counters import pre_aggregate
+    from shared.usage.extract import MeterIndex, contributions
+
+    b = Bench()
+    create_meters(b)
+    events = realistic_events(n)
+    bodies = [orjson.dumps(events[i : i + request_size]) for i in range(0, n, request_size)]
+    ctype = "application/cloudevents-batch+json"
+
+    t0 = time.perf_counter()
+    for body in bodies:
+        service().parse(body, ctype)
+    ceiling_ingest = n / (time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    for body in bodies:
+        resp = ingest(b.api_event("POST", "/events", body, ctype), None)
+        assert resp["statusCode"] == 202, resp
+    ingest_rate = n / (time.perf_counter() - t0)
+
+    batches = b.kinesis_batches()
+    meters = agg.aggregator().meters.list_all()
+    t0 = time.perf_counter()
+    for batch in batches:
+        records, _ = decode_records(batch)
+        index = MeterIndex(meters)
+        parts = []
+        for rec in records:
+            found, _ = contributions(rec.event, datetime.fromisoformat(rec.event["time"]), index)
+            parts.extend((rec.position, c) for c in found)
+        pre_aggregate(parts)
+    ceiling_agg = n / (time.perf_counter() - t0)
+
+    b.reset_counts()
+    t0 = time.perf_counter()
+    for batch in batches:
+        agg.lambda_handler(batch, None)
+    agg_rate = n / (time.perf_counter() - t0)
+    writes, items = b.writes(), b.items_written
+
+    print(f"pipeline: {n} events, {len(bodies)} requests of {request_size}, {len(batches)} Kinesis batches")
+    for name, rate, ceiling, what in (
+        ("ingest", ingest_rate, ceiling_ingest, "parse + validate only"),
+        ("aggregate", agg_rate, ceiling_agg, "decode + extract + pre-aggregate"),
+    ):
+        print(
+            f"  {name:9s} {rate:9,.0f} ev/s/core ({1e6 / rate:7.1f} us/event)   ceiling ({what})"
+            f" {ceiling:9,.0f} ev/s   ratio {rate / ceiling:.3f}"
+        )
+    print(
+        f"  DynamoDB write requests per 1,000 events: {writes * 1000 / n:,.1f}"
+        f"  (items written per 1,000 events: {items * 1000 / n:,.1f}; 3 meters/event, 4 counter levels,"
+        f" events stored once)"
+    )
+    print(f"  DynamoDB calls by operation: {dict(sorted(b.calls.items()))}")
+
+
+def bench_month_query() -> None:
+    from functions.aggregate import handler as agg
+    from functions.api.handler import lambda_handler as api
+    from functions.ingest.handler import lambda_handler as ingest
+    from shared.meters.repository import MeterRepository
+    from shared.settings import get_settings
+    from shared.usage.query import UsageQueryService, parse_query
+
+    b = Bench()
+    agg.aggregator.cache_clear()
+    create_meters(b)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    events = []
+    for minute in range(0, 31 * 24 * 60, 7):  # an event every 7 minutes for a month: 6,377 minute items
+        t = start + timedelta(minutes=minute)
+        events.append(
+            {
+                "specversion": "1.0",
+                "id": f"m-{minute}",
+                "source": "gateway",
+                "type": "llm_request",
+                "subject": "customer-001",
+                "time": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "data": {"tokens": 10, "model": "gpt-4o", "user": "u1"},
+            }
+        )
+    for i in range(0, len(events), 1000):
+        resp = ingest(
+            b.api_event(
+                "POST", "/events", orjson.dumps(events[i : i + 1000]), "application/cloudevents-batch+json"
+            ),
+            None,
+        )
+        assert resp["statusCode"] == 202
+    for batch in b.kinesis_batches():
+        agg.lambda_handler(batch, None)
+    meter = next(m for m in MeterRepository(get_settings().config_table).list_all() if m.key == "llm_tokens")
+    svc = UsageQueryService(b.aws["dynamodb"], get_settings().usage_table)
+    minute_items = len({e["time"][:16] for e in events})
+    print(f"month query: one customer, {len(events)} events in {minute_items} minutes of October 2026")
+    for tz in ("UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu"):
+        q = parse_query(
+            meter,
+            {
+                "from": "2026-10-01T00:00:00Z",
+                "to": "2026-11-01T00:00:00Z",
+                "granularity": "P1D",
+                "time_zone": tz,
+            },
+        )
+        t0 = time.perf_counter()
+        result = svc.run(meter, q)
+        ms = (time.perf_counter() - t0) * 1000
+        print(
+            f"  P1D {tz:15s} items read {result.items_read:5d} in {result.queries:3d} Query calls"
+            f" ({len(result.rows)} rows, {ms:6.1f} ms)   vs minute items {minute_items}:"
+            f" {result.items_read / minute_items:.3f} of them"
+        )
+    resp = api(
+        b.api_event(
+            "POST",
+            "/meters/llm_tokens/query",
+            {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z", "granularity": "P1D"},
+        ),
+        None,
+    )
+    assert resp["statusCode"] == 200 and len(orjson.loads(resp["body"])["data"]) == 31
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--request-size", type=int, default=500)
+    args = parser.parse_args()
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        bench_pipeline(args.events, args.request_size)
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        bench_month_query()
+
+
+if __name__ == "__main__":
+    main()
