@@ -22,6 +22,10 @@ class DuplicateKey(Exception):
     pass
 
 
+class MeterGone(Exception):
+    """The meter was deleted (or never existed) when the write landed."""
+
+
 def _to_record(meter: Meter) -> dict[str, Any]:
     return {
         "pk": f"METER#{meter.id}",
@@ -102,12 +106,28 @@ class MeterRepository:
             raise
 
     def update(self, meter: Meter) -> None:
-        self.client.put_item(
-            TableName=self.table, Item=to_item(_to_record(meter)), ConditionExpression="attribute_exists(pk)"
-        )
+        """Replace a live meter; MeterGone if it was deleted meanwhile (never resurrect it)."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item(_to_record(meter)),
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(deleted_at)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise MeterGone(meter.id) from exc
+            raise
 
     def soft_delete(self, meter: Meter) -> None:
-        """Mark deleted and release the key, atomically."""
+        """Mark deleted and release the key, atomically; MeterGone if already deleted."""
+        try:
+            self._soft_delete(meter)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise MeterGone(meter.id) from exc
+            raise
+
+    def _soft_delete(self, meter: Meter) -> None:
         self.client.transact_write_items(
             TransactItems=[
                 {

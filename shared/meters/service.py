@@ -10,7 +10,7 @@ from shared.api.validation import validate_model
 from shared.core.ids import is_ulid, new_id
 from shared.core.timeutil import Clock
 from shared.meters.models import CreateMeterRequest, Meter, UpdateMeterRequest
-from shared.meters.repository import DuplicateKey, MeterRepository
+from shared.meters.repository import DuplicateKey, MeterGone, MeterRepository
 
 SORTS = {
     "key": lambda m: m.key,
@@ -79,7 +79,10 @@ class MeterService:
         if "dimensions" in fields:
             meter.dimensions = dict(req.dimensions or {})
         meter.updated_at = self.clock.now()
-        self.repo.update(meter)
+        try:
+            self.repo.update(meter)
+        except MeterGone:
+            raise NotFound(f"Meter [{id_or_key}] not found") from None
         return meter
 
     def delete(self, id_or_key: str) -> None:
@@ -87,4 +90,7 @@ class MeterService:
         now = self.clock.now()
         meter.deleted_at = now
         meter.updated_at = now
-        self.repo.soft_delete(meter)
+        try:
+            self.repo.soft_delete(meter)
+        except MeterGone:
+            raise NotFound(f"Meter [{id_or_key}] not found") from None

@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -43,6 +45,13 @@ def encode_position(sequence_number: str) -> str:
     return f"{len(sequence_number):03d}{sequence_number}"
 
 
+@lru_cache(maxsize=8192)
+def level_codes(minute: datetime) -> tuple[tuple[str, str], ...]:
+    """(level, bucket code) of every level for one minute; cached: a batch spans few minutes."""
+    return tuple((level, bucket_code(bucket_start(level, minute))) for level, _ in LEVELS)
+
+
+@lru_cache(maxsize=8192)
 def dims_hash(dims: tuple[tuple[str, str], ...]) -> str:
     if not dims:
         return "-"
@@ -130,8 +139,8 @@ def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
     work = PendingWork()
     for pos, c in items:
         dh = dims_hash(c.dims)
-        for level, _ in LEVELS:
-            prefix = f"{level}#{bucket_code(bucket_start(level, c.minute))}#{dh}"
+        for level, code in level_codes(c.minute):
+            prefix = f"{level}#{code}#{dh}"
             if c.aggregation == Aggregation.UNIQUE_COUNT:
                 pk = member_partition(c.meter_id, c.subject)
                 sk = f"{prefix}#{member_key(c.unique or '')}"

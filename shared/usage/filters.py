@@ -24,8 +24,18 @@ def validate_filter(spec: Any, field: str, map_item: bool = True) -> dict[str, A
     op, value = next(iter(spec.items()))
     allowed = _LEAF | _LIST | _NESTED | ({"exists"} if map_item else set())
     if op not in allowed:
-        raise BadRequest.field(
-            f"{field}.{op}", f"unknown operator; use one of {', '.join(sorted(allowed))}", "enum"
+        choices = sorted(allowed)
+        raise BadRequest(
+            f"Invalid [{field}.{op}]: unknown operator",
+            [
+                {
+                    "field": f"{field}.{op}",
+                    "rule": "enum",
+                    "choices": choices,
+                    "source": "body",
+                    "reason": f"unknown operator; use one of {', '.join(choices)}",
+                }
+            ],
         )
     if op in _LEAF and not isinstance(value, str):
         raise _bad(f"{field}.{op}", "must be a string")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from shared.api.problem import BadRequest
 from shared.api.validation import validate_model
 from shared.aws.dynamo import from_item, query_all
 from shared.core.timeutil import Clock, ceil_minute, format_rfc3339
+from shared.customers.attribution import Attribution, CustomerRef
 from shared.meters.models import Aggregation, Meter
 from shared.usage.buckets import LEVEL_LENGTH, bucket_code, decompose, parse_bucket_code
 from shared.usage.counters import member_partition, partition
@@ -56,6 +56,7 @@ class ParsedQuery:
     group_by: list[str]
     filters: dict[str, dict[str, Any]]
     subjects: list[str] | None  # None = every subject of the meter
+    customer_ids: list[str] | None = None  # customer_id eq/in filter
 
 
 @dataclass
@@ -66,6 +67,7 @@ class QueryResult:
     group_by: list[str]
     items_read: int = 0
     queries: int = 0
+    customers: dict[str, CustomerRef] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +128,7 @@ def parse_query(meter: Meter, body: Any) -> ParsedQuery:
             )
     filters: dict[str, dict[str, Any]] = {}
     subjects: list[str] | None = None
+    customer_ids: list[str] | None = None
     for name, spec in ((req.filters.dimensions if req.filters else None) or {}).items():
         fname = f"filters.dimensions.{name}"
         if name not in known:
@@ -135,9 +138,12 @@ def parse_query(meter: Meter, body: Any) -> ParsedQuery:
             op = next(iter(spec))
             if op not in ("eq", "in"):
                 raise BadRequest.field(fname, f"only eq and in are supported for {name}")
+            values = [spec["eq"]] if op == "eq" else list(dict.fromkeys(spec["in"]))
             if name == "subject":
-                subjects = [spec["eq"]] if op == "eq" else list(dict.fromkeys(spec["in"]))
-                continue
+                subjects = values
+            else:
+                customer_ids = values
+            continue
         filters[name] = spec
     return ParsedQuery(
         req.from_,
@@ -147,6 +153,7 @@ def parse_query(meter: Meter, body: Any) -> ParsedQuery:
         list(dict.fromkeys(req.group_by_dimensions)),
         filters,
         subjects,
+        customer_ids,
     )
 
 
@@ -163,12 +170,12 @@ class UsageQueryService:
         client: Any,
         usage_table: str,
         clock: Clock | None = None,
-        customer_resolver: Callable[[str], dict[str, str] | None] | None = None,
+        attribution: Attribution | None = None,
     ) -> None:
         self.client = client
         self.table = usage_table
         self.clock = clock or Clock()
-        self.customer_resolver = customer_resolver or (lambda _subject: None)
+        self.attribution = attribution
 
     def subjects_of(self, meter_id: str) -> list[str]:
         items = query_all(
@@ -195,8 +202,17 @@ class UsageQueryService:
                 firsts.append(parse_bucket_code(resp["Items"][0]["sk"]["S"].split("#")[1]))
         return min(firsts) if firsts else None
 
-    def run(self, meter: Meter, q: ParsedQuery) -> QueryResult:
+    def _subjects(self, meter: Meter, q: ParsedQuery) -> list[str]:
         subjects = q.subjects if q.subjects is not None else self.subjects_of(meter.id)
+        if q.customer_ids is not None:
+            # A customer's usage is the usage of every subject attributed to it (engine-rules §2.1).
+            owned = self.attribution.subjects_of(q.customer_ids) if self.attribution else {}
+            allowed = {s for subs in owned.values() for s in subs}
+            subjects = [s for s in subjects if s in allowed] if q.subjects is not None else sorted(allowed)
+        return subjects
+
+    def run(self, meter: Meter, q: ParsedQuery) -> QueryResult:
+        subjects = self._subjects(meter, q)
         start = q.start
         end = q.end or ceil_minute(self.clock.now() + timedelta(seconds=1))
         if start is None:
@@ -236,10 +252,15 @@ class UsageQueryService:
         result.queries = len(tasks)
         groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc] = {}
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(tasks)))) as pool:
-            for items in pool.map(read, tasks):
-                result.items_read += len(items)
-                for raw in items:
-                    self._fold(raw, bucket_window, q, groups)
+            batches = list(pool.map(read, tasks))
+        customers: dict[str, CustomerRef] = {}
+        if "customer_id" in q.group_by and self.attribution:
+            customers = self.attribution.resolve_subjects(subjects)
+            result.customers = {ref.id: ref for ref in customers.values()}
+        for items in batches:
+            result.items_read += len(items)
+            for raw in items:
+                self._fold(raw, bucket_window, q, groups, customers)
         result.rows = self._rows(meter, spans, q, groups)
         return result
 
@@ -278,6 +299,7 @@ class UsageQueryService:
         bucket_window: dict[tuple[str, str], int],
         q: ParsedQuery,
         groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc],
+        customers: dict[str, CustomerRef],
     ) -> None:
         level, code, rest = raw["sk"]["S"].split("#", 2)
         idx = bucket_window.get((level, code))
@@ -287,19 +309,15 @@ class UsageQueryService:
         dims: dict[str, str] = dict(item.get("d") or {})
         subject = item.get("sub", "")
         for name, spec in q.filters.items():
-            if name == "customer_id":
-                customer = self.customer_resolver(subject)
-                if not matches(spec, customer["id"] if customer else None):
-                    return
-            elif not matches(spec, dims.get(name)):
+            if not matches(spec, dims.get(name)):
                 return
         key_parts = []
         for name in q.group_by:
             if name == "subject":
                 key_parts.append((name, subject))
             elif name == "customer_id":
-                customer = self.customer_resolver(subject)
-                key_parts.append((name, customer["id"] if customer else ""))
+                ref = customers.get(subject)
+                key_parts.append((name, ref.id if ref else ""))
             else:
                 key_parts.append((name, dims.get(name, "")))
         acc = groups.setdefault((idx, tuple(key_parts)), _Acc())
@@ -358,7 +376,7 @@ def to_api(result: QueryResult) -> dict[str, Any]:
     return body
 
 
-def to_csv(result: QueryResult, customer_lookup: Callable[[str], dict[str, str] | None] | None = None) -> str:
+def to_csv(result: QueryResult) -> str:
     dims = [d for d in result.group_by if d not in ("subject", "customer_id")]
     header = ["from", "to"]
     if "subject" in result.group_by:
@@ -377,8 +395,8 @@ def to_csv(result: QueryResult, customer_lookup: Callable[[str], dict[str, str] 
             line.append(d.get("subject", ""))
         if with_customer:
             cid = d.get("customer_id", "")
-            info = (customer_lookup(cid) if customer_lookup and cid else None) or {}
-            line += [cid, info.get("key", ""), info.get("name", "")]
+            ref = result.customers.get(cid)
+            line += [cid, (ref.key or "") if ref else "", ref.name if ref else ""]
         line += [d.get(name, "") for name in dims]
         line.append(row["value"])
         writer.writerow(line)

@@ -14,13 +14,9 @@ GRANULARITIES = ("PT1M", "PT1H", "P1D", "P1M")
 
 
 def _local_midnight(day: datetime, tz: ZoneInfo) -> datetime:
-    naive = datetime(day.year, day.month, day.day)
-    # A local midnight that doesn't exist (DST jump at 00:00) resolves to the first valid instant.
-    aware = naive.replace(tzinfo=tz)
-    utc = aware.astimezone(UTC)
-    if utc.astimezone(tz).replace(tzinfo=None) != naive:
-        utc = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    return utc
+    # fold=0 gives the first occurrence of an ambiguous midnight, and for a midnight that does
+    # not exist (a DST jump at 00:00) the instant the gap starts: in both cases the day's start.
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
 def window_start(t: datetime, granularity: str, tz: ZoneInfo) -> datetime:

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions.api.app import app, body, json_response, no_content, query_params
 from shared.aws import clients
+from shared.customers.attribution import Attribution
 from shared.meters.repository import MeterRepository
 from shared.meters.service import MeterService
 from shared.settings import get_settings
@@ -21,7 +22,12 @@ def meters() -> MeterService:
 
 @lru_cache(maxsize=1)
 def usage() -> UsageQueryService:
-    return UsageQueryService(clients.dynamodb(), get_settings().usage_table)
+    settings = get_settings()
+    return UsageQueryService(
+        clients.dynamodb(),
+        settings.usage_table,
+        attribution=Attribution(clients.dynamodb(), settings.config_table),
+    )
 
 
 @app.post("/meters")
