@@ -1,12 +1,13 @@
 """Usage counter items and their idempotent, pre-aggregated updates.
 
 Key design (usage table):
-  counter  pk = "<meter_id>#<subject>"     sk = "<level>#<YYYYMMDDHHMM>#<dims hash>"
+  counter  pk = "<meter_id>#<subject>#<level><period>"   sk = "<level>#<YYYYMMDDHHMM>#<dims hash>"
+           period: the bucket's day (M), month (Q), year (H), nothing (D)
            c (events), s (sum of values), d (dimension values), sub (subject),
            "ap#<shard>"  position of the last stream record from that shard applied here,
            "mn#<shard>" / "mx#<shard>"  min / max of that shard's values (min, max meters),
            "lt#<shard>" / "lv#<shard>"  order key and value of that shard's latest event (latest meters)
-  member   pk = "U#<meter_id>#<subject>"   sk = "<level>#<YYYYMMDDHHMM>#<dims hash>#<value>"
+  member   pk = "U#<counter pk>"           sk = "<level>#<YYYYMMDDHHMM>#<dims hash>#<value>"
            one item per distinct value (unique_count meters): set membership, so exact and
            combinable across buckets; re-putting a member is a no-op, hence idempotent.
   subjects pk = "S#<meter_id>"             sk = <subject>
@@ -59,12 +60,17 @@ def dims_hash(dims: tuple[tuple[str, str], ...]) -> str:
     return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
 
 
-def partition(meter_id: str, subject: str) -> str:
-    return f"{meter_id}#{subject}"
+# Partitions are bounded in time so that no item collection grows without end: minutes per day,
+# quarter hours per month, hours per year, days per meter and subject.
+_PERIOD_CHARS = {"M": 8, "Q": 6, "H": 4, "D": 0}
 
 
-def member_partition(meter_id: str, subject: str) -> str:
-    return f"U#{meter_id}#{subject}"
+def partition(meter_id: str, subject: str, level: str, code: str) -> str:
+    return f"{meter_id}#{subject}#{level}{code[: _PERIOD_CHARS[level]]}"
+
+
+def member_partition(meter_id: str, subject: str, level: str, code: str) -> str:
+    return "U#" + partition(meter_id, subject, level, code)
 
 
 def member_key(value: str) -> str:
@@ -142,11 +148,11 @@ def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
         for level, code in level_codes(c.minute):
             prefix = f"{level}#{code}#{dh}"
             if c.aggregation == Aggregation.UNIQUE_COUNT:
-                pk = member_partition(c.meter_id, c.subject)
+                pk = member_partition(c.meter_id, c.subject, level, code)
                 sk = f"{prefix}#{member_key(c.unique or '')}"
                 work.members.setdefault((pk, sk), {"pk": pk, "sk": sk, "sub": c.subject, "d": dict(c.dims)})
                 continue
-            pk = partition(c.meter_id, c.subject)
+            pk = partition(c.meter_id, c.subject, level, code)
             counter = work.counters.get((pk, prefix))
             if counter is None:
                 counter = work.counters[(pk, prefix)] = PendingCounter(

@@ -196,7 +196,7 @@ class UsageQueryService:
                 Limit=1,
                 ProjectionExpression="sk",
                 KeyConditionExpression="pk = :p AND begins_with(sk, :d)",
-                ExpressionAttributeValues={":p": {"S": pk_of(meter.id, subject)}, ":d": {"S": "D#"}},
+                ExpressionAttributeValues={":p": {"S": pk_of(meter.id, subject, "D", "")}, ":d": {"S": "D#"}},
             )
             if resp.get("Items"):
                 firsts.append(parse_bucket_code(resp["Items"][0]["sk"]["S"].split("#")[1]))
@@ -241,7 +241,7 @@ class UsageQueryService:
                     TableName=self.table,
                     KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
                     ExpressionAttributeValues={
-                        ":p": {"S": pk_of(meter.id, subject)},
+                        ":p": {"S": pk_of(meter.id, subject, level, first)},
                         ":a": {"S": f"{level}#{first}#"},
                         ":b": {"S": f"{level}#{last}#~"},
                     },
@@ -276,12 +276,14 @@ class UsageQueryService:
 
     @staticmethod
     def _runs(bucket_window: dict[tuple[str, str], int]) -> list[tuple[str, str, str]]:
-        """Consecutive buckets of one level, as (level, first code, last code)."""
+        """Consecutive buckets of one level within one partition period, as (level, first, last)."""
         runs: list[tuple[str, str, str]] = []
-        by_level: dict[str, list[datetime]] = {}
+        by_partition: dict[tuple[str, str], list[datetime]] = {}
         for level, code in bucket_window:
-            by_level.setdefault(level, []).append(parse_bucket_code(code))
-        for level, starts in by_level.items():
+            by_partition.setdefault((level, partition("", "", level, code)), []).append(
+                parse_bucket_code(code)
+            )
+        for (level, _), starts in by_partition.items():
             starts.sort()
             step = LEVEL_LENGTH[level]
             first = prev = starts[0]
