@@ -62,6 +62,13 @@ def _api_error(err: ApiError) -> Response:
     return problem(err)
 
 
+@app.exception_handler(Exception)
+def _unexpected(err: Exception) -> Response:
+    # Anything unplanned is a 500 in the contract's shape, never a bare gateway error.
+    logger.exception("unhandled error")
+    return problem(ApiError("An unexpected error occurred; it has been logged"))
+
+
 @app.exception_handler(NotFoundError)
 def _route_not_found(_err: Exception) -> Response:
     return problem(NotFound(f"No route for {app.current_event.http_method} {app.current_event.path}"))

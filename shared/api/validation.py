@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from shared.api.problem import BadRequest
+from shared.core.timeutil import parse_rfc3339
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -98,3 +100,16 @@ def validate_model(model: type[M], data: Any, source: str = "body") -> M:
         params = invalid_parameters(exc, source)
         first = params[0]
         raise BadRequest(f"Invalid [{first['field']}]: {first['reason']}", params) from exc
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only RFC 3339 strings (pydantic alone would also take epoch numbers and partial times)."""
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise PydanticCustomError("datetime_parsing", str(exc)) from None
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]

@@ -10,9 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -20,8 +18,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.api.validation import Rfc3339
 from shared.core.labels import check_labels
-from shared.core.timeutil import format_rfc3339, parse_rfc3339
+from shared.core.timeutil import format_rfc3339
 from shared.meters.jsonpath import validate_path
 
 RESOURCE_KEY = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
@@ -64,16 +63,6 @@ def _check_dimensions(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-def _rfc3339(value: Any) -> Any:
-    """Only RFC 3339 strings (pydantic alone would also take epoch numbers and partial times)."""
-    if value is None:
-        return None
-    try:
-        return parse_rfc3339(value)
-    except ValueError as exc:
-        raise PydanticCustomError("datetime_parsing", str(exc)) from None
-
-
 Labels = Annotated[dict[str, str] | None, AfterValidator(check_labels)]
 Dimensions = Annotated[dict[str, str] | None, AfterValidator(_check_dimensions)]
 
@@ -87,7 +76,7 @@ class CreateMeterRequest(BaseModel):
     key: str = Field(min_length=1, max_length=64, pattern=RESOURCE_KEY)
     aggregation: Aggregation
     event_type: str = Field(min_length=1)
-    events_from: Annotated[AwareDatetime | None, BeforeValidator(_rfc3339)] = None
+    events_from: Rfc3339 | None = None
     value_property: Annotated[str | None, AfterValidator(_check_path)] = Field(
         default=None, min_length=1, validate_default=True
     )

@@ -16,10 +16,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.problem import BadRequest
-from shared.api.validation import validate_model
+from shared.api.validation import Rfc3339, validate_model
 from shared.aws.dynamo import from_item, query_all
 from shared.core.timeutil import Clock, ceil_minute, format_rfc3339
 from shared.customers.attribution import Attribution, CustomerRef
@@ -39,8 +39,8 @@ class QueryFilters(BaseModel):
 
 class MeterQueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Rfc3339 | None = Field(default=None, alias="from")
+    to: Rfc3339 | None = None
     granularity: str | None = None
     time_zone: str = "UTC"
     group_by_dimensions: list[str] = Field(default_factory=list, max_length=100)

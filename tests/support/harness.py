@@ -32,7 +32,9 @@ INGESTER = "mlt_test_ingest_token"
 class Response:
     def __init__(self, raw: dict[str, Any]) -> None:
         self.status = int(raw["statusCode"])
-        self.headers = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
+        merged = {k: v[-1] for k, v in (raw.get("multiValueHeaders") or {}).items() if v}
+        merged.update(raw.get("headers") or {})
+        self.headers = {k.lower(): v for k, v in merged.items()}
         self.text = raw.get("body") or ""
 
     def json(self) -> Any:

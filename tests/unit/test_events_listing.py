@@ -114,6 +114,9 @@ def table(ddb: Any) -> Iterator[Any]:
                 "Projection": {"ProjectionType": "ALL"},
             }
         )
+    # Another module's moto (same process, same backends) may have left a table of this name.
+    if TABLE in ddb.list_tables()["TableNames"]:
+        ddb.delete_table(TableName=TABLE)
     ddb.create_table(
         TableName=TABLE,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
