@@ -222,6 +222,9 @@ def main() -> None:
         bench_pipeline(args.events, args.request_size)
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
         bench_month_query()
+    from bench.latency import measure
+
+    measure()
 
 
 if __name__ == "__main__":

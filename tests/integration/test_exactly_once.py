@@ -311,3 +311,68 @@ def test_invalid_values_are_stored_with_errors_and_not_counted(stack: Stack) -> 
         "POST", f"/meters/{sum_id}/query", {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}
     ).json()["data"]
     assert Decimal(total[0]["value"]) == expected_sum
+
+
+def _truth_by(events: list[dict[str, Any]], aggregation: str) -> dict[tuple[str, str, str], str]:
+    seen: set[tuple[str, str]] = set()
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        if (e["source"], e["id"]) not in seen:
+            seen.add((e["source"], e["id"]))
+            groups[(e["subject"], e["time"][:16] + ":00Z", e["data"]["method"])].append(e)
+    if aggregation == "latest":
+        return {k: max(v, key=lambda e: e["time"])["data"]["bytes"] for k, v in groups.items()}
+    return {k: str(len({e["data"]["bytes"] for e in v})) for k, v in groups.items()}
+
+
+@pytest.mark.parametrize("aggregation", ["latest", "unique_count"])
+def test_crash_after_every_write_for_read_modify_write_and_member_meters(
+    stack: Stack, aggregation: str
+) -> None:
+    """min/max/latest counters are read, folded and written back under the shard's position;
+    unique_count members are plain puts. Both must survive a crash after any write."""
+    n = 0
+    crash_points = 0
+    for batch_index in range(2):
+        step_index = 0
+        while True:
+            n += 1
+            resp = stack.request(
+                "POST",
+                "/meters",
+                {
+                    "key": f"{aggregation}_{n}",
+                    "name": "m",
+                    "aggregation": aggregation,
+                    "event_type": f"request_{n}",
+                    "value_property": "$.bytes",
+                    "dimensions": {"method": "$.method"},
+                },
+            )
+            assert resp.status == 201
+            events = small_events(n)
+            stack.ingest(events)
+            crashed = False
+            for i, batch in enumerate(batch_of(stack)):
+                if i == batch_index:
+                    seen: list[str] = []
+
+                    def step(name: str, seen: list[str] = seen, at: int = step_index) -> None:
+                        seen.append(name)
+                        if len(seen) == at + 1:
+                            raise Crash(name)
+
+                    try:
+                        aggregate_handler.aggregator().process(batch, step=step)
+                    except Crash:
+                        crashed = True
+                process(batch)
+            assert query(stack, resp.json()["id"], "PT1M") == _truth_by(events, aggregation), (
+                batch_index,
+                step_index,
+            )
+            if not crashed:
+                break
+            crash_points += 1
+            step_index += 1
+    assert crash_points >= 4
