@@ -79,7 +79,11 @@ class Cursor:
         payload, mac = raw[:-8], raw[-8:]
         # Only the canonical encoding is ours: base64 ignores the spare bits of the last character.
         canonical = base64.urlsafe_b64encode(raw).decode().rstrip("=") == token
-        if not canonical or len(raw) <= 8 or hashlib.blake2b(payload, key=_CURSOR_MAC, digest_size=8).digest() != mac:
+        if (
+            not canonical
+            or len(raw) <= 8
+            or hashlib.blake2b(payload, key=_CURSOR_MAC, digest_size=8).digest() != mac
+        ):
             raise invalid
         try:
             data = orjson.loads(payload)
