@@ -40,7 +40,7 @@ class Bench:
         ensure_token(TOKEN, "admin", "bench")
         self.calls: Counter[str] = Counter()
         self.items_written = 0
-        clients.dynamodb().meta.events.register("before-call.dynamodb.*", self._count)
+        clients.dynamodb().meta.events.register("before-parameter-build.dynamodb.*", self._count)
         self._iters: dict[str, str] = {}
 
     def _count(self, model: Any, params: dict[str, Any], **_: Any) -> None:
