@@ -29,7 +29,7 @@ LAMBDA_IMPLEMENTATION = "cp"
 
 # EventBridge schedules (UTC). Rating runs a few minutes past each hour so late events of the
 # previous hour are in; invoicing runs daily after the midnight rating run.
-RATE_SCHEDULE = {"minute": "5", "hour": "*"}
+RATE_SCHEDULE = {"minute": "0/5", "hour": "*"}
 INVOICE_SCHEDULE = {"minute": "20", "hour": "0"}
 
 # Kinesis: records are kept as long as the event source mapping may retry them (7 days).

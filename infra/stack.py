@@ -111,7 +111,7 @@ class MeterlineStack(cdk.Stack):
         self.rate_rule = events.Rule(
             self,
             "RateSchedule",
-            description="Rate usage every hour",
+            description="Entitlement reset sweep and rating, every 5 minutes",
             schedule=events.Schedule.cron(**settings.RATE_SCHEDULE),
             targets=[
                 targets.LambdaFunction(fn["Rate"], retry_attempts=2, max_event_age=cdk.Duration.hours(1))
@@ -195,22 +195,28 @@ class MeterlineStack(cdk.Stack):
         table("Ingest", r.CONFIG_TABLE, write=False)
         stream_writer("Ingest")
 
-        # api: config CRUD, events list/lookup, usage queries.
+        # api: config CRUD, events list/lookup, usage queries; entitlement changes publish domain events.
         table("Api", r.CONFIG_TABLE, write=True)
         table("Api", r.EVENTS_TABLE, write=True)
         table("Api", r.USAGE_TABLE, write=False)
+        topic_publisher("Api")
 
-        # aggregate: dedupe into events, bump usage counters, publish domain events.
-        table("Aggregate", r.CONFIG_TABLE, write=False)
+        # aggregate: dedupe into events, bump usage counters, refresh entitlement access state
+        # (config table), publish domain events.
+        table("Aggregate", r.CONFIG_TABLE, write=True)
         table("Aggregate", r.EVENTS_TABLE, write=True)
         table("Aggregate", r.USAGE_TABLE, write=True)
         topic_publisher("Aggregate")
 
-        # rate / invoice: read config + usage, write documents.
-        for name in ("Rate", "Invoice"):
-            table(name, r.CONFIG_TABLE, write=False)
-            table(name, r.USAGE_TABLE, write=False)
-            documents_writer(name)
+        # rate: the entitlement reset sweep (writes access state, publishes resets) and rating.
+        table("Rate", r.CONFIG_TABLE, write=True)
+        table("Rate", r.USAGE_TABLE, write=False)
+        documents_writer("Rate")
+        topic_publisher("Rate")
+        # invoice: read config + usage, write documents.
+        table("Invoice", r.CONFIG_TABLE, write=False)
+        table("Invoice", r.USAGE_TABLE, write=False)
+        documents_writer("Invoice")
 
         # notify: webhook endpoints and secrets come from config.
         table("Notify", r.CONFIG_TABLE, write=False)

@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rate-interval",
         type=float,
-        default=_env_float("METERLINE_RATE_INTERVAL", HOUR),
-        help="seconds between rating runs; 0 disables (default 3600, env METERLINE_RATE_INTERVAL)",
+        default=_env_float("METERLINE_RATE_INTERVAL", 300.0),
+        help="seconds between reset sweeps and rating runs; 0 disables (default 300)",
     )
     p.add_argument(
         "--invoice-interval",

@@ -40,7 +40,7 @@ class RuntimeConfig:
     host: str = "127.0.0.1"
     port: int = 8787  # 0 = any free port
     env_file: Path = Path(".local/meterline.env")
-    rate_interval: float = HOUR
+    rate_interval: float = 300.0  # as the stack's rate schedule: reset sweep every 5 minutes
     invoice_interval: float = HOUR
     esm: EsmConfig = field(default_factory=EsmConfig)
     sns: SnsConfig = field(default_factory=SnsConfig)

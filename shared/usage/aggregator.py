@@ -91,6 +91,7 @@ class Aggregator:
         retention_days: int,
         clock: Clock | None = None,
         concurrency: int = 16,
+        after_batch: Callable[[dict[str, dict[str, datetime]]], None] | None = None,
     ) -> None:
         self.client = client
         self.events_table = events_table
@@ -100,6 +101,9 @@ class Aggregator:
         self.writer = CounterWriter(client, usage_table)
         self.usage_table = usage_table
         self._known_subjects: set[tuple[str, str]] = set()
+        # Called with {meter id: {subject: earliest minute}} once a batch's usage is applied:
+        # entitlements on those meters refresh their access state from it.
+        self.after_batch = after_batch
         # Writes within a stage are independent items, so they go out in parallel (boto3 clients
         # are thread-safe); the stages stay ordered: events (claims) before usage.
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="agg-write")
@@ -207,6 +211,12 @@ class Aggregator:
         outcomes = list(self._pool.map(apply, enumerate(work.counters.items())))
         result.counters_written = sum(outcomes)
         result.counters_skipped = len(outcomes) - result.counters_written
+        if self.after_batch is not None and parts:
+            touched: dict[str, dict[str, datetime]] = {}
+            for _, c in parts:
+                subjects = touched.setdefault(c.meter_id, {})
+                subjects[c.subject] = min(c.minute, subjects.get(c.subject, c.minute))
+            self.after_batch(touched)
         return result
 
     def _index_subjects(self, pairs: set[tuple[str, str]]) -> None:

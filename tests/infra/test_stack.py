@@ -37,7 +37,12 @@ STREAM, BUCKET, TOPIC, DLQ = (
 # Resource env vars (env var -> logical id) each function must get: exactly these, no more.
 EXPECTED_ENV = {
     "Ingest": {r.CONFIG_TABLE.env_var: CONFIG, r.EVENTS_STREAM.env_var: STREAM},
-    "Api": {r.CONFIG_TABLE.env_var: CONFIG, r.EVENTS_TABLE.env_var: EVENTS, r.USAGE_TABLE.env_var: USAGE},
+    "Api": {
+        r.CONFIG_TABLE.env_var: CONFIG,
+        r.EVENTS_TABLE.env_var: EVENTS,
+        r.USAGE_TABLE.env_var: USAGE,
+        r.DOMAIN_TOPIC.env_var: TOPIC,
+    },
     "Aggregate": {
         r.CONFIG_TABLE.env_var: CONFIG,
         r.EVENTS_TABLE.env_var: EVENTS,
@@ -48,6 +53,7 @@ EXPECTED_ENV = {
         r.CONFIG_TABLE.env_var: CONFIG,
         r.USAGE_TABLE.env_var: USAGE,
         r.DOCUMENTS_BUCKET.env_var: BUCKET,
+        r.DOMAIN_TOPIC.env_var: TOPIC,
     },
     "Invoice": {
         r.CONFIG_TABLE.env_var: CONFIG,
@@ -307,7 +313,7 @@ def test_aggregate_event_source_mapping(synth: Synth) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "expression"), [("Rate", "cron(5 * * * ? *)"), ("Invoice", "cron(20 0 * * ? *)")]
+    ("name", "expression"), [("Rate", "cron(0/5 * * * ? *)"), ("Invoice", "cron(20 0 * * ? *)")]
 )
 def test_schedule_rules(synth: Synth, name: str, expression: str) -> None:
     fid = synth.function_id(name)
@@ -427,13 +433,14 @@ def test_api_permissions(synth: Synth) -> None:
     assert synth.actions_on("Api", EVENTS) >= DYNAMODB_WRITES
     usage = synth.actions_on("Api", USAGE)
     assert "dynamodb:Query" in usage and not usage & DYNAMODB_WRITES
-    assert not {a for a in synth.all_actions("Api") if a.startswith(("kinesis:", "s3:", "sns:"))}
+    assert synth.actions_on("Api", TOPIC) == {"sns:Publish"}  # entitlement changes emit domain events
+    assert not {a for a in synth.all_actions("Api") if a.startswith(("kinesis:", "s3:"))}
 
 
 def test_aggregate_permissions(synth: Synth) -> None:
     assert synth.actions_on("Aggregate", EVENTS) >= DYNAMODB_WRITES
     assert synth.actions_on("Aggregate", USAGE) >= DYNAMODB_WRITES
-    assert not synth.actions_on("Aggregate", CONFIG) & DYNAMODB_WRITES
+    assert synth.actions_on("Aggregate", CONFIG) >= DYNAMODB_WRITES  # entitlement access state
     assert synth.actions_on("Aggregate", TOPIC) == {"sns:Publish"}
     assert "sqs:SendMessage" in synth.actions_on("Aggregate", DLQ)
     stream = synth.actions_on("Aggregate", STREAM)
@@ -448,9 +455,14 @@ def test_rate_and_invoice_permissions(synth: Synth, name: str) -> None:
     assert not s3_actions & {"s3:GetObject*", "s3:DeleteObject*", "s3:List*"}
     for table in (CONFIG, USAGE):
         assert "dynamodb:Query" in synth.actions_on(name, table)
-        assert not synth.actions_on(name, table) & DYNAMODB_WRITES
+    assert not synth.actions_on(name, USAGE) & DYNAMODB_WRITES
+    # The rate function also runs the entitlement reset sweep: it writes access state and
+    # publishes resets; the invoice function only reads.
+    sweeps = name == "Rate"
+    assert bool(synth.actions_on(name, CONFIG) & DYNAMODB_WRITES) is sweeps
+    assert synth.actions_on(name, TOPIC) == ({"sns:Publish"} if sweeps else set())
     assert not synth.actions_on(name, EVENTS)
-    assert not {a for a in synth.all_actions(name) if a.startswith(("kinesis:", "sns:"))}
+    assert not {a for a in synth.all_actions(name) if a.startswith("kinesis:")}
 
 
 def test_notify_permissions(synth: Synth) -> None:
