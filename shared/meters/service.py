@@ -9,6 +9,7 @@ from shared.api.problem import Conflict, NotFound
 from shared.api.validation import validate_model
 from shared.core.ids import is_ulid, new_id
 from shared.core.timeutil import Clock
+from shared.features.repository import FeatureRepository
 from shared.meters.models import CreateMeterRequest, Meter, UpdateMeterRequest
 from shared.meters.repository import DuplicateKey, MeterGone, MeterRepository
 
@@ -86,7 +87,14 @@ class MeterService:
         return meter
 
     def delete(self, id_or_key: str) -> None:
+        """Soft delete; 409 naming a feature while any non-archived feature is based on the meter."""
         meter = self.get(id_or_key)
+        live = FeatureRepository(self.repo.table, self.repo.client).live_features_for_meter(meter.id)
+        if live:
+            raise Conflict(
+                f"Meter [{meter.key}] is used by feature [{live[0].key}] ({live[0].id}); archive it first",
+                conflicting_entity_id=live[0].id,
+            )
         now = self.clock.now()
         meter.deleted_at = now
         meter.updated_at = now

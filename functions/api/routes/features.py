@@ -1,0 +1,45 @@
+"""Features: CRUD with archive on delete (contract tag `OpenMeter Features`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from aws_lambda_powertools.event_handler import Response
+
+from functions.api.app import app, body, json_response, no_content, query_params
+from shared.features.repository import FeatureRepository
+from shared.features.service import FeatureService
+from shared.meters.repository import MeterRepository
+from shared.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def features() -> FeatureService:
+    table = get_settings().config_table
+    return FeatureService(FeatureRepository(table), MeterRepository(table))
+
+
+@app.post("/features")
+def create_feature() -> Response:
+    return json_response(201, features().create(body()).to_api())
+
+
+@app.get("/features")
+def list_features() -> Response:
+    return json_response(200, features().list(query_params()))
+
+
+@app.get("/features/<feature_id>")
+def get_feature(feature_id: str) -> Response:
+    return json_response(200, features().get(feature_id).to_api())
+
+
+@app.patch("/features/<feature_id>")
+def update_feature(feature_id: str) -> Response:
+    return json_response(200, features().update(feature_id, body()).to_api())
+
+
+@app.delete("/features/<feature_id>")
+def delete_feature(feature_id: str) -> Response:
+    features().delete(feature_id)
+    return no_content()
