@@ -41,6 +41,12 @@ def body() -> Any:
     return parse_json_body(app.current_event.body)
 
 
+def optional_body() -> Any:
+    """The JSON body, or None when the request has none (actions whose body is optional)."""
+    raw = app.current_event.body
+    return None if raw is None or raw == "" else parse_json_body(raw)
+
+
 def query_params() -> dict[str, str]:
     return dict(app.current_event.query_string_parameters or {})
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from functions.api import app as api
 from functions.api.routes import customers as _customers  # noqa: F401  (registers routes)
+from functions.api.routes import entitlements as _entitlements  # noqa: F401  (registers routes)
 from functions.api.routes import events as _events  # noqa: F401  (registers routes)
 from functions.api.routes import features as _features  # noqa: F401  (registers routes)
 from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)

@@ -1,4 +1,8 @@
-"""The rate function: wired and scheduled; its billing work arrives with a later issue."""
+"""The rate function, every 5 minutes: the entitlement reset sweep. Rating arrives with a later issue.
+
+The sweep gives every metered entitlement whose usage period has ended its reset (a fresh access
+state and an `entitlements.reset` domain event), also for customers with no new usage.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,15 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from shared.entitlements.wiring import entitlements
+
 logger = Logger(service="meterline-rate")
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    logger.info("rate: nothing to do yet (this function gets its work in a later issue)")
-    return {"status": "noop", "function": "rate"}
+    reset = entitlements().sweep()
+    logger.info(
+        "entitlement reset sweep done; rating: nothing to rate yet (billing is a later issue)",
+        extra={"entitlements_reset": reset},
+    )
+    return {"status": "ok", "function": "rate", "entitlements_reset": reset}

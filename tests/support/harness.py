@@ -21,6 +21,7 @@ from local.kinesis_poller import to_lambda_record
 from local.provision import Provisioned, provision
 from shared.auth.tokens import ensure_token
 from shared.aws import clients as shared_clients
+from shared.entitlements import wiring as entitlement_wiring
 from shared.settings import get_settings
 
 SERVICES = ("dynamodb", "kinesis", "s3", "sns", "sqs")
@@ -62,7 +63,7 @@ class Stack:
         os.environ.update(self.provisioned.env)
         get_settings.cache_clear()
         shared_clients.reset_clients()
-        for cached in (ingest_handler.service, aggregate_handler.aggregator):
+        for cached in (ingest_handler.service, aggregate_handler.aggregator, entitlement_wiring.entitlements):
             cached.cache_clear()
         ensure_token(ADMIN, "admin", "test-admin")
         ensure_token(VIEWER, "viewer", "test-viewer")

@@ -1,0 +1,180 @@
+"""Stored access state: what `GET /customers/{id}/entitlement-access` reads in one Query.
+
+Item: pk = "ACCESS#<customer_id>", sk = "FEAT#<feature_key>"; the last computed value of the
+customer's active entitlement for that feature, the usage period it belongs to, and a snapshot of
+the balances at that period's start so the next refresh replays only the current period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+from shared.aws.dynamo import from_item, query_all, to_item
+from shared.core.timeutil import format_rfc3339, parse_rfc3339
+from shared.events.keys import sortable
+
+
+@dataclass
+class AccessState:
+    customer_id: str
+    feature_key: str
+    feature_id: str
+    entitlement_id: str
+    type: str
+    has_access: bool
+    computed_at: datetime
+    config: str | None = None
+    balance: Decimal = Decimal(0)
+    usage: Decimal = Decimal(0)
+    overage: Decimal = Decimal(0)
+    total_available: Decimal = Decimal(0)
+    grant_balances: dict[str, Decimal] = field(default_factory=dict)
+    period_from: datetime | None = None
+    period_to: datetime | None = None
+    last_reset: datetime | None = None
+    snapshot: dict[str, Any] | None = None  # engine Snapshot, serialised
+
+    def to_api(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "type": self.type,
+            "feature_key": self.feature_key,
+            "has_access": self.has_access,
+        }
+        if self.type == "static" and self.config is not None:
+            row["config"] = self.config
+        return row
+
+    def value(self) -> dict[str, Any]:
+        return {
+            "has_access": self.has_access,
+            "balance": self.balance,
+            "usage": self.usage,
+            "overage": self.overage,
+            "total_available_grant_amount": self.total_available,
+            "current_usage_period": {"from": self.period_from, "to": self.period_to}
+            if self.period_from
+            else None,
+        }
+
+
+def _dt(value: str | None) -> datetime | None:
+    return parse_rfc3339(value) if value else None
+
+
+class AccessStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+        # Set by the refresher: states whose usage period has ended are recomputed on read, so a
+        # reset is visible at once even before the scheduled sweep reaches it.
+        self.refresh_stale: Callable[[list[AccessState], datetime], list[AccessState]] | None = None
+
+    def _key(self, customer_id: str, feature_key: str) -> dict[str, Any]:
+        return {"pk": {"S": f"ACCESS#{customer_id}"}, "sk": {"S": f"FEAT#{feature_key}"}}
+
+    def get(self, customer_id: str, feature_key: str) -> AccessState | None:
+        resp = self.client.get_item(
+            TableName=self.table, Key=self._key(customer_id, feature_key), ConsistentRead=True
+        )
+        return self._from_item(resp["Item"]) if "Item" in resp else None
+
+    def states(self, customer_id: str) -> list[AccessState]:
+        items = query_all(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": f"ACCESS#{customer_id}"}},
+        )
+        return [self._from_item(i) for i in items]
+
+    def list(self, customer_id: str, now: datetime | None = None) -> list[dict[str, Any]]:
+        states = self.states(customer_id)
+        if self.refresh_stale and now is not None:
+            stale = [s for s in states if s.period_to is not None and s.period_to <= now]
+            if stale:
+                fresh = {s.feature_key: s for s in self.refresh_stale(stale, now)}
+                states = [fresh.get(s.feature_key, s) for s in states]
+        return [s.to_api() for s in sorted(states, key=lambda s: s.feature_key)]
+
+    def put(self, state: AccessState) -> bool:
+        """Write unless a computation that started later already wrote (shards race benignly)."""
+        record = {
+            "pk": f"ACCESS#{state.customer_id}",
+            "sk": f"FEAT#{state.feature_key}",
+            "feature_id": state.feature_id,
+            "entitlement_id": state.entitlement_id,
+            "type": state.type,
+            "has_access": state.has_access,
+            "config": state.config,
+            "balance": state.balance,
+            "usage": state.usage,
+            "overage": state.overage,
+            "total_available": state.total_available,
+            "grant_balances": state.grant_balances or None,
+            "period_from": _iso(state.period_from),
+            "period_to": _iso(state.period_to),
+            "last_reset": _iso(state.last_reset),
+            "computed_at": sortable(state.computed_at),
+            "snapshot": orjson.dumps(state.snapshot, default=str).decode() if state.snapshot else None,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item(record),
+                ConditionExpression="attribute_not_exists(pk) OR computed_at <= :c OR entitlement_id <> :e",
+                ExpressionAttributeValues={
+                    ":c": {"S": record["computed_at"]},
+                    ":e": {"S": state.entitlement_id},
+                },
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def delete(self, customer_id: str, feature_key: str, entitlement_id: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key=self._key(customer_id, feature_key),
+                ConditionExpression="entitlement_id = :e",
+                ExpressionAttributeValues={":e": {"S": entitlement_id}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    @staticmethod
+    def _from_item(item: dict[str, Any]) -> AccessState:
+        rec = from_item(item)
+        return AccessState(
+            customer_id=rec["pk"].split("#", 1)[1],
+            feature_key=rec["sk"].split("#", 1)[1],
+            feature_id=rec.get("feature_id", ""),
+            entitlement_id=rec["entitlement_id"],
+            type=rec["type"],
+            has_access=bool(rec["has_access"]),
+            computed_at=parse_rfc3339(rec["computed_at"]),
+            config=rec.get("config"),
+            balance=Decimal(rec.get("balance", 0)),
+            usage=Decimal(rec.get("usage", 0)),
+            overage=Decimal(rec.get("overage", 0)),
+            total_available=Decimal(rec.get("total_available", 0)),
+            grant_balances={k: Decimal(v) for k, v in (rec.get("grant_balances") or {}).items()},
+            period_from=_dt(rec.get("period_from")),
+            period_to=_dt(rec.get("period_to")),
+            last_reset=_dt(rec.get("last_reset")),
+            snapshot=orjson.loads(rec["snapshot"]) if rec.get("snapshot") else None,
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return format_rfc3339(value) if value else None

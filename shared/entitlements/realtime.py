@@ -1,0 +1,235 @@
+"""Keeps each entitlement's stored access state current and emits its domain events.
+
+Called after every batch the aggregate function applies (for the entitlements whose meter and
+customer the batch touched), after every entitlement, grant or reset change, and by the
+scheduled sweep at usage-period boundaries. A refresh replays only the current usage period, from
+the balances snapshotted at its start, unless the change reaches further back (a late event, a
+back-dated grant), in which case it replays from the beginning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+import orjson
+from aws_lambda_powertools import Logger
+
+from shared.aws.publisher import DomainPublisher
+from shared.core.timeutil import Clock, ceil_minute, format_rfc3339, parse_rfc3339
+from shared.entitlements import engine
+from shared.entitlements.access import AccessState, AccessStore
+from shared.entitlements.convert import to_engine_grants, to_terms
+from shared.entitlements.models import Entitlement, EntitlementType, GrantRecord
+from shared.entitlements.usage import EntitlementUsage, MeterlessFeature
+
+logger = Logger(service="meterline-entitlements", child=True)
+
+# Fixed ladder of usage thresholds announced as crossed (percent of the total available grant
+# amount); notification rules with their own thresholds evaluate every published value.
+USAGE_LADDER = (Decimal(50), Decimal(80), Decimal(90), Decimal(100))
+
+
+class EntitlementSource(Protocol):
+    def get(self, entitlement_id: str) -> Entitlement | None: ...
+    def grants(self, entitlement_id: str) -> list[GrantRecord]: ...
+    def for_meter_customers(self, meter_id: str, customer_ids: Iterable[str]) -> list[Entitlement]: ...
+
+
+def _snapshot_to_dict(snap: engine.Snapshot) -> dict[str, Any]:
+    return {
+        "at": format_rfc3339(snap.at),
+        "period_start": format_rfc3339(snap.period_start),
+        "grant_balances": {k: str(v) for k, v in snap.grant_balances.items()},
+        "overage": str(snap.overage),
+        "usage": str(snap.usage),
+        "grant_usage": str(snap.grant_usage),
+        "fingerprint": snap.fingerprint,
+    }
+
+
+def snapshot_from_dict(raw: dict[str, Any]) -> engine.Snapshot:
+    return engine.Snapshot(
+        at=parse_rfc3339(raw["at"]),
+        period_start=parse_rfc3339(raw["period_start"]),
+        grant_balances={k: Decimal(v) for k, v in raw["grant_balances"].items()},
+        overage=Decimal(raw["overage"]),
+        usage=Decimal(raw["usage"]),
+        grant_usage=Decimal(raw.get("grant_usage", "0")),
+        fingerprint=raw.get("fingerprint", ""),
+    )
+
+
+def usage_percent(state: AccessState) -> Decimal:
+    if state.total_available <= 0:
+        return Decimal(0)
+    return state.usage * 100 / state.total_available
+
+
+class AccessRefresher:
+    def __init__(
+        self,
+        entitlements: EntitlementSource,
+        usage: EntitlementUsage,
+        store: AccessStore,
+        publisher: DomainPublisher | None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.entitlements = entitlements
+        self.usage = usage
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock or Clock()
+        store.refresh_stale = self._refresh_states
+
+    # -- entry points ------------------------------------------------------------------------------
+    def refresh(
+        self, ent: Entitlement, reason: str, invalidate_from: datetime | None = None
+    ) -> AccessState | None:
+        """Recompute and store one entitlement's state; publish what changed."""
+        if ent.deleted_at is not None:
+            self.store.delete(ent.customer_id, ent.feature_key, ent.id)
+            return None
+        started = self.clock.now()
+        previous = self.store.get(ent.customer_id, ent.feature_key)
+        if previous is not None and previous.entitlement_id != ent.id:
+            previous = None
+        state = self._compute(ent, started, previous, invalidate_from)
+        if self.store.put(state):
+            self._announce(ent, previous, state, reason)
+        return state
+
+    def refresh_for_usage(self, touched: dict[str, dict[str, datetime]], customers: dict[str, str]) -> int:
+        """After a batch: `touched` maps meter id -> {subject: earliest event minute}; `customers`
+        maps subject -> customer id. Returns how many entitlements were refreshed."""
+        count = 0
+        for meter_id, subjects in touched.items():
+            earliest: dict[str, datetime] = {}
+            for subject, minute in subjects.items():
+                customer_id = customers.get(subject)
+                if customer_id:
+                    earliest[customer_id] = min(minute, earliest.get(customer_id, minute))
+            if not earliest:
+                continue
+            for ent in self.entitlements.for_meter_customers(meter_id, earliest):
+                try:
+                    self.refresh(ent, "usage", invalidate_from=earliest[ent.customer_id])
+                    count += 1
+                except MeterlessFeature:  # its meter is gone: nothing to measure, nothing to retry
+                    logger.warning("entitlement without a meter", extra={"entitlement_id": ent.id})
+                # Anything else propagates: the batch is retried, and a refresh is idempotent.
+        return count
+
+    def sweep(self, entitlements: Iterable[Entitlement]) -> int:
+        """Scheduled: refresh every metered entitlement whose usage period has ended (resets)."""
+        now = self.clock.now()
+        count = 0
+        for ent in entitlements:
+            state = self.store.get(ent.customer_id, ent.feature_key)
+            if state is None or state.period_to is None or state.period_to <= now:
+                try:
+                    self.refresh(ent, "reset")
+                    count += 1
+                except Exception:
+                    logger.exception("scheduled refresh failed", extra={"entitlement_id": ent.id})
+        return count
+
+    # -- computation ------------------------------------------------------------------------------
+    def _refresh_states(self, states: list[AccessState], now: datetime) -> list[AccessState]:
+        fresh = []
+        for state in states:
+            ent = self.entitlements.get(state.entitlement_id)
+            if ent is not None and (new := self.refresh(ent, "reset")) is not None:
+                fresh.append(new)
+        return fresh
+
+    def _compute(
+        self, ent: Entitlement, now: datetime, previous: AccessState | None, invalidate_from: datetime | None
+    ) -> AccessState:
+        base = AccessState(
+            customer_id=ent.customer_id,
+            feature_key=ent.feature_key,
+            feature_id=ent.feature_id,
+            entitlement_id=ent.id,
+            type=ent.type.value,
+            has_access=True,
+            computed_at=now,
+        )
+        if ent.type == EntitlementType.STATIC:
+            base.config = orjson.dumps(ent.config or {}).decode()
+            return base
+        if ent.type == EntitlementType.BOOLEAN:
+            return base
+        usage_fn, kind = self.usage.usage_fn(ent)
+        terms = to_terms(ent, kind)
+        grants = to_engine_grants(self.entitlements.grants(ent.id))
+        snapshot = None
+        if previous is not None and previous.snapshot:
+            snap = snapshot_from_dict(previous.snapshot)
+            if invalidate_from is None or invalidate_from >= snap.at:
+                snapshot = snap
+        # A read at t includes the minute that contains t (engine-rules §2.4 time resolution).
+        at = ceil_minute(now + timedelta(microseconds=1))
+        period = engine.period_at(terms, max(at - timedelta(microseconds=1), terms.measure_usage_from))
+        # The balances at the current period's start: the next refresh replays only from there.
+        reusable = snapshot if snapshot is not None and snapshot.at <= period[0] else None
+        start_snap = engine.snapshot_at(terms, grants, usage_fn, period[0], snapshot=reusable)
+        value = engine.value_at(terms, grants, usage_fn, at, snapshot=start_snap)
+        base.snapshot = _snapshot_to_dict(start_snap)
+        base.period_from, base.period_to = value.current_period
+        base.has_access = value.has_access
+        base.balance, base.usage, base.overage = value.balance, value.usage, value.overage
+        base.total_available = value.total_available_grant_amount
+        base.grant_balances = dict(value.grant_balances)
+        base.last_reset = value.last_reset
+        return base
+
+    # -- domain events ----------------------------------------------------------------------------
+    def _announce(
+        self, ent: Entitlement, previous: AccessState | None, state: AccessState, reason: str
+    ) -> None:
+        if self.publisher is None or ent.type != EntitlementType.METERED:
+            return
+        subject = {
+            "entitlement": {
+                "id": ent.id,
+                "type": ent.type.value,
+                "feature_key": ent.feature_key,
+                "is_soft_limit": ent.is_soft_limit,
+            },
+            "customer": {"id": ent.customer_id},
+            "feature": {"id": ent.feature_id, "key": ent.feature_key},
+        }
+        now = state.computed_at
+        if (
+            previous is not None
+            and previous.period_from is not None
+            and previous.period_from != state.period_from
+        ):
+            self.publisher.publish(
+                "entitlements.reset",
+                {**subject, "value": state.value(), "previous_period_usage": previous.usage},
+                now,
+            )
+        if previous is not None and previous.value() == state.value():
+            return
+        crossed = []
+        if previous is None or previous.period_from == state.period_from:
+            before = usage_percent(previous) if previous else Decimal(0)
+            after = usage_percent(state)
+            crossed = [f"usage_percentage:{t}" for t in USAGE_LADDER if before < t <= after]
+        if previous is not None and previous.has_access != state.has_access:
+            crossed.append("access_granted" if state.has_access else "access_revoked")
+        self.publisher.publish(
+            "entitlements.balance.updated",
+            {
+                **subject,
+                "value": state.value(),
+                "previous": previous.value() if previous else None,
+                "crossed": crossed,
+                "reason": reason,
+            },
+            now,
+        )
