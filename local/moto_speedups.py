@@ -1,17 +1,26 @@
-"""A speed fix for moto's DynamoDB Query, applied wherever moto stands in for AWS.
+"""Speed fixes for moto's DynamoDB Query and TransactWriteItems, applied wherever moto stands in for AWS.
 
 moto 5 answers a base-table Query by sorting every item of the table and then filtering on the
 partition key, so each Query costs O(table size) and a busy local stack slows to seconds per
 query. Items are already stored per partition (`Table.items[hash][range]`), so for a base-table
 Query with a partition key we hand moto only that partition. Same results, same order; GSI
 queries and scans are untouched.
+
+TransactWriteItems: moto deep-copies every table a transaction touches, once per action, to roll
+back on failure (O(table size) per action). Here the transaction instead saves only the items its
+actions name and puts exactly those back when moto cancels it; moto's own logic (conditions,
+cancellation reasons, single-item checks) runs unchanged.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
+import types
 from typing import Any
 
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 
 _local = threading.local()
@@ -46,4 +55,52 @@ def apply() -> None:
 
     Table.all_items = all_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
+    _patch_transactions()
     _applied = True
+
+
+def _deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    if getattr(_local, "in_transaction", False) and isinstance(value, Table):
+        return value  # the transaction keeps its own item-level backup
+    return copy.deepcopy(value, memo)
+
+
+def _patch_transactions() -> None:
+    original = DynamoDBBackend.transact_write_items
+    # moto's module uses `copy.deepcopy` for the table backup (and one item copy elsewhere).
+    dynamodb_models.copy = types.SimpleNamespace(deepcopy=_deepcopy, copy=copy.copy)  # type: ignore[attr-defined]
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        saved: list[tuple[str, dict[str, Any], Any]] = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            name = op.get("TableName")
+            table = self.tables.get(name) if isinstance(op, dict) and name else None
+            if table is None:
+                continue
+            key = op.get("Key")
+            if key is None and "Item" in op:
+                attrs = [a for a in (table.hash_key_attr, table.range_key_attr) if a]
+                key = {a: op["Item"][a] for a in attrs if a in op["Item"]}
+            try:
+                current = self.get_item(name, key)
+            except Exception:  # a malformed key: moto rejects the transaction before writing
+                continue
+            saved.append((name, key, copy.deepcopy(current)))
+        _local.in_transaction = True
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for name, key, item in reversed(saved):
+                if item is None:
+                    table = self.get_table(name)
+                    hash_value, range_value = self.get_keys_value(table, key)
+                    if table.get_item(hash_value, range_value) is not None:
+                        table.delete_item(hash_value, range_value)
+                else:
+                    self.put_item(name, item.to_json()["Attributes"])
+            raise
+        finally:
+            _local.in_transaction = False
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]

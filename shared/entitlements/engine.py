@@ -333,15 +333,26 @@ class _Replay:
             if t >= until:
                 break
             self._phase_start(state, t, boundaries.get(t), t in boundaries and t > state.period_start)
+            order = self._order(t)
+            gauge = self.terms.kind == UsageKind.GAUGE
+            if gauge:
+                # Limits: every phase starts each active grant at its full amount (engine-rules §2.5 #3).
+                state.grant_balances = {g.id: g.amount for g in order}
+                state.overage = ZERO
             if marks is not None:
                 marks[t] = state.copy()
-            order = self._order(t)
             opening = {g.id: state.grant_balances.get(g.id, ZERO) for g in order}
-            usage = self.cumulative(state.period_start, end) - self.cumulative(state.period_start, t)
             carried = state.overage
-            state.usage += usage
             burnt: dict[str, Decimal] = {}
-            if self.terms.kind == UsageKind.ADDITIVE:
+            if gauge:
+                # ... and the period's value so far (latest, peak, average) is held against them.
+                usage = self.cumulative(state.period_start, end)
+                state.usage = usage
+                state.overage, burnt = _burn(order, state.grant_balances, usage)
+                state.grant_usage = usage - state.overage
+            else:
+                usage = self.cumulative(state.period_start, end) - self.cumulative(state.period_start, t)
+                state.usage += usage
                 state.overage, burnt = _burn(order, state.grant_balances, usage + carried)
                 state.grant_usage += sum(burnt.values(), ZERO)
             if segments is not None:

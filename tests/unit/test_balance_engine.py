@@ -425,6 +425,26 @@ def test_gauge_value_restarts_with_the_period():
         assert (v.balance, v.usage) == (D(165), D(10))
 
 
+def test_gauge_burndown_and_balances_agree_with_the_value():
+    # a: 100 with max_rollover 50 (rollover must not apply to limits). latest 20 at 10 on day 0,
+    # then (day 1) a grant b: 30 from 1500. Segments hold the period's value against full amounts.
+    grants = [grant("a", 100, max_rollover=50), grant("b", 30, priority=2, eff=DAY + 60)]
+    usage = latest({10: 20, DAY + 30: 60})
+    gauge = terms(kind=UsageKind.GAUGE)
+    segments = burndown(gauge, grants, usage, T0, at(DAY + 120))
+    # [0, 1440): 100 - 20 = 80; [1440, 1500): 100 - 60 = 40 (no rollover to 50);
+    # [1500, 1560): 130 - 60 = 70, burnt from a first.
+    assert [(s.start, s.balance_at_start, s.balance_at_end) for s in segments] == [
+        (at(0), D(100), D(80)),
+        (at(DAY), D(100), D(40)),
+        (at(DAY + 60), D(130), D(70)),
+    ]
+    assert segments[-1].grant_balances_at_end == {"a": D(40), "b": D(30)}
+    assert value_at(gauge, grants, usage, at(DAY + 120)).balance == segments[-1].balance_at_end
+    marks = balances_at(gauge, grants, usage, [at(DAY + 60)], at(DAY + 120))
+    assert marks[at(DAY + 60)].grant_balances == {"a": D(100), "b": D(30)}
+
+
 # -- 10. manual reset and the anchor ---------------------------------------------------------------
 def test_manual_reset_without_retain_anchor_moves_the_schedule():
     # reset at 600, anchor moves: periods [600, 2040), [2040, 3480). No reset at 1440.

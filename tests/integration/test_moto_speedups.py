@@ -1,0 +1,50 @@
+"""The local speed fix for moto's TransactWriteItems keeps its all-or-nothing semantics."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.support.harness import Stack
+
+
+def _put(key: str, value: str, condition: str | None = None) -> dict:
+    put: dict = {
+        "TableName": "meterline-config",
+        "Item": {"pk": {"S": key}, "sk": {"S": "X"}, "v": {"S": value}},
+    }
+    if condition:
+        put["ConditionExpression"] = condition
+    return {"Put": put}
+
+
+def _get(stack: Stack, key: str) -> str | None:
+    item = (
+        stack.clients["dynamodb"]
+        .get_item(TableName="meterline-config", Key={"pk": {"S": key}, "sk": {"S": "X"}})
+        .get("Item")
+    )
+    return item["v"]["S"] if item else None
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(stack: Stack) -> None:
+    ddb = stack.clients["dynamodb"]
+    ddb.transact_write_items(TransactItems=[_put("a", "1"), _put("b", "1")])
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(
+            TransactItems=[
+                _put("a", "2"),  # would overwrite
+                _put("c", "2"),  # would create
+                _put("b", "2", "attribute_not_exists(pk)"),  # fails: b exists
+            ]
+        )
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in err.value.response["CancellationReasons"]]
+    assert reasons == ["None", "None", "ConditionalCheckFailed"]
+    assert (_get(stack, "a"), _get(stack, "b"), _get(stack, "c")) == ("1", "1", None)
+
+
+def test_a_committed_transaction_writes_every_item(stack: Stack) -> None:
+    ddb = stack.clients["dynamodb"]
+    ddb.transact_write_items(TransactItems=[_put("a", "1"), _put("b", "1", "attribute_not_exists(pk)")])
+    assert (_get(stack, "a"), _get(stack, "b")) == ("1", "1")
