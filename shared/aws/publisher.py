@@ -23,9 +23,14 @@ class DomainPublisher:
         self.topic_arn = topic_arn
         self._client = client
 
-    def publish(self, event_type: str, data: dict[str, Any], at: datetime) -> str:
-        """Publish one event `{id, type, time, data}`; returns its id (the idempotency key downstream)."""
-        event_id = str(uuid.uuid4())
+    def publish(
+        self, event_type: str, data: dict[str, Any], at: datetime, event_id: str | None = None
+    ) -> str:
+        """Publish one event `{id, type, time, data}`; returns its id (the idempotency key downstream).
+
+        Pass a deterministic `event_id` when the same fact may be published twice (a retried
+        batch): consumers dedupe on it."""
+        event_id = event_id or str(uuid.uuid4())
         body = {"id": event_id, "type": event_type, "time": format_rfc3339(at), "data": data}
         (self._client or clients.sns()).publish(
             TopicArn=self.topic_arn,

@@ -17,6 +17,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from shared.aws.dynamo import from_item, query_all, to_item
+from shared.core.decimals import wire
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.events.keys import sortable
 
@@ -52,13 +53,15 @@ class AccessState:
         return row
 
     def value(self) -> dict[str, Any]:
+        """The entitlement value as published in domain events (decimal strings, RFC 3339)."""
         return {
             "has_access": self.has_access,
-            "balance": self.balance,
-            "usage": self.usage,
-            "overage": self.overage,
-            "total_available_grant_amount": self.total_available,
-            "current_usage_period": {"from": self.period_from, "to": self.period_to}
+            "balance": wire(self.balance),
+            "usage": wire(self.usage),
+            "overage": wire(self.overage),
+            "total_available_grant_amount": wire(self.total_available),
+            "grant_balances": {k: wire(v) for k, v in sorted(self.grant_balances.items())},
+            "current_usage_period": {"from": _iso(self.period_from), "to": _iso(self.period_to)}
             if self.period_from
             else None,
         }

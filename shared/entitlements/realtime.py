@@ -9,6 +9,8 @@ back-dated grant), in which case it replays from the beginning.
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,6 +20,7 @@ import orjson
 from aws_lambda_powertools import Logger
 
 from shared.aws.publisher import DomainPublisher
+from shared.core.decimals import wire
 from shared.core.timeutil import Clock, ceil_minute, format_rfc3339, parse_rfc3339
 from shared.entitlements import engine
 from shared.entitlements.access import AccessState, AccessStore
@@ -97,8 +100,11 @@ class AccessRefresher:
         if previous is not None and previous.entitlement_id != ent.id:
             previous = None
         state = self._compute(ent, started, previous, invalidate_from)
-        if self.store.put(state):
-            self._announce(ent, previous, state, reason)
+        # Announce before storing: a crash in between replays the same transition with the same
+        # event ids (consumers dedupe), where storing first would lose the event.
+        self._announce(ent, previous, state, reason)
+        if previous is None or (previous.value(), previous.snapshot) != (state.value(), state.snapshot):
+            self.store.put(state)  # (an unchanged state is not rewritten: no write per batch)
         return state
 
     def refresh_for_usage(self, touched: dict[str, dict[str, datetime]], customers: dict[str, str]) -> int:
@@ -203,6 +209,8 @@ class AccessRefresher:
             "feature": {"id": ent.feature_id, "key": ent.feature_key},
         }
         now = state.computed_at
+        before = previous.value() if previous else None
+        after = state.value()
         if (
             previous is not None
             and previous.period_from is not None
@@ -210,26 +218,28 @@ class AccessRefresher:
         ):
             self.publisher.publish(
                 "entitlements.reset",
-                {**subject, "value": state.value(), "previous_period_usage": previous.usage},
+                {**subject, "value": after, "previous_period_usage": wire(previous.usage)},
                 now,
+                event_id=_event_id("entitlements.reset", ent.id, after["current_usage_period"]),
             )
-        if previous is not None and previous.value() == state.value():
+        if before == after:
             return
         crossed = []
         if previous is None or previous.period_from == state.period_from:
-            before = usage_percent(previous) if previous else Decimal(0)
-            after = usage_percent(state)
-            crossed = [f"usage_percentage:{t}" for t in USAGE_LADDER if before < t <= after]
+            was = usage_percent(previous) if previous else Decimal(0)
+            now_pct = usage_percent(state)
+            crossed = [f"usage_percentage:{t}" for t in USAGE_LADDER if was < t <= now_pct]
         if previous is not None and previous.has_access != state.has_access:
             crossed.append("access_granted" if state.has_access else "access_revoked")
         self.publisher.publish(
             "entitlements.balance.updated",
-            {
-                **subject,
-                "value": state.value(),
-                "previous": previous.value() if previous else None,
-                "crossed": crossed,
-                "reason": reason,
-            },
+            {**subject, "value": after, "previous": before, "crossed": crossed, "reason": reason},
             now,
+            event_id=_event_id("entitlements.balance.updated", ent.id, before, after),
         )
+
+
+def _event_id(*parts: Any) -> str:
+    """The same transition always gets the same id, so a replayed refresh is deduped downstream."""
+    digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))

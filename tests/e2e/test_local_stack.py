@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -151,3 +152,92 @@ def test_auth_is_enforced_over_http(local_stack: dict[str, str]) -> None:
     )
     assert bad.status_code == 400
     assert {p["field"] for p in bad.json()["invalid_parameters"]} >= {"id", "source", "type", "subject"}
+
+
+def _wait_for(fetch: Callable[[], Any], done: Callable[[Any], bool], seconds: float = 20) -> Any:
+    """Poll until `done`; generous for slow CI machines (bench/ measures the latency itself)."""
+    deadline = time.monotonic() + seconds
+    got = fetch()
+    while not done(got) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = fetch()
+    return got
+
+
+def test_access_is_cut_at_the_limit_and_restored_by_a_reset_over_http(local_stack: dict[str, str]) -> None:
+    base = local_stack["METERLINE_URL"] + "/v3/openmeter"
+    token = local_stack["METERLINE_TOKEN"]
+    h = _headers(token)
+
+    def post(path: str, body: Any, status: int) -> Any:
+        resp = requests.post(f"{base}{path}", headers=h, json=body, timeout=10)
+        assert resp.status_code == status, resp.text
+        return resp.json() if resp.text else None
+
+    def ingest(events: list[dict[str, Any]]) -> None:
+        ctype = "application/cloudevents-batch+json"
+        resp = requests.post(f"{base}/events", headers=_headers(token, ctype), json=events, timeout=10)
+        assert resp.status_code == 202, resp.text
+
+    def access() -> list[dict[str, Any]]:
+        resp = requests.get(f"{base}/customers/{cid}/entitlement-access", headers=h, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return list(resp.json()["data"])
+
+    def value() -> dict[str, Any]:
+        resp = requests.get(f"{base}/customers/{cid}/entitlements/api/value", headers=h, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    meter = post(
+        "/meters", {"key": "api_calls", "name": "Calls", "aggregation": "count", "event_type": "call"}, 201
+    )
+    post("/features", {"key": "api", "name": "API", "meter": {"id": meter["id"]}}, 201)
+    customer = post(
+        "/customers", {"key": "acme", "name": "Acme", "usage_attribution": {"subject_keys": ["acme"]}}, 201
+    )
+    cid = customer["id"]
+    # Monthly periods anchored in the past, measured from the current period's start; 3 calls per
+    # period, issued again at every reset.
+    post(
+        f"/customers/{cid}/entitlements",
+        {
+            "type": "metered",
+            "feature_key": "api",
+            "usage_period": {"interval": "P1M", "anchor": "2026-01-01T00:00:00Z"},
+            "measure_usage_from": "CURRENT_PERIOD_START",
+            "issue": {"amount": 3},
+        },
+        201,
+    )
+    assert access() == [{"type": "metered", "feature_key": "api", "has_access": True}]
+
+    # Stamped two minutes ago: the reset below (now, minute-truncated) must come after them.
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+    calls = [
+        {
+            "specversion": "1.0",
+            "id": f"call-{i}",
+            "source": "gw",
+            "type": "call",
+            "subject": "acme",
+            "time": now,
+        }
+        for i in range(3)
+    ]
+    ingest(calls[:2])
+    seen = _wait_for(value, lambda v: v["usage"] == "2")
+    assert (seen["balance"], seen["has_access"]) == ("1", True)
+
+    ingest(calls[2:])  # the call that exhausts the allowance
+    assert _wait_for(access, lambda rows: not rows[0]["has_access"]) == [
+        {"type": "metered", "feature_key": "api", "has_access": False}
+    ]
+    ingest(calls)  # client retries: deduplicated, nothing changes
+    assert value()["usage"] == "3"
+
+    reset = requests.post(f"{base}/customers/{cid}/entitlements/api/reset", headers=h, timeout=10)
+    assert reset.status_code == 204, reset.text
+    assert access() == [{"type": "metered", "feature_key": "api", "has_access": True}]
+    after = value()
+    assert (after["usage"], after["balance"], after["has_access"]) == ("0", "3", True)
