@@ -210,6 +210,9 @@ def proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 class _RequestHandler(BaseHTTPRequestHandler):
     server: ApiGatewayServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY a keep-alive client's delayed
+    # ACK holds the second one back ~40 ms.
+    disable_nagle_algorithm = True
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -89,17 +89,22 @@ class AccessRefresher:
 
     # -- entry points ------------------------------------------------------------------------------
     def refresh(
-        self, ent: Entitlement, reason: str, invalidate_from: datetime | None = None
+        self,
+        ent: Entitlement,
+        reason: str,
+        invalidate_from: datetime | None = None,
+        created_with: list[GrantRecord] | None = None,
     ) -> AccessState | None:
-        """Recompute and store one entitlement's state; publish what changed."""
+        """Recompute and store one entitlement's state; publish what changed. `created_with`: the
+        entitlement was just created with these grants (no stored state or other grants yet)."""
         if ent.deleted_at is not None:
             self.store.delete(ent.customer_id, ent.feature_key, ent.id)
             return None
         started = self.clock.now()
-        previous = self.store.get(ent.customer_id, ent.feature_key)
+        previous = None if created_with is not None else self.store.get(ent.customer_id, ent.feature_key)
         if previous is not None and previous.entitlement_id != ent.id:
             previous = None
-        state = self._compute(ent, started, previous, invalidate_from)
+        state = self._compute(ent, started, previous, invalidate_from, created_with)
         # Announce before storing: a crash in between replays the same transition with the same
         # event ids (consumers dedupe), where storing first would lose the event.
         self._announce(ent, previous, state, reason)
@@ -152,7 +157,12 @@ class AccessRefresher:
         return fresh
 
     def _compute(
-        self, ent: Entitlement, now: datetime, previous: AccessState | None, invalidate_from: datetime | None
+        self,
+        ent: Entitlement,
+        now: datetime,
+        previous: AccessState | None,
+        invalidate_from: datetime | None,
+        known_grants: list[GrantRecord] | None = None,
     ) -> AccessState:
         base = AccessState(
             customer_id=ent.customer_id,
@@ -170,7 +180,7 @@ class AccessRefresher:
             return base
         usage_fn, kind = self.usage.usage_fn(ent)
         terms = to_terms(ent, kind)
-        grants = to_engine_grants(self.entitlements.grants(ent.id))
+        grants = to_engine_grants(self.entitlements.grants(ent.id) if known_grants is None else known_grants)
         snapshot = None
         if previous is not None and previous.snapshot:
             snap = snapshot_from_dict(previous.snapshot)

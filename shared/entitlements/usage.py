@@ -13,15 +13,15 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from shared.entitlements.engine import UsageKind
-
 from shared.customers.attribution import Attribution
+from shared.entitlements.engine import UsageKind
 from shared.entitlements.models import GAUGE_AGGREGATIONS, Entitlement
 from shared.meters.models import Meter
 from shared.meters.repository import MeterRepository
 from shared.usage.query import ParsedQuery, UsageQueryService
 
 UsageFn = Callable[[datetime, datetime], Decimal]
+UTC_ZONE = ZoneInfo("UTC")
 
 
 class FeatureLookup(Protocol):
@@ -44,19 +44,34 @@ class EntitlementUsage:
         self.attribution = attribution
         self.meters = meters
         self.features = features
+        self._meters: dict[str, Meter] = {}
+        self._filters: dict[str, dict[str, dict[str, Any]]] = {}
 
     def meter_of(self, ent: Entitlement) -> Meter:
-        feature = self.features.get(ent.feature_id)
-        meter_id = ent.meter_id or (feature.meter_id if feature else None)
-        meter = self.meters.get(meter_id) if meter_id else None
+        # A meter's aggregation and a feature's meter never change: cached for the process.
+        meter_id = ent.meter_id
+        if meter_id is None:
+            feature = self.features.get(ent.feature_id)
+            meter_id = feature.meter_id if feature else None
+        meter = self._meters.get(meter_id) if meter_id else None
+        if meter is None and meter_id:
+            meter = self.meters.get(meter_id)
+            if meter is not None:
+                self._meters[meter_id] = meter
         if meter is None:
             raise MeterlessFeature(f"entitlement {ent.id}: feature {ent.feature_key} has no meter")
         return meter
 
+    def filters_of(self, ent: Entitlement) -> dict[str, dict[str, Any]]:
+        """The feature's meter filters (immutable, so cached for the process)."""
+        if ent.feature_id not in self._filters:
+            feature = self.features.get(ent.feature_id)
+            self._filters[ent.feature_id] = dict(getattr(feature, "meter_filters", None) or {})
+        return self._filters[ent.feature_id]
+
     def usage_fn(self, ent: Entitlement) -> tuple[UsageFn, UsageKind]:
         meter = self.meter_of(ent)
-        feature = self.features.get(ent.feature_id)
-        filters: dict[str, dict[str, Any]] = dict(getattr(feature, "meter_filters", None) or {})
+        filters = self.filters_of(ent)
         subjects = self.attribution.subjects_of([ent.customer_id]).get(ent.customer_id, [])
         kind = UsageKind.GAUGE if meter.aggregation in GAUGE_AGGREGATIONS else UsageKind.ADDITIVE
         cache: dict[tuple[datetime, datetime], Decimal] = {}
@@ -69,7 +84,7 @@ class EntitlementUsage:
                     start=a,
                     end=b,
                     granularity=None,
-                    tz=ZoneInfo("UTC"),
+                    tz=UTC_ZONE,
                     group_by=[],
                     filters=filters,
                     subjects=subjects,
