@@ -2,7 +2,8 @@
 
 Prints: ingest and aggregate throughput through the real handlers beside a ceiling measured in
 the same run (decoding and validating the same events with nothing else), DynamoDB write
-requests per 1,000 events for a realistic mix, and items read per meter query for a month at P1D.
+requests per 1,000 events for a realistic mix, and items read per meter query for a month at P1D;
+then on the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py).
 """
 
 from __future__ import annotations
@@ -217,14 +218,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--request-size", type=int, default=500)
+    parser.add_argument("--customers", type=int, default=1000, help="customers x 10 features (entitlements)")
     args = parser.parse_args()
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
         bench_pipeline(args.events, args.request_size)
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
         bench_month_query()
+    from bench.entitlements import measure_local, measure_reads
     from bench.latency import measure
 
     measure()
+    measure_reads()
+    measure_local(customers=args.customers)
 
 
 if __name__ == "__main__":
