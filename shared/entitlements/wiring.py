@@ -49,7 +49,10 @@ def build(clock: Clock | None = None) -> Entitlements:
     meters = MeterRepository(s.config_table, ddb)
     features = FeatureRepository(s.config_table, ddb)
     usage = EntitlementUsage(
-        UsageQueryService(ddb, s.usage_table, attribution=attribution), attribution, meters, features
+        UsageQueryService(ddb, s.usage_table, attribution=attribution, consistent=True),
+        attribution,
+        meters,
+        features,
     )
     repo = EntitlementRepository(s.config_table, ddb)
     store = AccessStore(ddb, s.config_table)

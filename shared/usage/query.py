@@ -172,11 +172,15 @@ class UsageQueryService:
         usage_table: str,
         clock: Clock | None = None,
         attribution: Attribution | None = None,
+        consistent: bool = False,
     ) -> None:
         self.client = client
         self.table = usage_table
         self.clock = clock or Clock()
         self.attribution = attribution
+        # Strongly consistent reads for callers that must see writes just made (the entitlement
+        # refresh right after a batch's counter writes); meter queries don't need them.
+        self.consistent = consistent
 
     def subjects_of(self, meter_id: str) -> list[str]:
         items = query_all(
@@ -246,6 +250,7 @@ class UsageQueryService:
                         ":a": {"S": f"{level}#{first}#"},
                         ":b": {"S": f"{level}#{last}#~"},
                     },
+                    ConsistentRead=self.consistent,
                 )
             )
 
