@@ -10,6 +10,9 @@ Keys:
 - `pk=ENTCLAIM#<customer_id>#<feature_id>, sk=ENTCLAIM`: "one active entitlement per customer and
   feature", holding `entitlement_id`; written with the entitlement, released by its deletion, each in
   one transaction.
+- `pk=ENTKEYCLAIM#<customer_id>#<feature_key>, sk=ENTCLAIM`: the same per feature key, written and
+  released alongside: an archived feature's key can go to a new feature while entitlements of the
+  old one stay active, and entitlements are looked up (and their access stored) by feature key.
 - `pk=METERENT#<meter_id>, sk=<customer_id>#<entitlement_id>` (metered only): the real-time path
   finds the entitlements a usage batch touched (meter, customers) without scanning.
 - `pk=ENTMETERED#<0..7>, sk=<entitlement_id>` (metered only): the scheduled reset sweep's list,
@@ -61,6 +64,10 @@ def ent_key(entitlement_id: str) -> dict[str, Any]:
 
 def claim_key(customer_id: str, feature_id: str) -> dict[str, Any]:
     return to_item({"pk": f"ENTCLAIM#{customer_id}#{feature_id}", "sk": CLAIM_SK})
+
+
+def key_claim_key(customer_id: str, feature_key: str) -> dict[str, Any]:
+    return to_item({"pk": f"ENTKEYCLAIM#{customer_id}#{feature_key}", "sk": CLAIM_SK})
 
 
 def meter_index_key(ent: Entitlement) -> dict[str, Any]:
@@ -232,6 +239,16 @@ class EntitlementRepository:
             {
                 "Put": {
                     "TableName": self.table,
+                    "Item": {
+                        **key_claim_key(ent.customer_id, ent.feature_key),
+                        "entitlement_id": to_value(ent.id),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table,
                     "Item": to_item(_ent_record(ent)),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
@@ -275,6 +292,14 @@ class EntitlementRepository:
                 "Delete": {
                     "TableName": self.table,
                     "Key": claim_key(ent.customer_id, ent.feature_id),
+                    "ConditionExpression": "attribute_not_exists(pk) OR entitlement_id = :e",
+                    "ExpressionAttributeValues": {":e": to_value(ent.id)},
+                }
+            },
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": key_claim_key(ent.customer_id, ent.feature_key),
                     "ConditionExpression": "attribute_not_exists(pk) OR entitlement_id = :e",
                     "ExpressionAttributeValues": {":e": to_value(ent.id)},
                 }
@@ -394,12 +419,17 @@ class EntitlementRepository:
         )
         return grant_from_record(from_item(resp["Item"])) if "Item" in resp else None
 
-    def claim_holder(self, customer_id: str, feature_id: str) -> str | None:
-        """The id of the active entitlement of this customer for this feature."""
-        resp = self.client.get_item(
-            TableName=self.table, Key=claim_key(customer_id, feature_id), ConsistentRead=True
-        )
-        return str(from_item(resp["Item"])["entitlement_id"]) if "Item" in resp else None
+    def claim_holder(self, customer_id: str, feature_id: str, feature_key: str | None = None) -> str | None:
+        """The id of the active entitlement of this customer for this feature (or, given
+        `feature_key`, for another feature that had that key)."""
+        keys = [claim_key(customer_id, feature_id)]
+        if feature_key is not None:
+            keys.append(key_claim_key(customer_id, feature_key))
+        for key in keys:
+            resp = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
+            if "Item" in resp:
+                return str(from_item(resp["Item"])["entitlement_id"])
+        return None
 
     def for_customer(self, customer_id: str, feature_key: str | None = None) -> list[Entitlement]:
         """The customer's active entitlements (of one feature key if given), by feature key."""

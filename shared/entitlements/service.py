@@ -266,7 +266,7 @@ class EntitlementService:
         try:
             self.repo.create(ent, grants, feature_pk=f"FEATURE#{feature.id}")
         except ClaimTaken:
-            holder = self.repo.claim_holder(customer_id, feature.id)
+            holder = self.repo.claim_holder(customer_id, feature.id, feature.key)
             if holder is not None:
                 raise self._conflict(feature.key, holder) from None
             raise BadRequest.field("feature_key", f"feature [{feature.key}] was archived") from None

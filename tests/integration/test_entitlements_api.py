@@ -377,6 +377,31 @@ def test_second_active_entitlement_is_409_until_deleted(stack: Stack, world: dic
     create_ent(stack, "globex")
 
 
+def test_feature_key_stays_unique_when_an_archived_features_key_is_reused(
+    stack: Stack, world: dict[str, Any]
+) -> None:
+    old = create_ent(stack)
+    # Archiving keeps the entitlement but frees the key for a new feature.
+    assert stack.request("DELETE", f"/features/{world['feature']['id']}").status == 204
+    create_feature(stack, "gpt", world["meter"]["id"])
+    resp = stack.request("POST", ent_path(), metered_body(issue={"amount": 7}))
+    assert problem(resp, 409)["conflicting_entity_id"] == old["id"]
+    assert [e["id"] for e in listed(stack)] == [old["id"]]
+    assert value(stack)["balance"] == "100"
+    assert stored_access(stack, old["customer_id"])["entitlement_id"]["S"] == old["id"]
+    # Once the old one is deleted the key is free again.
+    assert stack.request("DELETE", ent_path(rest=f"/{old['id']}")).status == 204
+    new = create_ent(stack, issue={"amount": 7})
+    assert value(stack)["balance"] == "7" and value(stack, new["id"])["balance"] == "7"
+
+
+def stored_access(stack: Stack, customer_id: str, feature_key: str = "gpt") -> dict[str, Any]:
+    from shared.settings import get_settings
+
+    key = {"pk": {"S": f"ACCESS#{customer_id}"}, "sk": {"S": f"FEAT#{feature_key}"}}
+    return stack.clients["dynamodb"].get_item(TableName=get_settings().config_table, Key=key)["Item"]
+
+
 def test_delete_then_get_value_and_access(stack: Stack, world: dict[str, Any]) -> None:
     ent = create_ent(stack)
     assert access(stack)["gpt"]["has_access"] is True
