@@ -35,12 +35,22 @@ def parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+_TEST_MINUTE: list[datetime] = []
+
+
+@pytest.fixture(autouse=True)
+def _test_minute() -> None:
+    """Fix the test's minute M once, so the anchor and period computed here never straddle a minute
+    tick mid-test (the API reads the real clock; its period follows the anchor it was given)."""
+    _TEST_MINUTE[:] = [minute()]
+
+
 def anchor() -> datetime:
-    return minute() - timedelta(hours=3, minutes=30)
+    return _TEST_MINUTE[0] - timedelta(hours=3, minutes=30)
 
 
 def period_start() -> datetime:
-    return minute() - timedelta(minutes=30)
+    return _TEST_MINUTE[0] - timedelta(minutes=30)
 
 
 # -- setup helpers ---------------------------------------------------------------------------------
@@ -417,6 +427,8 @@ def test_delete_then_get_value_and_access(stack: Stack, world: dict[str, Any]) -
     problem(stack.request("DELETE", ent_path(rest=f"/{ent['id']}")), 404)
     problem(stack.request("GET", ent_path(rest=f"/{ent['id']}/history?window_size=PT1H")), 404)
     problem(stack.request("POST", ent_path(rest=f"/{ent['id']}/reset")), 404)
+    grant = {"amount": 1, "effective_at": iso(minute())}
+    problem(stack.request("POST", ent_path(rest=f"/{ent['id']}/grants"), grant), 404)
 
 
 def test_value_of_feature_without_entitlement_is_no_access(stack: Stack, world: dict[str, Any]) -> None:
@@ -479,7 +491,8 @@ def test_usage_updates_value_and_access(stack: Stack, world: dict[str, Any]) -> 
     assert v["current_usage_period"] == {"from": iso(start), "to": iso(start + timedelta(hours=1))}
     assert access(stack)["gpt"] == {"type": "metered", "feature_key": "gpt", "has_access": True}
 
-    push(stack, [ev(5, start + timedelta(minutes=4), 60)])
+    # Before measure_usage_from: ignored. In the minute being read (seconds ago): counted.
+    push(stack, [ev(5, anchor() - timedelta(minutes=1), 999), ev(6, datetime.now(UTC), 60)])
     v = value(stack)
     assert (v["balance"], v["usage"], v["overage"], v["has_access"]) == ("0", "115", "15", False)
     assert access(stack)["gpt"]["has_access"] is False
@@ -589,6 +602,9 @@ def test_grants_create_list_void_change_the_balance(stack: Stack, world: dict[st
     active = stack.request("GET", grant_path() + "?include_voided=false").json()["data"]
     assert [g["annotations"] for g in active] == [{"issue_after_reset": True}]
     problem(stack.request("POST", grant_path(rest=f"/{UNKNOWN_ULID}/void")), 404)
+    assert fields(stack.request("GET", grant_path() + "?include_voided=maybe")) == ["include_voided"]
+    page = stack.request("GET", grant_path() + "?page[size]=1&page[number]=2").json()
+    assert [g["id"] for g in page["data"]] == [grant["id"]] and page["meta"]["page"]["total"] == 2
 
 
 def test_void_validation(stack: Stack, world: dict[str, Any]) -> None:
