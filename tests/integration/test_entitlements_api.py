@@ -688,7 +688,8 @@ def test_reset_restarts_usage_and_snaps_issue_grant_back(stack: Stack, world: di
     assert v["current_usage_period"]["to"] == iso(reset_at + timedelta(hours=1))
     assert access(stack)["gpt"]["has_access"] is True
     # A second reset in the same minute (the new period's start) is refused.
-    assert fields(stack.request("POST", ent_path(rest="/gpt/reset"), {})) == ["effective_at"]
+    again = {"effective_at": iso(reset_at + timedelta(seconds=30))}
+    assert fields(stack.request("POST", ent_path(rest="/gpt/reset"), again)) == ["effective_at"]
 
 
 def test_reset_retain_anchor_keeps_the_schedule(stack: Stack, world: dict[str, Any]) -> None:
