@@ -9,6 +9,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -127,6 +128,19 @@ class MeterlineStack(cdk.Stack):
             ],
         )
 
+        # Retry driver: every minute the notify function gets a Scheduled Event and attempts every
+        # delivery whose next attempt is due (notifications table, sparse `due` index). No retries
+        # of a missed tick: the next tick a minute later does the same work.
+        self.notify_retry_rule = events.Rule(
+            self,
+            "NotifyRetrySchedule",
+            description="Attempt notification deliveries whose next retry is due",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(settings.NOTIFY_RETRY_RATE_MINUTES)),
+            targets=[
+                targets.LambdaFunction(fn["Notify"], retry_attempts=0, max_event_age=cdk.Duration.minutes(1))
+            ],
+        )
+
         self.api = MeterlineApi(self, "PublicApi", ingest_function=fn["Ingest"], api_function=fn["Api"])
 
         self.alarms = Alarms(
@@ -199,6 +213,7 @@ class MeterlineStack(cdk.Stack):
         table("Api", r.CONFIG_TABLE, write=True)
         table("Api", r.EVENTS_TABLE, write=True)
         table("Api", r.USAGE_TABLE, write=False)
+        table("Api", r.NOTIFICATIONS_TABLE, write=True)  # notification events: rule test, resend
         topic_publisher("Api")
 
         # aggregate: dedupe into events, bump usage counters, refresh entitlement access state
@@ -218,8 +233,26 @@ class MeterlineStack(cdk.Stack):
         table("Invoice", r.USAGE_TABLE, write=False)
         documents_writer("Invoice")
 
-        # notify: webhook endpoints and secrets come from config.
+        # notify: channels and rules come from config; events, deliveries, dedupe claims and
+        # threshold state live in the notifications table; SNS channels publish to topics.
         table("Notify", r.CONFIG_TABLE, write=False)
+        table("Notify", r.NOTIFICATIONS_TABLE, write=True)
+        fn["Notify"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sns:Publish"],
+                resources=[
+                    cdk.Stack.of(self).format_arn(
+                        service="sns", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME
+                    )
+                ],
+            )
+        )
+        self._ack(
+            self.functions["Notify"],
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:*]",
+            "SNS notification channels publish to topics their operators name at runtime; publish-only "
+            "and scoped to this account and region.",
+        )
 
     # ------------------------------------------------------------------ cdk-nag
 

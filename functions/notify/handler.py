@@ -20,12 +20,13 @@ logger = Logger(service="meterline-notify")
 
 
 @lru_cache(maxsize=1)
-def components() -> tuple[Engine, Dispatcher]:
+def components() -> tuple[NotificationConfigRepository, NotificationStore, Sender]:
     s = get_settings()
-    config = NotificationConfigRepository(s.config_table)
-    store = NotificationStore(s.notifications_table)
-    sender = Sender(allow_insecure_loopback=s.allow_insecure_loopback_webhooks)
-    return Engine(config, store), Dispatcher(store, config, sender)
+    return (
+        NotificationConfigRepository(s.config_table),
+        NotificationStore(s.notifications_table),
+        Sender(allow_insecure_loopback=s.allow_insecure_loopback_webhooks),
+    )
 
 
 def _time_left(context: Any) -> Any:
@@ -34,8 +35,12 @@ def _time_left(context: Any) -> Any:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    engine, dispatcher = components()
-    dispatcher.time_left = _time_left(context)
+    config, store, sender = components()
+    # Per invocation: the time budget belongs to this invocation (locally they run concurrently).
+    engine, dispatcher = (
+        Engine(config, store),
+        Dispatcher(store, config, sender, time_left=_time_left(context)),
+    )
     if event.get("detail-type") == "Scheduled Event":
         due = dispatcher.sweep()
         logger.info("retry sweep", extra={"due": due})
