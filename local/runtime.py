@@ -145,7 +145,7 @@ class LocalRuntime:
             [
                 ScheduledJob("meterline-rate", self.handlers.rate, cfg.rate_interval),
                 ScheduledJob("meterline-invoice", self.handlers.invoice, cfg.invoice_interval),
-                ScheduledJob("meterline-notify-retry", self.handlers.notify, cfg.notify_retry_interval),
+                ScheduledJob("meterline-notify-retry", self.handlers.notify_retry, cfg.notify_retry_interval),
             ]
         )
         self.scheduler.start()
