@@ -64,7 +64,7 @@ def _typed(body: Any, models: dict[str, type[BaseModel]]) -> BaseModel:
 
 def _immutable_type(current: str, body: Any) -> None:
     if isinstance(body, dict) and body.get("type") not in (None, current):
-        raise BadRequest.field("type", f"is immutable (this one is {current})", "immutable")
+        raise BadRequest.field("type", f"is immutable (this one is {current})", "invalid")
 
 
 class NotificationConfigService:
@@ -98,7 +98,7 @@ class NotificationConfigService:
             try:
                 signing.secret_key(secret)
             except ValueError as exc:
-                raise BadRequest.field("signing_secret", str(exc), "matches_regex") from None
+                raise BadRequest.field("signing_secret", str(exc), "is_base64") from None
             channel.url, channel.custom_headers, channel.signing_secret = req.url, req.custom_headers, secret
         elif isinstance(req, SnsChannelRequest):
             channel.topic_arn = req.topic_arn
@@ -144,16 +144,16 @@ class NotificationConfigService:
     def _rule_from(self, body: Any, rule_id: str, previous: Rule | None) -> Rule:
         req = validate_model(RuleRequest, body)
         if len(set(req.channels)) != len(req.channels):
-            raise BadRequest.field("channels", "must not repeat a channel", "unique")
+            raise BadRequest.field("channels", "must not repeat a channel", "invalid")
         for i, cid in enumerate(req.channels):
             if self.repo.get_channel(cid) is None:
-                raise BadRequest.field(f"channels[{i}]", f"channel [{cid}] not found", "invalid")
+                raise BadRequest.field(f"channels[{i}]", f"channel [{cid}] not found", "missing_reference")
         if req.type is RuleType.BALANCE_THRESHOLD:
             if not req.thresholds:
                 raise BadRequest.field("thresholds", "is required for this rule type", "required")
             keys = [(t.type, t.value) for t in req.thresholds]
             if len(set(keys)) != len(keys):
-                raise BadRequest.field("thresholds", "must not repeat a threshold", "unique")
+                raise BadRequest.field("thresholds", "must not repeat a threshold", "invalid")
         elif req.thresholds is not None:
             raise BadRequest.field(
                 "thresholds", f"is not allowed for {req.type.value} rules", "unknown_property"
@@ -186,7 +186,7 @@ class NotificationConfigService:
                 if reason == "ConditionalCheckFailed":
                     idx = rule.channel_ids.index(cid)
                     raise BadRequest.field(
-                        f"channels[{idx}]", f"channel [{cid}] not found", "invalid"
+                        f"channels[{idx}]", f"channel [{cid}] not found", "missing_reference"
                     ) from None
             raise Conflict(f"Notification rule [{rule.id}] was modified concurrently; retry") from None
 

@@ -221,3 +221,27 @@ def test_rule_test_action_creates_an_annotated_event_and_resend(stack: Stack) ->
     assert not_on_event.status == 400 and problem_fields(not_on_event) == ["channels[0]"]
     assert stack.request("POST", f"{N}/events/{event['id']}/resend").status == 202  # body optional
     assert stack.request("POST", f"{N}/events/01JNOSUCHEVENT000000000000/resend").status == 404
+
+
+def test_channel_deleted_while_a_rule_is_written_is_a_missing_reference(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.notifications.repository import NotificationConfigRepository
+
+    real = webhook(stack)
+    ghost = "01JGHOSTCHANNEL00000000000"
+    original = NotificationConfigRepository.get_channel
+    # Validation sees the channel; by the time the transaction runs it is gone.
+    monkeypatch.setattr(
+        NotificationConfigRepository,
+        "get_channel",
+        lambda self, cid: original(self, real["id"]) if cid == ghost else original(self, cid),
+    )
+    body = {"type": "invoice.created", "name": "r", "channels": [real["id"], ghost]}
+    resp = stack.request("POST", f"{N}/rules", body)
+    assert resp.status == 400, resp
+    (param,) = resp.json()["invalid_parameters"]
+    assert (param["field"], param["rule"]) == ("channels[1]", "missing_reference")
+    assert stack.request("GET", f"{N}/rules").json()["data"] == []  # nothing half-written
+    monkeypatch.undo()
+    assert stack.request("DELETE", f"{N}/channels/{real['id']}").status == 204  # no dangling reference

@@ -24,7 +24,7 @@ from shared.notifications.engine import Engine
 from shared.notifications.repository import NotificationConfigRepository
 from shared.notifications.retry import RETRY_WINDOW
 from shared.notifications.sender import Sender
-from shared.notifications.store import Duplicate, NotificationStore
+from shared.notifications.store import Duplicate, NotificationStore, StateRace
 from shared.settings import get_settings
 from tests.support.harness import Stack
 from tests.support.webhook_receiver import Receiver, Reply
@@ -443,3 +443,30 @@ def test_scheduled_event_runs_the_sweep_in_the_handler(env: Env) -> None:
     }
     assert notify_handler.lambda_handler(scheduled, None) == {"status": "swept", "due": 1}
     assert len(env.receiver.wait_for("/hook")) == 1
+
+
+def test_two_concurrent_snapshots_cannot_both_emit_the_same_threshold(env: Env) -> None:
+    rule = env.config.get_rule(env.rule([env.channel("/hook")["id"]])["id"])
+    assert rule is not None
+    first, second = balance_event("81", "19"), balance_event("82", "18", at="2026-05-10T12:00:01Z")
+    pending = env.engine._emissions(rule, env.config.list_channels(), first)  # evaluated, not yet written
+    assert len(handle(env, second)) == 1  # the other snapshot wrote the state first
+    with pytest.raises(StateRace):
+        env.store.create(first["id"], rule.id, pending)
+    assert handle(env, first) == []  # re-evaluated: 80 % was already emitted
+    assert thresholds_fired(env) == [("usage_percentage", "80")]
+
+
+def test_events_filter_by_feature_and_customer(env: Env) -> None:
+    env.rule([env.channel("/hook")["id"]])
+    (event,) = handle(env, balance_event("81", "19"))
+    for query, expected in [
+        ("filter[feature]=api_calls", [event.id]),
+        ("filter[feature]=01JFEA00000000000000000000", [event.id]),
+        ("filter[feature][oeq]=storage,api_calls", [event.id]),
+        ("filter[feature]=storage", []),
+        ("filter[customer_id]=01JCUS00000000000000000000", [event.id]),
+        ("filter[customer_id]=01JCUSOTHER000000000000000", []),
+    ]:
+        resp = env.stack.request("GET", f"{N}/events?{query}")
+        assert [e["id"] for e in resp.json()["data"]] == expected, query
