@@ -11,8 +11,10 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import settings
@@ -107,6 +109,21 @@ class MeterlineStack(cdk.Stack):
 
         self.topic_subscription = self.data.topic.add_subscription(
             subscriptions.LambdaSubscription(fn["Notify"])
+        )
+        # A domain event the notify function failed on 3 times (SNS invokes asynchronously) is parked
+        # here instead of dropped; replaying it is safe (dedupe claim per domain event and rule).
+        self.notify_failures = sqs.Queue(
+            self,
+            "NotifyFailedEventsQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        fn["Notify"].configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.notify_failures),
+            retry_attempts=2,
+            max_event_age=cdk.Duration.hours(6),
         )
 
         self.rate_rule = events.Rule(
@@ -294,6 +311,12 @@ class MeterlineStack(cdk.Stack):
             "AwsSolutions-APIG3",
             "No WAF web ACL yet: stage throttling and token auth in the functions protect the API; add WAFv2 "
             "when exposed to untrusted high-volume traffic.",
+        )
+        self._ack(
+            self.notify_failures,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter destination: the on-failure destination of the notify "
+            "function's asynchronous (SNS) invocations.",
         )
         self._ack(
             self.data.dead_letter_queue,

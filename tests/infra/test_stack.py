@@ -469,7 +469,13 @@ def test_rate_and_invoice_permissions(synth: Synth, name: str) -> None:
 
 
 def test_notify_permissions(synth: Synth) -> None:
-    assert not {a for a in synth.all_actions("Notify") if a.startswith(("kinesis:", "s3:", "sqs:"))}
+    assert not {a for a in synth.all_actions("Notify") if a.startswith(("kinesis:", "s3:"))}
+    # SQS only to park failed invocations, on that one queue.
+    sqs_stmts = [
+        s for s in synth.statements("Notify") if any(a.startswith("sqs:") for a in as_list(s["Action"]))
+    ]
+    (failures,) = {q for s in sqs_stmts for q in refs(s["Resource"])}
+    assert failures.startswith("NotifyFailedEventsQueue") and failures != DLQ
     assert not synth.actions_on("Notify", CONFIG) & DYNAMODB_WRITES
     assert synth.actions_on("Notify", NOTIFICATIONS) >= DYNAMODB_WRITES | {"dynamodb:Query"}
     assert not synth.actions_on("Notify", USAGE) and not synth.actions_on("Notify", EVENTS)
@@ -493,6 +499,22 @@ def test_notify_retry_sweep_schedule(synth: Synth) -> None:
     assert target["Arn"] == {"Fn::GetAtt": [fid, "Arn"]}
     # A missed tick is not retried: the next one a minute later does the same work.
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+
+
+def test_notify_failed_domain_events_are_parked_not_dropped(synth: Synth) -> None:
+    fid = synth.function_id("Notify")
+    (config,) = synth.of_type("AWS::Lambda::EventInvokeConfig").values()
+    p = config["Properties"]
+    assert p["FunctionName"] == {"Ref": fid}
+    assert (p["MaximumRetryAttempts"], p["MaximumEventAgeInSeconds"]) == (2, 6 * 3600)
+    (queue,) = refs(p["DestinationConfig"]["OnFailure"]["Destination"])
+    assert synth.resources[queue]["Type"] == "AWS::SQS::Queue" and queue != DLQ
+    assert synth.props(queue)["SqsManagedSseEnabled"] is True
+    assert "sqs:SendMessage" in synth.actions_on("Notify", queue)
+    policies = [q["Properties"] for q in synth.of_type("AWS::SQS::QueuePolicy").values()]
+    assert any(
+        queue in refs(p["Queues"]) and _denies_insecure_transport(p["PolicyDocument"]) for p in policies
+    )
 
 
 def test_api_can_write_notification_events(synth: Synth) -> None:
