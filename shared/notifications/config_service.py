@@ -137,8 +137,10 @@ class NotificationConfigService:
         if not deleted:
             raise NotFound(f"Notification channel [{channel_id}] not found")
 
-    def list_channels(self, params: dict[str, str] | None) -> dict[str, Any]:
-        return self._list(self.repo.list_channels(), params, ("name", "type"), lambda c: c.to_api())
+    def list_channels(
+        self, params: dict[str, str] | None, render: Callable[[Channel], dict[str, Any]] = Channel.to_api
+    ) -> dict[str, Any]:
+        return self._list(self.repo.list_channels(), params, ("name", "type"), render)
 
     # -- rules -----------------------------------------------------------------------------------
     def _rule_from(self, body: Any, rule_id: str, previous: Rule | None) -> Rule:

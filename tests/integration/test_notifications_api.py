@@ -53,7 +53,12 @@ def test_webhook_channel_crud_and_generated_secret(stack: Stack) -> None:
     assert created["signing_secret"].startswith("whsec_") and SECRET_PATTERN.match(created["signing_secret"])
     assert len(secret_key(created["signing_secret"])) == 32
     cid = created["id"]
-    assert stack.request("GET", f"{N}/channels/{cid}", token=VIEWER).json() == created
+    assert stack.request("GET", f"{N}/channels/{cid}").json() == created
+    # Viewers read everything but the secret (they could forge webhooks with it).
+    as_viewer = stack.request("GET", f"{N}/channels/{cid}", token=VIEWER).json()
+    assert as_viewer == {k: v for k, v in created.items() if k != "signing_secret"}
+    listed_by_viewer = stack.request("GET", f"{N}/channels", token=VIEWER).json()["data"]
+    assert "signing_secret" not in listed_by_viewer[0]
 
     put = {"type": "webhook", "name": "ops-2", "url": "https://hooks.example.com/v2", "disabled": True}
     updated = stack.request("PUT", f"{N}/channels/{cid}", put).json()

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions.api.app import app, json_response, no_content, query_params
 from shared.api.validation import parse_json_body
+from shared.auth.tokens import Permission, Role, authorize
 from shared.notifications.config_service import NotificationConfigService
 from shared.notifications.event_service import NotificationEventService
 from shared.notifications.repository import NotificationConfigRepository
@@ -43,6 +44,14 @@ def decimal_body(optional: bool = False) -> Any:
     return json.loads(raw, parse_float=Decimal)
 
 
+def _channel_view(channel: Any) -> dict[str, Any]:
+    """Signing secrets are shown to admins only: a viewer holding one could forge webhooks."""
+    body = channel.to_api()
+    if "signing_secret" in body and authorize(app.current_event.headers, Permission.READ) is not Role.ADMIN:
+        del body["signing_secret"]
+    return body
+
+
 # -- channels ------------------------------------------------------------------------------------
 @app.post(f"{BASE}/channels")
 def create_channel() -> Response:
@@ -51,12 +60,12 @@ def create_channel() -> Response:
 
 @app.get(f"{BASE}/channels")
 def list_channels() -> Response:
-    return json_response(200, config().list_channels(query_params()))
+    return json_response(200, config().list_channels(query_params(), render=_channel_view))
 
 
 @app.get(f"{BASE}/channels/<channel_id>")
 def get_channel(channel_id: str) -> Response:
-    return json_response(200, config().get_channel(channel_id).to_api())
+    return json_response(200, _channel_view(config().get_channel(channel_id)))
 
 
 @app.put(f"{BASE}/channels/<channel_id>")
