@@ -74,13 +74,14 @@ class NotificationConfigService:
 
     # -- channels --------------------------------------------------------------------------------
     def _channel_from(self, req: BaseModel, channel_id: str, previous: Channel | None) -> Channel:
+        assert isinstance(req, WebhookChannelRequest | SnsChannelRequest)
         now = self.clock.now()
         channel = Channel(
             id=channel_id,
-            type=ChannelType(getattr(req, "type")),  # noqa: B009
-            name=getattr(req, "name"),  # noqa: B009
-            disabled=getattr(req, "disabled"),  # noqa: B009
-            labels=getattr(req, "labels"),  # noqa: B009
+            type=ChannelType(req.type),
+            name=req.name,
+            disabled=req.disabled,
+            labels=req.labels,
             created_at=previous.created_at if previous else now,
             updated_at=now,
         )
@@ -100,7 +101,7 @@ class NotificationConfigService:
             except ValueError as exc:
                 raise BadRequest.field("signing_secret", str(exc), "is_base64") from None
             channel.url, channel.custom_headers, channel.signing_secret = req.url, req.custom_headers, secret
-        elif isinstance(req, SnsChannelRequest):
+        else:
             channel.topic_arn = req.topic_arn
         return channel
 

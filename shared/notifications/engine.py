@@ -33,7 +33,7 @@ from shared.notifications.store import (
     State,
     StateRace,
 )
-from shared.notifications.thresholds import Snapshot, kind_of, most_advanced
+from shared.notifications.thresholds import Snapshot, most_advanced
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,6 @@ class Engine:
         pk = f"TSTATE#{rule.id}#{data['entitlement']['id']}#{feature.get('id', '')}"
         emissions: list[Emission] = []
         for kind, pick in sorted(most_advanced(rule.thresholds, snap).items()):
-            assert kind_of(pick) is kind
             state = self.store.threshold_state(pk, f"{period}#{kind.value}")
             if state.as_of is not None and state.as_of > as_of:
                 continue  # an older snapshot delivered late

@@ -73,5 +73,5 @@ def _further(candidate: Threshold, best: Threshold, kind: Kind, total: Decimal) 
     if kind is Kind.BALANCE:
         return candidate.value < best.value
     a, b = usage_amount(candidate, total), usage_amount(best, total)
-    # Equal amounts (e.g. 50 and 50 %% of 100): keep the first, so the pick is stable.
+    # Equal amounts (e.g. 50 and 50 % of 100): keep the first, so the pick is stable.
     return a > b
