@@ -31,6 +31,8 @@ LAMBDA_IMPLEMENTATION = "cp"
 # previous hour are in; invoicing runs daily after the midnight rating run.
 RATE_SCHEDULE = {"minute": "0/5", "hour": "*"}
 INVOICE_SCHEDULE = {"minute": "20", "hour": "0"}
+# Notification retry sweep: due webhook retries are attempted within a minute of their time.
+NOTIFY_RETRY_RATE_MINUTES = 1
 
 # Kinesis: records are kept as long as the event source mapping may retry them (7 days).
 STREAM_RETENTION_HOURS = 168

@@ -9,9 +9,12 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import settings
@@ -107,6 +110,21 @@ class MeterlineStack(cdk.Stack):
         self.topic_subscription = self.data.topic.add_subscription(
             subscriptions.LambdaSubscription(fn["Notify"])
         )
+        # A domain event the notify function failed on 3 times (SNS invokes asynchronously) is parked
+        # here instead of dropped; replaying it is safe (dedupe claim per domain event and rule).
+        self.notify_failures = sqs.Queue(
+            self,
+            "NotifyFailedEventsQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        fn["Notify"].configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.notify_failures),
+            retry_attempts=2,
+            max_event_age=cdk.Duration.hours(6),
+        )
 
         self.rate_rule = events.Rule(
             self,
@@ -124,6 +142,19 @@ class MeterlineStack(cdk.Stack):
             schedule=events.Schedule.cron(**settings.INVOICE_SCHEDULE),
             targets=[
                 targets.LambdaFunction(fn["Invoice"], retry_attempts=2, max_event_age=cdk.Duration.hours(6))
+            ],
+        )
+
+        # Retry driver: every minute the notify function gets a Scheduled Event and attempts every
+        # delivery whose next attempt is due (notifications table, sparse `due` index). No retries
+        # of a missed tick: the next tick a minute later does the same work.
+        self.notify_retry_rule = events.Rule(
+            self,
+            "NotifyRetrySchedule",
+            description="Attempt notification deliveries whose next retry is due",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(settings.NOTIFY_RETRY_RATE_MINUTES)),
+            targets=[
+                targets.LambdaFunction(fn["Notify"], retry_attempts=0, max_event_age=cdk.Duration.minutes(1))
             ],
         )
 
@@ -199,6 +230,7 @@ class MeterlineStack(cdk.Stack):
         table("Api", r.CONFIG_TABLE, write=True)
         table("Api", r.EVENTS_TABLE, write=True)
         table("Api", r.USAGE_TABLE, write=False)
+        table("Api", r.NOTIFICATIONS_TABLE, write=True)  # notification events: rule test, resend
         topic_publisher("Api")
 
         # aggregate: dedupe into events, bump usage counters, refresh entitlement access state
@@ -218,8 +250,26 @@ class MeterlineStack(cdk.Stack):
         table("Invoice", r.USAGE_TABLE, write=False)
         documents_writer("Invoice")
 
-        # notify: webhook endpoints and secrets come from config.
+        # notify: channels and rules come from config; events, deliveries, dedupe claims and
+        # threshold state live in the notifications table; SNS channels publish to topics.
         table("Notify", r.CONFIG_TABLE, write=False)
+        table("Notify", r.NOTIFICATIONS_TABLE, write=True)
+        fn["Notify"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sns:Publish"],
+                resources=[
+                    cdk.Stack.of(self).format_arn(
+                        service="sns", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME
+                    )
+                ],
+            )
+        )
+        self._ack(
+            self.functions["Notify"],
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:<AWS::Region>:<AWS::AccountId>:*]",
+            "SNS notification channels publish to topics their operators name at runtime; publish-only "
+            "and scoped to this account and region.",
+        )
 
     # ------------------------------------------------------------------ cdk-nag
 
@@ -261,6 +311,12 @@ class MeterlineStack(cdk.Stack):
             "AwsSolutions-APIG3",
             "No WAF web ACL yet: stage throttling and token auth in the functions protect the API; add WAFv2 "
             "when exposed to untrusted high-volume traffic.",
+        )
+        self._ack(
+            self.notify_failures,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter destination: the on-failure destination of the notify "
+            "function's asynchronous (SNS) invocations.",
         )
         self._ack(
             self.data.dead_letter_queue,

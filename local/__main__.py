@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=_env_float("METERLINE_INVOICE_INTERVAL", HOUR),
         help="seconds between invoice runs; 0 disables (default 3600, env METERLINE_INVOICE_INTERVAL)",
     )
+    p.add_argument(
+        "--notify-retry-interval",
+        type=float,
+        default=_env_float("METERLINE_NOTIFY_RETRY_INTERVAL", 5.0),
+        help="seconds between notification retry sweeps; 0 disables (default 5; AWS: every minute)",
+    )
     p.add_argument("--max-retries", type=int, default=10, help="Kinesis MaximumRetryAttempts (default 10)")
     p.add_argument(
         "--log-level",
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         env_file=args.env_file,
         rate_interval=args.rate_interval,
         invoice_interval=args.invoice_interval,
+        notify_retry_interval=args.notify_retry_interval,
         esm=EsmConfig(max_retries=args.max_retries),
     )
     runtime = LocalRuntime(config)

@@ -44,7 +44,11 @@ class LazyHandler:
 
 @dataclass
 class Handlers:
-    """The six functions of the stack; each field may be replaced by any callable."""
+    """The six functions of the stack; each field may be replaced by any callable.
+
+    `notify_retry` is the notify function again, as the target of its retry schedule (on AWS an
+    EventBridge rule invokes the same Lambda): a separate field so each entry point can be swapped.
+    """
 
     ingest: Handler = field(default_factory=lambda: LazyHandler(INGEST))
     api: Handler = field(default_factory=lambda: LazyHandler(API))
@@ -52,3 +56,4 @@ class Handlers:
     notify: Handler = field(default_factory=lambda: LazyHandler(NOTIFY))
     rate: Handler = field(default_factory=lambda: LazyHandler(RATE))
     invoice: Handler = field(default_factory=lambda: LazyHandler(INVOICE))
+    notify_retry: Handler = field(default_factory=lambda: LazyHandler(NOTIFY))

@@ -42,6 +42,7 @@ class RuntimeConfig:
     env_file: Path = Path(".local/meterline.env")
     rate_interval: float = 300.0  # as the stack's rate schedule: reset sweep every 5 minutes
     invoice_interval: float = HOUR
+    notify_retry_interval: float = 5.0  # the stack's notify retry sweep runs every minute
     esm: EsmConfig = field(default_factory=EsmConfig)
     sns: SnsConfig = field(default_factory=SnsConfig)
     moto_port: int = 0
@@ -144,6 +145,7 @@ class LocalRuntime:
             [
                 ScheduledJob("meterline-rate", self.handlers.rate, cfg.rate_interval),
                 ScheduledJob("meterline-invoice", self.handlers.invoice, cfg.invoice_interval),
+                ScheduledJob("meterline-notify-retry", self.handlers.notify_retry, cfg.notify_retry_interval),
             ]
         )
         self.scheduler.start()

@@ -19,6 +19,7 @@ class Settings:
     config_table: str
     events_table: str
     usage_table: str
+    notifications_table: str
     events_stream: str
     documents_bucket: str
     domain_topic_arn: str
@@ -42,6 +43,7 @@ def get_settings() -> Settings:
         config_table=_env(r.CONFIG_TABLE.env_var, r.CONFIG_TABLE.local_name),
         events_table=_env(r.EVENTS_TABLE.env_var, r.EVENTS_TABLE.local_name),
         usage_table=_env(r.USAGE_TABLE.env_var, r.USAGE_TABLE.local_name),
+        notifications_table=_env(r.NOTIFICATIONS_TABLE.env_var, r.NOTIFICATIONS_TABLE.local_name),
         events_stream=_env(r.EVENTS_STREAM.env_var, r.EVENTS_STREAM.local_name),
         documents_bucket=_env(r.DOCUMENTS_BUCKET.env_var, r.DOCUMENTS_BUCKET.local_name),
         domain_topic_arn=_env(r.DOMAIN_TOPIC.env_var, ""),

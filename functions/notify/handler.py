@@ -1,14 +1,55 @@
-"""The notify function: wired and scheduled; its billing work arrives with a later issue."""
+"""The notify function: domain events (SNS) -> notification events -> signed deliveries; and,
+on the every-minute schedule, the retry sweep of deliveries whose next attempt is due."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from aws_lambda_powertools import Logger
+
+from shared.notifications.dispatcher import Dispatcher
+from shared.notifications.engine import Engine
+from shared.notifications.repository import NotificationConfigRepository
+from shared.notifications.sender import Sender
+from shared.notifications.store import NotificationStore
+from shared.settings import get_settings
 
 logger = Logger(service="meterline-notify")
 
 
+@lru_cache(maxsize=1)
+def components() -> tuple[NotificationConfigRepository, NotificationStore, Sender]:
+    s = get_settings()
+    return (
+        NotificationConfigRepository(s.config_table),
+        NotificationStore(s.notifications_table),
+        Sender(allow_insecure_loopback=s.allow_insecure_loopback_webhooks),
+    )
+
+
+def _time_left(context: Any) -> Any:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return (lambda: getter() / 1000) if callable(getter) else None
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    logger.info("notify: nothing to do yet (this function gets its work in a later issue)")
-    return {"status": "noop", "function": "notify"}
+    config, store, sender = components()
+    # Per invocation: the time budget belongs to this invocation (locally they run concurrently).
+    engine, dispatcher = (
+        Engine(config, store),
+        Dispatcher(store, config, sender, time_left=_time_left(context)),
+    )
+    if event.get("detail-type") == "Scheduled Event":
+        due = dispatcher.sweep()
+        logger.info("retry sweep", extra={"due": due})
+        return {"status": "swept", "due": due}
+    created = 0
+    for record in event.get("Records") or []:
+        domain = orjson.loads(record["Sns"]["Message"])
+        # An exception propagates: Lambda retries the async invoke; the dedupe claim makes that safe.
+        events = engine.handle(domain)
+        created += len(events)
+        dispatcher.deliver([(e, d) for e in events for d in e.deliveries])
+    return {"status": "ok", "created": created}

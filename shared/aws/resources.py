@@ -78,7 +78,19 @@ USAGE_TABLE = TableSpec(
     purpose="usage counters; partition per (meter, subject), sort by level#bucket#dimensions",
 )
 
-TABLES: tuple[TableSpec, ...] = (CONFIG_TABLE, EVENTS_TABLE, USAGE_TABLE)
+# Notification events, their per-channel deliveries, dedupe claims, threshold state, dead letters.
+# `due` is sparse: only deliveries waiting for an attempt carry its keys (the retry sweep's work list).
+NOTIFICATIONS_TABLE = TableSpec(
+    logical_id="NotificationsTable",
+    env_var="NOTIFICATIONS_TABLE",
+    local_name="meterline-notifications",
+    indexes=(Index("by_created", "gsi1pk", "gsi1sk"), Index("due", "due_pk", "due_sk")),
+    ttl_attribute="expires_at",
+    purpose="notification events + deliveries (pk per event), dedupe claims, threshold state; "
+    "by_created lists events, due lists deliveries waiting for an attempt",
+)
+
+TABLES: tuple[TableSpec, ...] = (CONFIG_TABLE, EVENTS_TABLE, USAGE_TABLE, NOTIFICATIONS_TABLE)
 
 EVENTS_STREAM = StreamSpec(
     logical_id="EventsStream",

@@ -27,6 +27,7 @@ DYNAMODB_WRITES = {
 }
 
 CONFIG, EVENTS, USAGE = r.CONFIG_TABLE.logical_id, r.EVENTS_TABLE.logical_id, r.USAGE_TABLE.logical_id
+NOTIFICATIONS = r.NOTIFICATIONS_TABLE.logical_id
 STREAM, BUCKET, TOPIC, DLQ = (
     r.EVENTS_STREAM.logical_id,
     r.DOCUMENTS_BUCKET.logical_id,
@@ -41,6 +42,7 @@ EXPECTED_ENV = {
         r.CONFIG_TABLE.env_var: CONFIG,
         r.EVENTS_TABLE.env_var: EVENTS,
         r.USAGE_TABLE.env_var: USAGE,
+        r.NOTIFICATIONS_TABLE.env_var: NOTIFICATIONS,
         r.DOMAIN_TOPIC.env_var: TOPIC,
     },
     "Aggregate": {
@@ -60,7 +62,7 @@ EXPECTED_ENV = {
         r.USAGE_TABLE.env_var: USAGE,
         r.DOCUMENTS_BUCKET.env_var: BUCKET,
     },
-    "Notify": {r.CONFIG_TABLE.env_var: CONFIG},
+    "Notify": {r.CONFIG_TABLE.env_var: CONFIG, r.NOTIFICATIONS_TABLE.env_var: NOTIFICATIONS},
 }
 
 
@@ -313,7 +315,8 @@ def test_aggregate_event_source_mapping(synth: Synth) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "expression"), [("Rate", "cron(0/5 * * * ? *)"), ("Invoice", "cron(20 0 * * ? *)")]
+    ("name", "expression"),
+    [("Rate", "cron(0/5 * * * ? *)"), ("Invoice", "cron(20 0 * * ? *)"), ("Notify", "rate(1 minute)")],
 )
 def test_schedule_rules(synth: Synth, name: str, expression: str) -> None:
     fid = synth.function_id(name)
@@ -466,9 +469,57 @@ def test_rate_and_invoice_permissions(synth: Synth, name: str) -> None:
 
 
 def test_notify_permissions(synth: Synth) -> None:
-    assert not {a for a in synth.all_actions("Notify") if a.startswith(("kinesis:", "s3:", "sns:", "sqs:"))}
+    assert not {a for a in synth.all_actions("Notify") if a.startswith(("kinesis:", "s3:"))}
+    # SQS only to park failed invocations, on that one queue.
+    sqs_stmts = [
+        s for s in synth.statements("Notify") if any(a.startswith("sqs:") for a in as_list(s["Action"]))
+    ]
+    (failures,) = {q for s in sqs_stmts for q in refs(s["Resource"])}
+    assert failures.startswith("NotifyFailedEventsQueue") and failures != DLQ
     assert not synth.actions_on("Notify", CONFIG) & DYNAMODB_WRITES
+    assert synth.actions_on("Notify", NOTIFICATIONS) >= DYNAMODB_WRITES | {"dynamodb:Query"}
     assert not synth.actions_on("Notify", USAGE) and not synth.actions_on("Notify", EVENTS)
+    # SNS channels: publish only, to topics of this account and region (never sns:* or another account).
+    sns = [s for s in synth.statements("Notify") if any(a.startswith("sns:") for a in as_list(s["Action"]))]
+    (stmt,) = sns
+    assert as_list(stmt["Action"]) == ["sns:Publish"]
+    arn = json.dumps(stmt["Resource"])
+    assert '"AWS::AccountId"' in arn and '"AWS::Region"' in arn and arn.endswith(':*"]]}')
+
+
+def test_notify_retry_sweep_schedule(synth: Synth) -> None:
+    fid = synth.function_id("Notify")
+    rules = [
+        p["Properties"]
+        for p in synth.of_type("AWS::Events::Rule").values()
+        if p["Properties"].get("ScheduleExpression") == "rate(1 minute)"
+    ]
+    (rule,) = rules
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [fid, "Arn"]}
+    # A missed tick is not retried: the next one a minute later does the same work.
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+
+
+def test_notify_failed_domain_events_are_parked_not_dropped(synth: Synth) -> None:
+    fid = synth.function_id("Notify")
+    (config,) = synth.of_type("AWS::Lambda::EventInvokeConfig").values()
+    p = config["Properties"]
+    assert p["FunctionName"] == {"Ref": fid}
+    assert (p["MaximumRetryAttempts"], p["MaximumEventAgeInSeconds"]) == (2, 6 * 3600)
+    (queue,) = refs(p["DestinationConfig"]["OnFailure"]["Destination"])
+    assert synth.resources[queue]["Type"] == "AWS::SQS::Queue" and queue != DLQ
+    assert synth.props(queue)["SqsManagedSseEnabled"] is True
+    assert "sqs:SendMessage" in synth.actions_on("Notify", queue)
+    policies = [q["Properties"] for q in synth.of_type("AWS::SQS::QueuePolicy").values()]
+    assert any(
+        queue in refs(p["Queues"]) and _denies_insecure_transport(p["PolicyDocument"]) for p in policies
+    )
+
+
+def test_api_can_write_notification_events(synth: Synth) -> None:
+    assert synth.actions_on("Api", NOTIFICATIONS) >= DYNAMODB_WRITES
+    assert not {a for a in synth.all_actions("Api") if a.startswith("sns:") and a != "sns:Publish"}
 
 
 @pytest.mark.parametrize("name", FN_SPECS)

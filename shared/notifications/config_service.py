@@ -1,0 +1,235 @@
+"""Channel and rule CRUD rules.
+
+Channels: `webhook` (url, custom_headers, signing_secret generated when absent) or `sns` (topic_arn).
+Types are immutable; PUT replaces the rest (an omitted signing_secret keeps the current one, so an
+edit never silently rotates it). A channel used by a rule can't be deleted (409).
+Rules: 1-5 existing channels; thresholds only (and required) on balance threshold rules; features
+only on entitlement rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.api.params import page_params, sort_items, string_filters
+from shared.api.problem import BadRequest, Conflict, NotFound, invalid_parameter
+from shared.api.validation import validate_model
+from shared.core.ids import new_id
+from shared.core.timeutil import Clock
+from shared.notifications import signing
+from shared.notifications.models import (
+    RESERVED_HEADERS,
+    Channel,
+    ChannelType,
+    Rule,
+    RuleRequest,
+    RuleType,
+    SnsChannelRequest,
+    Threshold,
+    WebhookChannelRequest,
+)
+from shared.notifications.repository import ChannelInUse, NotificationConfigRepository, WriteConflict
+from shared.notifications.urls import UrlRejected, check_syntax
+from shared.settings import get_settings
+
+SORTS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda x: (x.name, x.id),
+    "created_at": lambda x: (x.created_at, x.id),
+    "updated_at": lambda x: (x.updated_at, x.id),
+}
+ENTITLEMENT_RULES = (RuleType.BALANCE_THRESHOLD, RuleType.ENTITLEMENT_RESET)
+
+
+def _enum_error(field: str, choices: list[str]) -> BadRequest:
+    reason = f"must be one of {', '.join(choices)}"
+    return BadRequest(
+        f"Invalid [{field}]: {reason}", [{**invalid_parameter(field, reason, "enum"), "choices": choices}]
+    )
+
+
+def _typed(body: Any, models: dict[str, type[BaseModel]]) -> BaseModel:
+    if not isinstance(body, dict):
+        raise BadRequest.field("body", "must be a JSON object", "is_object")
+    kind = body.get("type")
+    if kind is None:
+        raise BadRequest.field("type", f"is required: one of {', '.join(models)}", "required")
+    if kind not in models:
+        raise _enum_error("type", list(models))
+    return validate_model(models[kind], body)
+
+
+def _immutable_type(current: str, body: Any) -> None:
+    if isinstance(body, dict) and body.get("type") not in (None, current):
+        raise BadRequest.field("type", f"is immutable (this one is {current})", "invalid")
+
+
+class NotificationConfigService:
+    def __init__(self, repo: NotificationConfigRepository, clock: Clock | None = None) -> None:
+        self.repo = repo
+        self.clock = clock or Clock()
+
+    # -- channels --------------------------------------------------------------------------------
+    def _channel_from(self, req: BaseModel, channel_id: str, previous: Channel | None) -> Channel:
+        assert isinstance(req, WebhookChannelRequest | SnsChannelRequest)
+        now = self.clock.now()
+        channel = Channel(
+            id=channel_id,
+            type=ChannelType(req.type),
+            name=req.name,
+            disabled=req.disabled,
+            labels=req.labels,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+        )
+        if isinstance(req, WebhookChannelRequest):
+            try:
+                check_syntax(req.url, get_settings().allow_insecure_loopback_webhooks)
+            except UrlRejected as exc:
+                raise BadRequest.field("url", str(exc), "invalid") from None
+            for name in req.custom_headers:
+                if name.lower().startswith(RESERVED_HEADERS):
+                    raise BadRequest.field(f"custom_headers.{name}", "is a reserved header", "invalid")
+            secret = (
+                req.signing_secret or (previous.signing_secret if previous else None) or signing.new_secret()
+            )
+            try:
+                signing.secret_key(secret)
+            except ValueError as exc:
+                raise BadRequest.field("signing_secret", str(exc), "is_base64") from None
+            channel.url, channel.custom_headers, channel.signing_secret = req.url, req.custom_headers, secret
+        else:
+            channel.topic_arn = req.topic_arn
+        return channel
+
+    def create_channel(self, body: Any) -> Channel:
+        req = _typed(body, {"webhook": WebhookChannelRequest, "sns": SnsChannelRequest})
+        channel = self._channel_from(req, new_id(), None)
+        self.repo.put_channel(channel, create=True)
+        return channel
+
+    def get_channel(self, channel_id: str) -> Channel:
+        channel = self.repo.get_channel(channel_id)
+        if channel is None:
+            raise NotFound(f"Notification channel [{channel_id}] not found")
+        return channel
+
+    def update_channel(self, channel_id: str, body: Any) -> Channel:
+        current = self.get_channel(channel_id)
+        _immutable_type(current.type.value, body)
+        models = {"webhook": WebhookChannelRequest, "sns": SnsChannelRequest}
+        req = _typed(body, {current.type.value: models[current.type.value]})
+        channel = self._channel_from(req, channel_id, current)
+        if not self.repo.put_channel(channel, create=False):
+            raise NotFound(f"Notification channel [{channel_id}] not found")
+        return channel
+
+    def delete_channel(self, channel_id: str) -> None:
+        try:
+            deleted = self.repo.delete_channel(channel_id)
+        except ChannelInUse as exc:
+            raise Conflict(
+                f"Notification channel [{channel_id}] is used by rules [{', '.join(exc.rule_ids)}]",
+                conflicting_entity_ids=exc.rule_ids,
+            ) from None
+        if not deleted:
+            raise NotFound(f"Notification channel [{channel_id}] not found")
+
+    def list_channels(
+        self, params: dict[str, str] | None, render: Callable[[Channel], dict[str, Any]] = Channel.to_api
+    ) -> dict[str, Any]:
+        return self._list(self.repo.list_channels(), params, ("name", "type"), render)
+
+    # -- rules -----------------------------------------------------------------------------------
+    def _rule_from(self, body: Any, rule_id: str, previous: Rule | None) -> Rule:
+        req = validate_model(RuleRequest, body)
+        if len(set(req.channels)) != len(req.channels):
+            raise BadRequest.field("channels", "must not repeat a channel", "invalid")
+        for i, cid in enumerate(req.channels):
+            if self.repo.get_channel(cid) is None:
+                raise BadRequest.field(f"channels[{i}]", f"channel [{cid}] not found", "missing_reference")
+        if req.type is RuleType.BALANCE_THRESHOLD:
+            if not req.thresholds:
+                raise BadRequest.field("thresholds", "is required for this rule type", "required")
+            keys = [(t.type, t.value) for t in req.thresholds]
+            if len(set(keys)) != len(keys):
+                raise BadRequest.field("thresholds", "must not repeat a threshold", "invalid")
+        elif req.thresholds is not None:
+            raise BadRequest.field(
+                "thresholds", f"is not allowed for {req.type.value} rules", "unknown_property"
+            )
+        if req.features is not None and req.type not in ENTITLEMENT_RULES:
+            raise BadRequest.field(
+                "features", f"is not allowed for {req.type.value} rules", "unknown_property"
+            )
+        now = self.clock.now()
+        return Rule(
+            id=rule_id,
+            type=req.type,
+            name=req.name,
+            disabled=req.disabled,
+            channel_ids=list(req.channels),
+            thresholds=[Threshold(Decimal(t.value), t.type) for t in req.thresholds or []],
+            features=req.features or None,
+            labels=req.labels,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+        )
+
+    def _write(self, rule: Rule, previous: Rule | None) -> None:
+        try:
+            self.repo.write_rule(rule, previous)
+        except WriteConflict as exc:
+            old = set(previous.channel_ids) if previous else set()
+            added = [c for c in dict.fromkeys(rule.channel_ids) if c not in old]
+            for reason, cid in zip(exc.reasons[1:], added, strict=False):
+                if reason == "ConditionalCheckFailed":
+                    idx = rule.channel_ids.index(cid)
+                    raise BadRequest.field(
+                        f"channels[{idx}]", f"channel [{cid}] not found", "missing_reference"
+                    ) from None
+            raise Conflict(f"Notification rule [{rule.id}] was modified concurrently; retry") from None
+
+    def create_rule(self, body: Any) -> Rule:
+        rule = self._rule_from(body, new_id(), None)
+        self._write(rule, None)
+        return rule
+
+    def get_rule(self, rule_id: str) -> Rule:
+        rule = self.repo.get_rule(rule_id)
+        if rule is None:
+            raise NotFound(f"Notification rule [{rule_id}] not found")
+        return rule
+
+    def update_rule(self, rule_id: str, body: Any) -> Rule:
+        current = self.get_rule(rule_id)
+        _immutable_type(current.type.value, body)
+        rule = self._rule_from(body, rule_id, current)
+        self._write(rule, current)
+        return rule
+
+    def delete_rule(self, rule_id: str) -> None:
+        rule = self.get_rule(rule_id)
+        if not self.repo.delete_rule(rule):
+            raise NotFound(f"Notification rule [{rule_id}] not found")
+
+    def list_rules(self, params: dict[str, str] | None) -> dict[str, Any]:
+        channels = {c.id: c for c in self.repo.list_channels()}
+        return self._list(self.repo.list_rules(), params, ("name", "type"), lambda r: r.to_api(channels))
+
+    def rule_api(self, rule: Rule) -> dict[str, Any]:
+        channels = {c: ch for c in rule.channel_ids if (ch := self.repo.get_channel(c)) is not None}
+        return rule.to_api(channels)
+
+    @staticmethod
+    def _list(
+        items: list[Any], params: dict[str, str] | None, fields: tuple[str, ...], render: Any
+    ) -> dict[str, Any]:
+        page = page_params(params)
+        filters = string_filters(params, fields)
+        items = [i for i in items if all(f.matches(str(getattr(i, f.field))) for f in filters)]
+        items = sort_items(items, (params or {}).get("sort"), SORTS, "created_at")
+        return page.response([render(i) for i in page.slice(items)], len(items))

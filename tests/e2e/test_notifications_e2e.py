@@ -1,0 +1,154 @@
+"""End to end over real HTTP: `python -m local`, a webhook channel + rule via the API, a domain event
+published to the moto topic, and a signed request arriving at a receiver on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import orjson
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from tests.support.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    env_file = tmp_path_factory.mktemp("local-notify") / "meterline.env"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env.update(POWERTOOLS_METRICS_DISABLED="true")
+    cmd = [
+        sys.executable,
+        "-m",
+        "local",
+        "--port",
+        "0",
+        "--env-file",
+        str(env_file),
+        "--log-level",
+        "WARNING",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not env_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"local stack did not start (exit {proc.returncode}):\n{out[-3000:]}")
+        time.sleep(0.1)
+    try:
+        yield _read_env(env_file)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_domain_event_reaches_a_webhook_signed_and_shows_success(local_stack: dict[str, str]) -> None:
+    base = local_stack["METERLINE_URL"] + "/v3/openmeter/notification"
+    auth = {"Authorization": f"Bearer {local_stack['METERLINE_TOKEN']}"}
+    with Receiver() as receiver:
+        channel = requests.post(
+            f"{base}/channels",
+            headers=auth,
+            json={"type": "webhook", "name": "e2e", "url": receiver.url + "/hook"},
+            timeout=10,
+        )
+        assert channel.status_code == 201, channel.text
+        rule = requests.post(
+            f"{base}/rules",
+            headers=auth,
+            json={
+                "type": "entitlements.balance.threshold",
+                "name": "80 percent",
+                "channels": [channel.json()["id"]],
+                "thresholds": [{"value": 80, "type": "usage_percentage"}],
+            },
+            timeout=10,
+        )
+        assert rule.status_code == 201, rule.text
+
+        # What the entitlement engine publishes (it may not be on this branch): same topic, same shape.
+        sns = boto3.client(
+            "sns",
+            endpoint_url=local_stack["METERLINE_MOTO_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        topic = sns.create_topic(Name="meterline-domain-events")[
+            "TopicArn"
+        ]  # idempotent: the runtime's topic
+        domain = {
+            "id": str(uuid.uuid4()),
+            "type": "entitlements.balance.updated",
+            "time": "2026-05-10T12:00:00Z",
+            "data": {
+                "entitlement": {
+                    "id": "01JENT0000000000000000E2E0",
+                    "type": "metered",
+                    "feature_key": "api_calls",
+                    "is_soft_limit": False,
+                },
+                "customer": {"id": "01JCUS0000000000000000E2E0"},
+                "feature": {"id": "01JFEA0000000000000000E2E0", "key": "api_calls"},
+                "value": {
+                    "has_access": True,
+                    "balance": "150",
+                    "usage": "850",
+                    "overage": "0",
+                    "total_available_grant_amount": "1000",
+                    "current_usage_period": {"from": "2026-05-01T00:00:00Z", "to": "2026-06-01T00:00:00Z"},
+                },
+                "previous": None,
+                "reason": "usage",
+            },
+        }
+        sns.publish(
+            TopicArn=topic,
+            Message=orjson.dumps(domain).decode(),
+            MessageAttributes={"type": {"DataType": "String", "StringValue": domain["type"]}},
+        )
+
+        got = receiver.wait_for("/hook", timeout=10)
+        assert len(got) == 1, "no webhook within 10 s"
+        payload = Webhook(channel.json()["signing_secret"]).verify(got[0].body, got[0].headers)
+        assert payload["type"] == "entitlements.balance.threshold"
+        assert payload["data"]["threshold"] == {"value": "80", "type": "usage_percentage"}
+
+    state = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        event = requests.get(f"{base}/events/{payload['id']}", headers=auth, timeout=10)
+        assert event.status_code == 200, event.text
+        state = event.json()["delivery_status"][0]["state"]
+        if state == "SUCCESS":
+            break
+        time.sleep(0.05)
+    assert state == "SUCCESS"
+    listed = requests.get(
+        f"{base}/events", headers=auth, params={"filter[rule_id]": rule.json()["id"]}, timeout=10
+    )
+    assert [e["id"] for e in listed.json()["data"]] == [payload["id"]]
