@@ -13,7 +13,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from shared.api.validation import Rfc3339
@@ -105,8 +113,8 @@ class CreateEntitlementRequest(BaseModel):
     feature_id: str | None = Field(default=None, min_length=1, max_length=64)
     usage_period: UsagePeriodRequest | None = None
     measure_usage_from: MeasureUsageFrom | Rfc3339 | None = None
-    is_soft_limit: bool | None = None
-    preserve_overage_at_reset: bool | None = None
+    is_soft_limit: StrictBool | None = None
+    preserve_overage_at_reset: StrictBool | None = None
     issue: IssueRequest | None = None
     config: Any = None
     metadata: Metadata = None
@@ -140,8 +148,8 @@ class ResetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     effective_at: Rfc3339 | None = None
-    retain_anchor: bool = False
-    preserve_overage: bool | None = None
+    retain_anchor: StrictBool = False
+    preserve_overage: StrictBool | None = None
 
 
 class ExpirationDuration(StrEnum):

@@ -246,3 +246,13 @@ def test_events_of_unattributed_subjects_touch_no_entitlement(stack: Stack) -> N
     stack.ingest([call(1, NOW, subject="stranger")])
     stack.drain()
     assert stored(cid).usage == 0
+
+
+def test_deleting_the_customer_ends_its_entitlements(stack: Stack) -> None:
+    cid = setup(stack)
+    assert len(stack.request("GET", f"/customers/{cid}/entitlement-access").json()["data"]) == 1
+    assert stack.request("DELETE", f"/customers/{cid}").status == 204
+    assert stack.request("GET", f"/customers/{cid}/entitlement-access").status == 404
+    assert wiring.entitlements().repo.for_customer(cid) == []
+    assert wiring.entitlements().refresher.store.get(cid, "api") is None
+    assert wiring.entitlements().sweep() == 0  # nothing left for the sweep to bring back

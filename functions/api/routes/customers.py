@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler import Response
 from functions.api.app import app, body, json_response, no_content, query_params
 from shared.customers.repository import CustomerRepository
 from shared.customers.service import CustomerService
+from shared.entitlements.wiring import entitlements
 from shared.settings import get_settings
 
 
@@ -41,5 +42,7 @@ def upsert_customer(customer_id: str) -> Response:
 
 @app.delete("/customers/<customer_id>")
 def delete_customer(customer_id: str) -> Response:
-    customers().delete(unquote(customer_id))
+    customer = customers().get(unquote(customer_id))
+    customers().delete(customer.id)
+    entitlements().service.end_for_customer(customer.id)
     return no_content()
