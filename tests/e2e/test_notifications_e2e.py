@@ -152,3 +152,82 @@ def test_domain_event_reaches_a_webhook_signed_and_shows_success(local_stack: di
         f"{base}/events", headers=auth, params={"filter[rule_id]": rule.json()["id"]}, timeout=10
     )
     assert [e["id"] for e in listed.json()["data"]] == [payload["id"]]
+
+
+def test_usage_crossing_a_threshold_is_notified_from_the_real_pipeline(local_stack: dict[str, str]) -> None:
+    """Ingest -> aggregate -> entitlement refresh -> domain event -> notify -> signed webhook."""
+    api = local_stack["METERLINE_URL"] + "/v3/openmeter"
+    auth = {"Authorization": f"Bearer {local_stack['METERLINE_TOKEN']}"}
+
+    def post(path: str, body: object, status: int = 201) -> dict[str, object]:
+        resp = requests.post(f"{api}{path}", headers=auth, json=body, timeout=10)
+        assert resp.status_code == status, resp.text
+        return dict(resp.json()) if resp.text else {}
+
+    meter = post(
+        "/meters",
+        {
+            "key": "tokens",
+            "name": "Tokens",
+            "aggregation": "sum",
+            "event_type": "llm",
+            "value_property": "$.tokens",
+        },
+    )
+    post("/features", {"key": "llm_tokens", "name": "LLM tokens", "meter": {"id": meter["id"]}})
+    customer = post(
+        "/customers",
+        {"key": "initech", "name": "Initech", "usage_attribution": {"subject_keys": ["initech"]}},
+    )
+    post(
+        f"/customers/{customer['id']}/entitlements",
+        {
+            "type": "metered",
+            "feature_key": "llm_tokens",
+            "usage_period": {"interval": "P1M"},
+            "issue": {"amount": 1000},
+        },
+    )
+    with Receiver() as receiver:
+        channel = post(
+            "/notification/channels", {"type": "webhook", "name": "quota", "url": receiver.url + "/quota"}
+        )
+        post(
+            "/notification/rules",
+            {
+                "type": "entitlements.balance.threshold",
+                "name": "quota warnings",
+                "channels": [channel["id"]],
+                "features": ["llm_tokens"],
+                "thresholds": [
+                    {"value": 80, "type": "usage_percentage"},
+                    {"value": 100, "type": "usage_percentage"},
+                ],
+            },
+        )
+        events = [
+            {
+                "specversion": "1.0",
+                "id": f"llm-{i}",
+                "source": "gw",
+                "type": "llm",
+                "subject": "initech",
+                "data": {"tokens": 300},
+            }
+            for i in range(3)
+        ]
+        resp = requests.post(
+            f"{api}/events",
+            headers={**auth, "Content-Type": "application/cloudevents-batch+json"},
+            json=events,
+            timeout=10,
+        )
+        assert resp.status_code == 202, resp.text
+        got = receiver.wait_for("/quota", timeout=20)
+        assert len(got) == 1, "no webhook within 20 s"
+        payload = Webhook(str(channel["signing_secret"])).verify(got[0].body, got[0].headers)
+        # 900 of 1,000 used: the 80 % threshold is the most advanced active one.
+        assert payload["type"] == "entitlements.balance.threshold"
+        assert payload["data"]["threshold"] == {"value": "80", "type": "usage_percentage"}
+        assert payload["data"]["value"]["usage"] == "900"
+        assert payload["data"]["customer"]["id"] == customer["id"]
