@@ -24,8 +24,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws import clients
 from shared.aws.dynamo import batch_get, from_item, query_all, to_item, to_value
+from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.customers.models import MAX_SUBJECT_KEY_LENGTH, Customer
 
@@ -123,15 +123,7 @@ def customer_from_record(rec: dict[str, Any]) -> Customer:
     )
 
 
-class CustomerRepository:
-    def __init__(self, table: str, client: Any | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
+class CustomerRepository(TableRepository):
     # -- writes ----------------------------------------------------------------------------------
     def _put_claim(self, subject: str, customer: Customer) -> dict[str, Any]:
         return {

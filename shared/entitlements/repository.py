@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
-from shared.aws import clients
 from shared.aws.dynamo import batch_get, from_item, query_all, to_item, to_value
+from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.entitlements.models import Entitlement, EntitlementType, GrantRecord, ResetRecord
 
@@ -196,23 +196,7 @@ def grant_from_record(rec: dict[str, Any]) -> GrantRecord:
     )
 
 
-class EntitlementRepository:
-    def __init__(self, table: str, client: Any | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
-    def _transact(self, items: list[dict[str, Any]], error: type[Exception]) -> None:
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise error(str(exc)) from exc
-            raise
-
+class EntitlementRepository(TableRepository):
     # -- writes ----------------------------------------------------------------------------------
     def create(
         self, ent: Entitlement, grants: Iterable[GrantRecord] = (), feature_pk: str | None = None

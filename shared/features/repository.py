@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws import clients
 from shared.aws.dynamo import from_item, query_all, to_item, to_value
+from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.features.models import Feature, unit_cost_from_api
 
@@ -80,15 +80,7 @@ def feature_from_record(rec: dict[str, Any]) -> Feature:
     )
 
 
-class FeatureRepository:
-    def __init__(self, table: str, client: Any | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
+class FeatureRepository(TableRepository):
     # -- writes ----------------------------------------------------------------------------------
     def create(self, feature: Feature) -> None:
         """The feature and its key claim, atomically, only while its meter (if any) is live."""

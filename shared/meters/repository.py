@@ -12,8 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws import clients
 from shared.aws.dynamo import from_item, query_all, to_item
+from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.meters.models import Aggregation, Meter
 
@@ -69,15 +69,7 @@ def meter_from_record(rec: dict[str, Any]) -> Meter:
     )
 
 
-class MeterRepository:
-    def __init__(self, table: str, client: Any | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
+class MeterRepository(TableRepository):
     def create(self, meter: Meter) -> None:
         try:
             self.client.transact_write_items(

@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws import clients
 from shared.aws.dynamo import from_item, query_all, to_item
+from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.notifications.models import Channel, ChannelType, Rule, RuleType, Threshold, ThresholdType
 
@@ -113,15 +113,7 @@ def _reasons(exc: ClientError) -> list[str]:
     return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
 
 
-class NotificationConfigRepository:
-    def __init__(self, table: str, client: Any | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
+class NotificationConfigRepository(TableRepository):
     # -- channels --------------------------------------------------------------------------------
     def put_channel(self, channel: Channel, *, create: bool) -> bool:
         """Create, or update the fields of a live channel (never its `rule_ids`). False if gone/exists."""

@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
-from shared.aws import clients
 from shared.aws.dynamo import from_item, query_all, to_item
+from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 
 RETENTION = timedelta(days=90)
@@ -246,15 +246,7 @@ def _delivery_from(rec: dict[str, Any]) -> Delivery:
     )
 
 
-class NotificationStore:
-    def __init__(self, table: str, client: Any | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
+class NotificationStore(TableRepository):
     # -- threshold state -------------------------------------------------------------------------
     def threshold_state(self, pk: str, sk: str) -> ThresholdState:
         item = self.client.get_item(

@@ -3,14 +3,8 @@ published to the moto topic, and a signed request arriving at a receiver on loop
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import orjson
@@ -21,49 +15,6 @@ from standardwebhooks.webhooks import Webhook
 from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-@pytest.fixture(scope="module")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    env_file = tmp_path_factory.mktemp("local-notify") / "meterline.env"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env.update(POWERTOOLS_METRICS_DISABLED="true")
-    cmd = [
-        sys.executable,
-        "-m",
-        "local",
-        "--port",
-        "0",
-        "--env-file",
-        str(env_file),
-        "--log-level",
-        "WARNING",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    deadline = time.monotonic() + 60
-    while not env_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"local stack did not start (exit {proc.returncode}):\n{out[-3000:]}")
-        time.sleep(0.1)
-    try:
-        yield _read_env(env_file)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(timeout=20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
 
 
 def test_domain_event_reaches_a_webhook_signed_and_shows_success(local_stack: dict[str, str]) -> None:
