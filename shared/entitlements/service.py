@@ -445,11 +445,9 @@ class EntitlementService:
         except (ZoneInfoNotFoundError, ValueError):
             raise BadRequest.field("window_time_zone", "unknown IANA time zone", "enum", "query") from None
         start = _time_param(params, "from") or engine.period_at(terms, max(now, terms.measure_usage_from))[0]
-        end = _time_param(params, "to") or now
-        start, end = (
-            floor_minute(start),
-            floor_minute(end) + (timedelta(minutes=1) if end.second or end.microsecond else timedelta()),
-        )
+        # History ends now at the latest (the minute in progress included): there is no future usage.
+        end = min(_time_param(params, "to") or now, now)
+        start, end = floor_minute(start), ceil_minute(end)
         if start < terms.measure_usage_from:
             raise BadRequest.field(
                 "from",
