@@ -37,6 +37,13 @@ class Bench:
         os.environ.update(self.env)
         get_settings.cache_clear()
         clients.reset_clients()
+        # Process-wide factories hold the client they were built with: rebuild them on this one.
+        from functions.aggregate import handler as aggregate_handler
+        from functions.ingest import handler as ingest_handler
+        from shared.entitlements import wiring
+
+        for cached in (ingest_handler.service, aggregate_handler.aggregator, wiring.entitlements):
+            cached.cache_clear()
         ensure_token(TOKEN, "admin", "bench")
         self.calls: Counter[str] = Counter()
         self.items_written = 0
