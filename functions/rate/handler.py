@@ -1,7 +1,8 @@
 """The rate function, every 5 minutes: the entitlement reset sweep. Rating arrives with a later issue.
 
 The sweep gives every metered entitlement whose usage period has ended its reset (a fresh access
-state and an `entitlements.reset` domain event), also for customers with no new usage.
+state and an `entitlements.reset` domain event), also for customers with no new usage. It reads
+the access states' due index; once an hour it also reconciles every metered entitlement.
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from shared.core.timeutil import parse_rfc3339
 from shared.entitlements.wiring import entitlements
 
 logger = Logger(service="meterline-rate")
 
 
+def _top_of_the_hour(event: dict[str, Any]) -> bool:
+    """The run in the first 5 minutes of each hour also reconciles every metered entitlement."""
+    try:
+        return parse_rfc3339(event["time"]).minute < 5
+    except (KeyError, ValueError):
+        return False
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    reset = entitlements().sweep()
+    reset = entitlements().sweep(reconcile=_top_of_the_hour(event))
     logger.info(
         "entitlement reset sweep done; rating: nothing to rate yet (billing is a later issue)",
         extra={"entitlements_reset": reset},

@@ -3,11 +3,15 @@
 Item: pk = "ACCESS#<customer_id>", sk = "FEAT#<feature_key>"; the last computed value of the
 customer's active entitlement for that feature, the usage period it belongs to, and a snapshot of
 the balances at that period's start so the next refresh replays only the current period.
+
+A metered state is also in gsi1 under `ACCESSDUE#<0..7>`, sorted by the end of its period: the
+reset sweep reads only the states whose period has ended, not every entitlement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +24,9 @@ from shared.aws.dynamo import from_item, query_all, to_item
 from shared.core.decimals import wire
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.events.keys import sortable
+
+DUE_PREFIX = "ACCESSDUE#"
+DUE_SHARDS = 8
 
 
 @dataclass
@@ -106,11 +113,32 @@ class AccessStore:
                 states = [fresh.get(s.feature_key, s) for s in states]
         return [s.to_api() for s in sorted(states, key=lambda s: s.feature_key)]
 
+    def due(self, now: datetime) -> Iterator[tuple[str, str]]:
+        """(customer id, entitlement id) of every metered state whose usage period ended by `now`."""
+        for shard in range(DUE_SHARDS):
+            items = query_all(
+                self.client,
+                TableName=self.table,
+                IndexName="gsi1",
+                KeyConditionExpression="gsi1pk = :p AND gsi1sk < :now",
+                ExpressionAttributeValues={
+                    ":p": {"S": f"{DUE_PREFIX}{shard}"},
+                    ":now": {"S": sortable(now) + "#~"},
+                },
+            )
+            for item in items:
+                yield item["pk"]["S"].split("#", 1)[1], item["entitlement_id"]["S"]
+
     def put(self, state: AccessState) -> bool:
         """Write unless a computation that started later already wrote (shards race benignly)."""
+        due = state.period_to is not None
         record = {
             "pk": f"ACCESS#{state.customer_id}",
             "sk": f"FEAT#{state.feature_key}",
+            "gsi1pk": f"{DUE_PREFIX}{zlib.crc32(state.entitlement_id.encode()) % DUE_SHARDS}"
+            if due
+            else None,
+            "gsi1sk": f"{sortable(state.period_to)}#{state.customer_id}#{state.feature_key}" if due else None,
             "feature_id": state.feature_id,
             "entitlement_id": state.entitlement_id,
             "type": state.type,

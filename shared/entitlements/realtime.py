@@ -133,18 +133,27 @@ class AccessRefresher:
                 # Anything else propagates: the batch is retried, and a refresh is idempotent.
         return count
 
-    def sweep(self, entitlements: Iterable[Entitlement]) -> int:
-        """Scheduled: refresh every metered entitlement whose usage period has ended (resets)."""
+    def sweep(self, reconcile: Iterable[Entitlement] | None = None) -> int:
+        """Scheduled: every metered entitlement whose usage period has ended gets its reset; found
+        through the states' due index. `reconcile` (every metered entitlement, run now and then)
+        also catches one whose state was never written (a refresh that failed at creation)."""
         now = self.clock.now()
+        due: dict[str, Entitlement | None] = {eid: None for _, eid in self.store.due(now)}
+        for ent in reconcile or ():
+            if ent.id not in due:
+                state = self.store.get(ent.customer_id, ent.feature_key)
+                if state is None or state.period_to is None or state.period_to <= now:
+                    due[ent.id] = ent
         count = 0
-        for ent in entitlements:
-            state = self.store.get(ent.customer_id, ent.feature_key)
-            if state is None or state.period_to is None or state.period_to <= now:
-                try:
-                    self.refresh(ent, "reset")
-                    count += 1
-                except Exception:
-                    logger.exception("scheduled refresh failed", extra={"entitlement_id": ent.id})
+        for eid, known in due.items():
+            ent = known or self.entitlements.get(eid)
+            if ent is None or ent.deleted_at is not None:
+                continue
+            try:
+                self.refresh(ent, "reset")
+                count += 1
+            except Exception:  # one entitlement must not stop the sweep; the next run retries it
+                logger.exception("scheduled refresh failed", extra={"entitlement_id": eid})
         return count
 
     # -- computation ------------------------------------------------------------------------------

@@ -37,9 +37,10 @@ class Entitlements:
         customers = {s: ref.id for s, ref in self.attribution.resolve_subjects(subjects).items()}
         return self.refresher.refresh_for_usage(touched, customers)
 
-    def sweep(self) -> int:
-        """The scheduled job: every metered entitlement whose usage period ended gets its reset."""
-        return self.refresher.sweep(self.repo.all_metered())
+    def sweep(self, reconcile: bool = False) -> int:
+        """The scheduled job: every metered entitlement whose usage period ended gets its reset;
+        with `reconcile`, every metered entitlement is checked (not only the due index)."""
+        return self.refresher.sweep(self.repo.all_metered() if reconcile else None)
 
 
 def build(clock: Clock | None = None) -> Entitlements:

@@ -256,3 +256,13 @@ def test_deleting_the_customer_ends_its_entitlements(stack: Stack) -> None:
     assert wiring.entitlements().repo.for_customer(cid) == []
     assert wiring.entitlements().refresher.store.get(cid, "api") is None
     assert wiring.entitlements().sweep() == 0  # nothing left for the sweep to bring back
+
+
+def test_the_hourly_reconcile_restores_a_state_that_was_never_written(stack: Stack) -> None:
+    cid = setup(stack)
+    ent = wiring.entitlements().repo.for_customer(cid)[0]
+    wiring.entitlements().refresher.store.delete(cid, "api", ent.id)  # as if the create's refresh failed
+    assert wiring.entitlements().sweep() == 0  # the due index knows nothing of it
+    top_of_hour = {"source": "aws.events", "detail-type": "Scheduled Event", "time": "2026-12-01T21:00:00Z"}
+    assert rate_handler.lambda_handler(top_of_hour, None)["entitlements_reset"] == 1
+    assert stored(cid).entitlement_id == ent.id
