@@ -92,10 +92,11 @@ class Engine:
         rule_type = RULES_FOR.get(str(domain.get("type")))
         if rule_type is None:
             return []
-        rules = [r for r in self.config.list_rules() if r.type is rule_type and not r.disabled]
+        all_rules, all_channels = self.config.active_config()
+        rules = [r for r in all_rules if r.type is rule_type and not r.disabled]
         if not rules:
             return []
-        channels = {c.id: c for c in self.config.list_channels()}
+        channels = {c.id: c for c in all_channels}
         created: list[NotificationEvent] = []
         for rule in rules:
             targets = [channels[c] for c in rule.channel_ids if c in channels and not channels[c].disabled]

@@ -9,6 +9,7 @@ empty sets), race-free against a concurrent rule create.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -113,7 +114,44 @@ def _reasons(exc: ClientError) -> list[str]:
     return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
 
 
+# Bumped by every channel and rule write: the notify function re-lists rules and channels only
+# when it changed (a GetItem per domain event instead of two index queries).
+VERSION_KEY = {"pk": "NOTIFYCONFIG", "sk": "VERSION"}
+# Index reads are eventually consistent: a list read just after a bump could miss the write, so a
+# cached list is also re-read after this many seconds.
+CACHE_SECONDS = 30.0
+
+
 class NotificationConfigRepository(TableRepository):
+    _cache: tuple[int, float, list[Rule], list[Channel]] | None = None
+
+    def _bump(self) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": to_item(VERSION_KEY),
+                "UpdateExpression": "ADD v :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        }
+
+    def bump_version(self) -> None:
+        self.client.update_item(**self._bump()["Update"])
+
+    def version(self) -> int:
+        item = self.client.get_item(TableName=self.table, Key=to_item(VERSION_KEY), ConsistentRead=True)
+        return int(item.get("Item", {}).get("v", {}).get("N", "0"))
+
+    def active_config(self) -> tuple[list[Rule], list[Channel]]:
+        """Every rule and channel, re-listed only when the version moved (or the cache is old)."""
+        version, now = self.version(), time.monotonic()
+        cached = self._cache
+        if cached is not None and cached[0] == version and now - cached[1] < CACHE_SECONDS:
+            return cached[2], cached[3]
+        rules, channels = self.list_rules(), self.list_channels()
+        self._cache = (version, now, rules, channels)
+        return rules, channels
+
     # -- channels --------------------------------------------------------------------------------
     def put_channel(self, channel: Channel, *, create: bool) -> bool:
         """Create, or update the fields of a live channel (never its `rule_ids`). False if gone/exists."""
@@ -140,6 +178,7 @@ class NotificationConfigRepository(TableRepository):
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
+        self.bump_version()
         return True
 
     def get_channel(self, channel_id: str) -> Channel | None:
@@ -169,6 +208,7 @@ class NotificationConfigRepository(TableRepository):
             if not old:
                 return False
             raise ChannelInUse(sorted(old.get("rule_ids") or [])) from None
+        self.bump_version()
         return True
 
     # -- rules -----------------------------------------------------------------------------------
@@ -200,6 +240,7 @@ class NotificationConfigRepository(TableRepository):
         items = [{"Put": put}]
         items += [self._ref(c, rule.id, "ADD") for c in added]
         items += [self._ref(c, rule.id, "DELETE") for c in removed]
+        items.append(self._bump())
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -218,6 +259,7 @@ class NotificationConfigRepository(TableRepository):
             }
         ]
         items += [self._ref(c, rule.id, "DELETE") for c in rule.channel_ids]
+        items.append(self._bump())
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
