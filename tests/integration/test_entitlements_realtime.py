@@ -266,3 +266,21 @@ def test_the_hourly_reconcile_restores_a_state_that_was_never_written(stack: Sta
     top_of_hour = {"source": "aws.events", "detail-type": "Scheduled Event", "time": "2026-12-01T21:00:00Z"}
     assert rate_handler.lambda_handler(top_of_hour, None)["entitlements_reset"] == 1
     assert stored(cid).entitlement_id == ent.id
+
+
+def test_a_retried_customer_delete_finishes_ending_its_entitlements(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = setup(stack)
+    service = wiring.entitlements().service
+    real = service.end_for_customer
+
+    def crash(customer_id: str) -> int:
+        raise Crash("killed after the customer was deleted")
+
+    monkeypatch.setattr(service, "end_for_customer", crash)
+    assert stack.request("DELETE", f"/customers/{cid}").status == 500
+    assert wiring.entitlements().repo.for_customer(cid) != []  # left active by the crash
+    monkeypatch.setattr(service, "end_for_customer", real)
+    assert stack.request("DELETE", f"/customers/{cid}").status == 404  # already deleted...
+    assert wiring.entitlements().repo.for_customer(cid) == []  # ...and its entitlements ended
