@@ -332,7 +332,11 @@ class _Replay:
         for end in [*sorted(p for p in inner if t < p < until), until]:
             if t >= until:
                 break
-            self._phase_start(state, t, boundaries.get(t), t in boundaries and t > state.period_start)
+            boundary = t in boundaries and t > state.period_start
+            before = dict(state.grant_balances)
+            self._phase_start(state, t, boundaries.get(t), boundary)
+            if segments is not None and boundary and self.terms.kind == UsageKind.ADDITIVE:
+                segments.append(_rollover_segment(t, before, state.grant_balances))
             order = self._order(t)
             gauge = self.terms.kind == UsageKind.GAUGE
             if gauge:
@@ -373,6 +377,14 @@ class _Replay:
             t = state.at = end
         state.at = until
         return state
+
+
+def _rollover_segment(t: datetime, before: dict[str, Decimal], after: dict[str, Decimal]) -> Segment:
+    """The zero-length segment at a reset: balances before and after rollover (engine-rules §2.5 #7)."""
+    ids = [*before, *(g for g in after if g not in before)]
+    start = {g: before.get(g, ZERO) for g in ids}
+    end = {g: after.get(g, ZERO) for g in ids}
+    return Segment(t, t, ZERO, ZERO, sum(start.values(), ZERO), start, sum(end.values(), ZERO), end)
 
 
 def snapshot_at(
@@ -437,13 +449,16 @@ def burndown(
     start: datetime,
     end: datetime,
 ) -> list[Segment]:
-    """The burn-down segments over [start, end): they break at grant changes, recurrences and resets."""
+    """The burn-down segments over [start, end): they break at grant changes, recurrences and resets,
+    and each reset after `start` adds a zero-length rollover segment (additive meters)."""
     grants = list(grants)
     replay = _Replay(terms, grants, usage_fn)
-    state = replay.run(replay.initial(), max(start, terms.measure_usage_from))
+    first = max(start, terms.measure_usage_from)
+    state = replay.run(replay.initial(), first)
     segments: list[Segment] = []
     replay.run(state, end, segments=segments)
-    return segments
+    # A reset exactly at `start` opens the range; its rollover happened before it.
+    return [s for s in segments if not (s.start == s.end == first)]
 
 
 def balances_at(

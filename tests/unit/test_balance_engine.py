@@ -686,21 +686,24 @@ def test_burndown_segments_break_at_grant_changes_recurrences_and_resets():
     # [300,720): b starts 30; 20 → b 10.
     # [720,900): c recurs → 10; 25 → b 0 (10), c 0 (10), overage 5.
     # [900,1440): b expired; 5 → overage 10 (5 new).
-    # [1440,1500): reset: a min(50, 0) = 0; c recurs → 10; overage forgiven; 3 → c 7.
+    # [1440,1440): the reset's rollover segment: a min(50, 0) = 0; c recurs → 10; overage forgiven.
+    # [1440,1500): 3 → c 7.
     segs = burndown(terms(), BD_GRANTS, BD_USAGE, at(0), at(1500))
     assert [(s.start, s.end) for s in segs] == [
         (at(0), at(300)),
         (at(300), at(720)),
         (at(720), at(900)),
         (at(900), at(1440)),
+        (at(1440), at(1440)),
         (at(1440), at(1500)),
     ]
-    assert [s.usage for s in segs] == [D(55), D(20), D(25), D(5), D(3)]
-    assert [s.overage for s in segs] == [D(0), D(0), D(5), D(5), D(0)]
+    assert [s.usage for s in segs] == [D(55), D(20), D(25), D(5), D(0), D(3)]
+    assert [s.overage for s in segs] == [D(0), D(0), D(5), D(5), D(0), D(0)]
     assert [s.grant_usages for s in segs] == [
         {"a": D(50), "c": D(5)},
         {"b": D(20)},
         {"b": D(10), "c": D(10)},
+        {},
         {},
         {"c": D(3)},
     ]
@@ -709,6 +712,7 @@ def test_burndown_segments_break_at_grant_changes_recurrences_and_resets():
         {"a": D(0), "b": D(30), "c": D(5)},
         {"a": D(0), "b": D(10), "c": D(10)},
         {"a": D(0), "c": D(0)},
+        {"a": D(0), "c": D(0)},
         {"a": D(0), "c": D(10)},
     ]
     assert [s.grant_balances_at_end for s in segs] == [
@@ -716,6 +720,7 @@ def test_burndown_segments_break_at_grant_changes_recurrences_and_resets():
         {"a": D(0), "b": D(10), "c": D(5)},
         {"a": D(0), "b": D(0), "c": D(0)},
         {"a": D(0), "c": D(0)},
+        {"a": D(0), "c": D(10)},
         {"a": D(0), "c": D(7)},
     ]
     assert [(s.balance_at_start, s.balance_at_end) for s in segs] == [
@@ -723,6 +728,7 @@ def test_burndown_segments_break_at_grant_changes_recurrences_and_resets():
         (D(35), D(15)),
         (D(20), D(0)),
         (D(0), D(0)),
+        (D(0), D(10)),
         (D(10), D(7)),
     ]
 
