@@ -48,3 +48,28 @@ def test_a_committed_transaction_writes_every_item(stack: Stack) -> None:
     ddb = stack.clients["dynamodb"]
     ddb.transact_write_items(TransactItems=[_put("a", "1"), _put("b", "1", "attribute_not_exists(pk)")])
     assert (_get(stack, "a"), _get(stack, "b")) == ("1", "1")
+
+
+def test_index_queries_return_every_match_in_index_order(stack: Stack) -> None:
+    ddb = stack.clients["dynamodb"]
+    for i, sk in enumerate(["c", "a", "b"]):
+        ddb.put_item(
+            TableName="meterline-config",
+            Item={"pk": {"S": f"k{i}"}, "sk": {"S": "X"}, "gsi1pk": {"S": "IDX"}, "gsi1sk": {"S": sk}},
+        )
+    ddb.put_item(TableName="meterline-config", Item={"pk": {"S": "other"}, "sk": {"S": "X"}})
+    resp = ddb.query(
+        TableName="meterline-config",
+        IndexName="gsi1",
+        KeyConditionExpression="gsi1pk = :p",
+        ExpressionAttributeValues={":p": {"S": "IDX"}},
+    )
+    assert [i["gsi1sk"]["S"] for i in resp["Items"]] == ["a", "b", "c"]
+    back = ddb.query(
+        TableName="meterline-config",
+        IndexName="gsi1",
+        KeyConditionExpression="gsi1pk = :p AND gsi1sk > :s",
+        ExpressionAttributeValues={":p": {"S": "IDX"}, ":s": {"S": "a"}},
+        ScanIndexForward=False,
+    )
+    assert [i["gsi1sk"]["S"] for i in back["Items"]] == ["c", "b"]
