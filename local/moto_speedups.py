@@ -40,12 +40,14 @@ def apply() -> None:
         hash_key = getattr(_local, "hash_key", None)
         if hash_key is not None and self.range_key_attr:
             partition = self.items.get(hash_key) if hash_key in self.items else None
-            return sorted(partition.values(), key=lambda item: item.range_key) if partition else []
+            return sorted(list(partition.values()), key=lambda item: item.range_key) if partition else []
         if getattr(_local, "unsorted", False):
             # An index query filters these and then sorts the matches by the index keys itself.
+            # list() copies a dict in one step under the GIL: the local server's other threads may
+            # be writing to the table meanwhile.
             if not self.range_key_attr:
                 return list(self.items.values())
-            return [item for partition in self.items.values() for item in partition.values()]
+            return [item for partition in list(self.items.values()) for item in list(partition.values())]
         return original_all_items(self)
 
     def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
