@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.api.problem import BadRequest, invalid_parameter
+from shared.core.ids import is_ulid
 
 T = TypeVar("T")
 _BRACKETS = re.compile(r"^(\w+)((?:\[[^\]]*\])*)$")
@@ -151,3 +152,23 @@ def sort_items(
     for name, desc in reversed(specs):
         items = sorted(items, key=allowed[name], reverse=desc)
     return items
+
+
+ULID_OPS = ("eq", "oeq", "neq")
+
+
+def ulid_filter(field: str, spec: Any) -> StringFilter:
+    """`filter[<field>]` (contract ULIDFieldFilter): a ULID, or one of eq / oeq / neq."""
+    name = f"filter[{field}]"
+    if isinstance(spec, str):
+        spec = {"eq": spec}
+    if len(spec) != 1:
+        raise BadRequest.field(name, "use exactly one operator", "invalid", "query")
+    op, value = next(iter(spec.items()))
+    if op not in ULID_OPS or not isinstance(value, str):
+        reason = f"unknown operator; use one of {', '.join(ULID_OPS)}"
+        param = {**invalid_parameter(f"{name}[{op}]", reason, "enum", "query"), "choices": list(ULID_OPS)}
+        raise BadRequest(f"Invalid [{name}[{op}]]: {reason}", [param])
+    if not all(is_ulid(v) for v in (value.split(",") if op == "oeq" else [value])):
+        raise BadRequest.field(f"{name}[{op}]", "must be a ULID", "matches_regex", "query")
+    return StringFilter(field, op, value)

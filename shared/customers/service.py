@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from shared.api.params import StringFilter, nested, page_params, sort_items, string_filters
-from shared.api.problem import ApiError, BadRequest, Conflict, NotFound, invalid_parameter
+from shared.api.params import StringFilter, nested, page_params, sort_items, string_filters, ulid_filter
+from shared.api.problem import ApiError, Conflict, NotFound
 from shared.api.validation import validate_model
 from shared.core.ids import is_ulid, new_id
 from shared.core.timeutil import Clock
@@ -26,29 +26,11 @@ SORTS = {
     "created_at": lambda c: (c.created_at, c.id),
 }
 STRING_FILTERS = ("key", "name", "primary_email", "usage_attribution_subject_key", "plan_key")
-ULID_OPS = ("eq", "oeq", "neq")
 
 
 class Gone(ApiError):
     status = 410
     title = "Gone"
-
-
-def _ulid_filter(spec: Any) -> StringFilter:
-    """`filter[billing_profile_id]` (contract ULIDFieldFilter): a ULID, or one of eq / oeq / neq."""
-    name = "filter[billing_profile_id]"
-    if isinstance(spec, str):
-        spec = {"eq": spec}
-    if len(spec) != 1:
-        raise BadRequest.field(name, "use exactly one operator", "invalid", "query")
-    op, value = next(iter(spec.items()))
-    if op not in ULID_OPS or not isinstance(value, str):
-        reason = f"unknown operator; use one of {', '.join(ULID_OPS)}"
-        param = {**invalid_parameter(f"{name}[{op}]", reason, "enum", "query"), "choices": list(ULID_OPS)}
-        raise BadRequest(f"Invalid [{name}[{op}]]: {reason}", [param])
-    if not all(is_ulid(v) for v in (value.split(",") if op == "oeq" else [value])):
-        raise BadRequest.field(f"{name}[{op}]", "must be a ULID", "matches_regex", "query")
-    return StringFilter("billing_profile_id", op, value)
 
 
 def _matches(customer: Customer, flt: StringFilter) -> bool:
@@ -149,7 +131,7 @@ class CustomerService:
         rest = {k: v for k, v in params.items() if not k.startswith("filter[billing_profile_id]")}
         filters = string_filters(rest, STRING_FILTERS)
         if profile is not None:
-            filters.append(_ulid_filter(profile))
+            filters.append(ulid_filter("billing_profile_id", profile))
         customers = [c for c in self.repo.list_live() if all(_matches(c, f) for f in filters)]
         customers = sort_items(customers, params.get("sort"), SORTS, "name")
         return page.response([c.to_api() for c in page.slice(customers)], len(customers))

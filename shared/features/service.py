@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.params import StringFilter, nested, page_params, sort_items, string_filters
-from shared.api.problem import BadRequest, Conflict, NotFound, invalid_parameter
+from shared.api.params import nested, page_params, sort_items, string_filters, ulid_filter
+from shared.api.problem import BadRequest, Conflict, NotFound
 from shared.api.validation import validate_model
 from shared.core.ids import is_ulid, new_id
 from shared.core.timeutil import Clock
@@ -37,24 +37,6 @@ SORTS = {
     "updated_at": lambda f: (f.updated_at, f.id),
 }
 STRING_FILTERS = ("key", "name")
-ULID_OPS = ("eq", "oeq", "neq")
-
-
-def _ulid_filter(field: str, spec: Any) -> StringFilter:
-    """`filter[<field>]` (contract ULIDFieldFilter): a ULID, or one of eq / oeq / neq."""
-    name = f"filter[{field}]"
-    if isinstance(spec, str):
-        spec = {"eq": spec}
-    if len(spec) != 1:
-        raise BadRequest.field(name, "use exactly one operator", "invalid", "query")
-    op, value = next(iter(spec.items()))
-    if op not in ULID_OPS or not isinstance(value, str):
-        reason = f"unknown operator; use one of {', '.join(ULID_OPS)}"
-        param = {**invalid_parameter(f"{name}[{op}]", reason, "enum", "query"), "choices": list(ULID_OPS)}
-        raise BadRequest(f"Invalid [{name}[{op}]]: {reason}", [param])
-    if not all(is_ulid(v) for v in (value.split(",") if op == "oeq" else [value])):
-        raise BadRequest.field(f"{name}[{op}]", "must be a ULID", "matches_regex", "query")
-    return StringFilter(field, op, value)
 
 
 def _check_properties(unit_cost: UnitCost | None, meter: Meter | None) -> None:
@@ -154,7 +136,7 @@ class FeatureService:
         rest = {k: v for k, v in params.items() if not k.startswith("filter[meter_id]")}
         filters = string_filters(rest, (*STRING_FILTERS, "meter_id"))
         if meter is not None:
-            filters.append(_ulid_filter("meter_id", meter))
+            filters.append(ulid_filter("meter_id", meter))
         features = [f for f in self.repo.list_all() if all(x.matches(getattr(f, x.field)) for x in filters)]
         features = sort_items(features, params.get("sort"), SORTS, "created_at")
         return page.response([f.to_api() for f in page.slice(features)], len(features))
