@@ -35,6 +35,15 @@ def format_rfc3339(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def format_optional(value: datetime | None) -> str | None:
+    return format_rfc3339(value) if value is not None else None
+
+
+def parse_optional(value: object) -> datetime | None:
+    """None for a missing or empty value, else `parse_rfc3339`."""
+    return parse_rfc3339(value) if value else None
+
+
 def floor_minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
 

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from shared.aws.dynamo import from_item, query_all, to_item
 from shared.core.decimals import wire
-from shared.core.timeutil import format_rfc3339, parse_rfc3339
+from shared.core.timeutil import format_optional, parse_optional, parse_rfc3339
 from shared.events.keys import sortable
 
 DUE_PREFIX = "ACCESSDUE#"
@@ -68,14 +68,13 @@ class AccessState:
             "overage": wire(self.overage),
             "total_available_grant_amount": wire(self.total_available),
             "grant_balances": {k: wire(v) for k, v in sorted(self.grant_balances.items())},
-            "current_usage_period": {"from": _iso(self.period_from), "to": _iso(self.period_to)}
+            "current_usage_period": {
+                "from": format_optional(self.period_from),
+                "to": format_optional(self.period_to),
+            }
             if self.period_from
             else None,
         }
-
-
-def _dt(value: str | None) -> datetime | None:
-    return parse_rfc3339(value) if value else None
 
 
 class AccessStore:
@@ -149,9 +148,9 @@ class AccessStore:
             "overage": state.overage,
             "total_available": state.total_available,
             "grant_balances": state.grant_balances or None,
-            "period_from": _iso(state.period_from),
-            "period_to": _iso(state.period_to),
-            "last_reset": _iso(state.last_reset),
+            "period_from": format_optional(state.period_from),
+            "period_to": format_optional(state.period_to),
+            "last_reset": format_optional(state.last_reset),
             "computed_at": sortable(state.computed_at),
             "snapshot": orjson.dumps(state.snapshot, default=str).decode() if state.snapshot else None,
         }
@@ -200,12 +199,8 @@ class AccessStore:
             overage=Decimal(rec.get("overage", 0)),
             total_available=Decimal(rec.get("total_available", 0)),
             grant_balances={k: Decimal(v) for k, v in (rec.get("grant_balances") or {}).items()},
-            period_from=_dt(rec.get("period_from")),
-            period_to=_dt(rec.get("period_to")),
-            last_reset=_dt(rec.get("last_reset")),
+            period_from=parse_optional(rec.get("period_from")),
+            period_to=parse_optional(rec.get("period_to")),
+            last_reset=parse_optional(rec.get("last_reset")),
             snapshot=orjson.loads(rec["snapshot"]) if rec.get("snapshot") else None,
         )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return format_rfc3339(value) if value else None

@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 
 from shared.aws.dynamo import batch_get, from_item, query_all, to_item, to_value
 from shared.aws.repository import TableRepository
-from shared.core.timeutil import format_rfc3339, parse_rfc3339
+from shared.core.timeutil import format_optional, format_rfc3339, parse_optional, parse_rfc3339
 from shared.entitlements.models import Entitlement, EntitlementType, GrantRecord, ResetRecord
 
 ENT_SK = "ENT"
@@ -82,14 +82,6 @@ def metered_marker_key(entitlement_id: str) -> dict[str, Any]:
     return to_item({"pk": f"ENTMETERED#{metered_shard(entitlement_id)}", "sk": entitlement_id})
 
 
-def _iso(value: datetime | None) -> str | None:
-    return format_rfc3339(value) if value is not None else None
-
-
-def _dt(value: Any) -> datetime | None:
-    return parse_rfc3339(value) if value else None
-
-
 def _ent_record(ent: Entitlement) -> dict[str, Any]:
     return {
         "pk": f"ENT#{ent.id}",
@@ -103,20 +95,20 @@ def _ent_record(ent: Entitlement) -> dict[str, Any]:
         "feature_key": ent.feature_key,
         "meter_id": ent.meter_id,
         "usage_period_interval": ent.usage_period_interval,
-        "usage_period_anchor": _iso(ent.usage_period_anchor),
-        "measure_usage_from": _iso(ent.measure_usage_from),
+        "usage_period_anchor": format_optional(ent.usage_period_anchor),
+        "measure_usage_from": format_optional(ent.measure_usage_from),
         "is_soft_limit": ent.is_soft_limit,
         "preserve_overage_at_reset": ent.preserve_overage_at_reset,
         "issue_after_reset": ent.issue_after_reset,
         "issue_after_reset_priority": ent.issue_after_reset_priority,
         "resets": [r.to_record() for r in ent.resets],
-        "last_reset_at": _iso(ent.resets[-1].at) if ent.resets else None,
+        "last_reset_at": format_optional(ent.resets[-1].at) if ent.resets else None,
         # Arbitrary JSON (floats included) is kept as text: DynamoDB numbers are decimals only.
         "config": orjson.dumps(ent.config).decode() if ent.config is not None else None,
         "metadata": ent.metadata,
         "created_at": format_rfc3339(ent.created_at),
         "updated_at": format_rfc3339(ent.updated_at),
-        "deleted_at": _iso(ent.deleted_at),
+        "deleted_at": format_optional(ent.deleted_at),
     }
 
 
@@ -139,8 +131,8 @@ def entitlement_from_record(rec: dict[str, Any]) -> Entitlement:
         updated_at=parse_rfc3339(rec["updated_at"]),
         meter_id=rec.get("meter_id"),
         usage_period_interval=rec.get("usage_period_interval"),
-        usage_period_anchor=_dt(rec.get("usage_period_anchor")),
-        measure_usage_from=_dt(rec.get("measure_usage_from")),
+        usage_period_anchor=parse_optional(rec.get("usage_period_anchor")),
+        measure_usage_from=parse_optional(rec.get("measure_usage_from")),
         is_soft_limit=bool(rec.get("is_soft_limit")),
         preserve_overage_at_reset=bool(rec.get("preserve_overage_at_reset")),
         issue_after_reset=Decimal(rec["issue_after_reset"])
@@ -150,7 +142,7 @@ def entitlement_from_record(rec: dict[str, Any]) -> Entitlement:
         resets=sorted(resets, key=lambda r: r.at),
         config=orjson.loads(rec["config"]) if rec.get("config") is not None else None,
         metadata=dict(rec["metadata"]) if rec.get("metadata") is not None else None,
-        deleted_at=_dt(rec.get("deleted_at")),
+        deleted_at=parse_optional(rec.get("deleted_at")),
     )
 
 
@@ -164,12 +156,12 @@ def _grant_record(grant: GrantRecord) -> dict[str, Any]:
         "priority": grant.priority,
         "effective_at": format_rfc3339(grant.effective_at),
         "created_at": format_rfc3339(grant.created_at),
-        "expires_at": _iso(grant.expires_at),
-        "voided_at": _iso(grant.voided_at),
+        "expires_at": format_optional(grant.expires_at),
+        "voided_at": format_optional(grant.voided_at),
         "min_rollover_amount": grant.min_rollover_amount,
         "max_rollover_amount": grant.max_rollover_amount,
         "recurrence_interval": grant.recurrence_interval,
-        "recurrence_anchor": _iso(grant.recurrence_anchor),
+        "recurrence_anchor": format_optional(grant.recurrence_anchor),
         "metadata": grant.metadata,
         "annotations": orjson.dumps(grant.annotations).decode() if grant.annotations else None,
     }
@@ -183,14 +175,14 @@ def grant_from_record(rec: dict[str, Any]) -> GrantRecord:
         priority=int(rec["priority"]),
         effective_at=parse_rfc3339(rec["effective_at"]),
         created_at=parse_rfc3339(rec["created_at"]),
-        expires_at=_dt(rec.get("expires_at")),
-        voided_at=_dt(rec.get("voided_at")),
+        expires_at=parse_optional(rec.get("expires_at")),
+        voided_at=parse_optional(rec.get("voided_at")),
         min_rollover_amount=Decimal(rec.get("min_rollover_amount") or 0),
         max_rollover_amount=Decimal(rec["max_rollover_amount"])
         if rec.get("max_rollover_amount") is not None
         else None,
         recurrence_interval=rec.get("recurrence_interval"),
-        recurrence_anchor=_dt(rec.get("recurrence_anchor")),
+        recurrence_anchor=parse_optional(rec.get("recurrence_anchor")),
         metadata=dict(rec["metadata"]) if rec.get("metadata") is not None else None,
         annotations=orjson.loads(rec["annotations"]) if rec.get("annotations") else {},
     )

@@ -19,8 +19,16 @@ from shared.api.params import page_params
 from shared.api.problem import BadRequest, Conflict, NotFound
 from shared.api.validation import validate_model
 from shared.core import durations
+from shared.core.decimals import wire
 from shared.core.ids import is_ulid, new_id
-from shared.core.timeutil import Clock, ceil_minute, floor_minute, format_rfc3339, parse_rfc3339
+from shared.core.timeutil import (
+    Clock,
+    ceil_minute,
+    floor_minute,
+    format_optional,
+    format_rfc3339,
+    parse_rfc3339,
+)
 from shared.customers.service import CustomerService
 from shared.entitlements import engine
 from shared.entitlements.access import AccessStore
@@ -63,16 +71,6 @@ EXPIRATION_STEPS = {
 }
 
 
-def _dec(value: Decimal) -> str:
-    """Decimal strings on the wire, without exponent or trailing zeros."""
-    text = format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _iso(value: datetime | None) -> str | None:
-    return format_rfc3339(value) if value is not None else None
-
-
 def entitlement_to_api(ent: Entitlement, current: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": ent.id,
@@ -94,12 +92,12 @@ def entitlement_to_api(ent: Entitlement, current: tuple[datetime, datetime] | No
             {
                 "is_soft_limit": ent.is_soft_limit,
                 "preserve_overage_at_reset": ent.preserve_overage_at_reset,
-                "measure_usage_from": _iso(ent.measure_usage_from),
+                "measure_usage_from": format_optional(ent.measure_usage_from),
                 "usage_period": {
                     "interval": ent.usage_period_interval,
-                    "anchor": _iso(ent.usage_period_anchor),
+                    "anchor": format_optional(ent.usage_period_anchor),
                 },
-                "issue": {"amount": _dec(ent.issue_after_reset), "priority": ent.issue_after_reset_priority}
+                "issue": {"amount": wire(ent.issue_after_reset), "priority": ent.issue_after_reset_priority}
                 if ent.issue_after_reset is not None
                 else None,
             }
@@ -117,19 +115,19 @@ def grant_to_api(g: GrantRecord, now: datetime) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": g.id,
         "entitlement_id": g.entitlement_id,
-        "amount": _dec(g.amount),
+        "amount": wire(g.amount),
         "priority": g.priority,
         "effective_at": format_rfc3339(g.effective_at),
-        "expires_at": _iso(g.expires_at),
-        "min_rollover_amount": _dec(g.min_rollover_amount),
-        "max_rollover_amount": _dec(g.max_rollover_amount if g.max_rollover_amount is not None else g.amount),
+        "expires_at": format_optional(g.expires_at),
+        "min_rollover_amount": wire(g.min_rollover_amount),
+        "max_rollover_amount": wire(g.max_rollover_amount if g.max_rollover_amount is not None else g.amount),
         "recurrence": {
             "interval": g.recurrence_interval,
-            "anchor": _iso(g.recurrence_anchor or g.effective_at),
+            "anchor": format_optional(g.recurrence_anchor or g.effective_at),
         }
         if g.recurrence_interval
         else None,
-        "voided_at": _iso(g.voided_at),
+        "voided_at": format_optional(g.voided_at),
         "created_at": format_rfc3339(g.created_at),
         "annotations": g.annotations or {},
     }
@@ -149,16 +147,16 @@ def grant_to_api(g: GrantRecord, now: datetime) -> dict[str, Any]:
 def value_to_api(value: engine.Value) -> dict[str, Any]:
     return {
         "has_access": value.has_access,
-        "balance": _dec(value.balance),
-        "usage": _dec(value.usage),
-        "overage": _dec(value.overage),
-        "total_available_grant_amount": _dec(value.total_available_grant_amount),
-        "grant_balances": {k: _dec(v) for k, v in value.grant_balances.items()},
+        "balance": wire(value.balance),
+        "usage": wire(value.usage),
+        "overage": wire(value.overage),
+        "total_available_grant_amount": wire(value.total_available_grant_amount),
+        "grant_balances": {k: wire(v) for k, v in value.grant_balances.items()},
         "current_usage_period": {
             "from": format_rfc3339(value.current_period[0]),
             "to": format_rfc3339(value.current_period[1]),
         },
-        "last_reset": _iso(value.last_reset),
+        "last_reset": format_optional(value.last_reset),
     }
 
 
@@ -482,8 +480,8 @@ class EntitlementService:
             windowed.append(
                 {
                     "period": {"from": format_rfc3339(a), "to": format_rfc3339(b)},
-                    "usage": _dec(used),
-                    "balance_at_start": _dec(balance),
+                    "usage": wire(used),
+                    "balance_at_start": wire(balance),
                 }
             )
         segments = engine.burndown(terms, grants, usage_fn, start, end)
@@ -492,13 +490,13 @@ class EntitlementService:
             "burndown_history": [
                 {
                     "period": {"from": format_rfc3339(s.start), "to": format_rfc3339(s.end)},
-                    "usage": _dec(s.usage),
-                    "overage": _dec(s.overage),
-                    "balance_at_start": _dec(s.balance_at_start),
-                    "grant_balances_at_start": {k: _dec(v) for k, v in s.grant_balances_at_start.items()},
-                    "balance_at_end": _dec(s.balance_at_end),
-                    "grant_balances_at_end": {k: _dec(v) for k, v in s.grant_balances_at_end.items()},
-                    "grant_usages": [{"grant_id": k, "usage": _dec(v)} for k, v in s.grant_usages.items()],
+                    "usage": wire(s.usage),
+                    "overage": wire(s.overage),
+                    "balance_at_start": wire(s.balance_at_start),
+                    "grant_balances_at_start": {k: wire(v) for k, v in s.grant_balances_at_start.items()},
+                    "balance_at_end": wire(s.balance_at_end),
+                    "grant_balances_at_end": {k: wire(v) for k, v in s.grant_balances_at_end.items()},
+                    "grant_usages": [{"grant_id": k, "usage": wire(v)} for k, v in s.grant_usages.items()],
                 }
                 for s in segments
             ],
