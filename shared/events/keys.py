@@ -22,8 +22,8 @@ INDEX_NAMES = {"time": "by_time", "ingested_at": "by_ingested", "stored_at": "by
 
 
 def sortable(t: datetime) -> str:
-    """Fixed width (always microseconds) so that string order is time order."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed width (four-digit year, always microseconds) so that string order is time order."""
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def list_shard(event_key: str) -> int:
@@ -36,6 +36,6 @@ def index_attributes(event_key: str, times: dict[str, datetime]) -> dict[str, An
     attrs: dict[str, Any] = {}
     for order, (pk_attr, sk_attr, prefix, _field) in ORDERS.items():
         t = times[order]
-        attrs[pk_attr] = f"{prefix}#{t.astimezone(UTC):%Y-%m-%d}#{shard}"
+        attrs[pk_attr] = f"{prefix}#{t.astimezone(UTC).date().isoformat()}#{shard}"
         attrs[sk_attr] = f"{sortable(t)}#{event_key}"
     return attrs

@@ -35,7 +35,8 @@ def bucket_start(level: str, t: datetime) -> datetime:
 
 def bucket_code(t: datetime) -> str:
     """Fixed-width, sortable: YYYYMMDDHHMM (UTC)."""
-    return t.astimezone(UTC).strftime("%Y%m%d%H%M")
+    t = t.astimezone(UTC)
+    return f"{t.year:04d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}"
 
 
 def parse_bucket_code(code: str) -> datetime:
