@@ -36,9 +36,13 @@ def aggregator() -> Aggregator:
 
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    # Any exception fails the whole batch: Lambda retries (bisecting), and every write is idempotent.
+    # A record's own problems (bad time, bad value, a meter that can't be evaluated) are stored as
+    # its validation errors inside `process`; what escapes is infrastructure (DynamoDB, Kinesis),
+    # which fails the whole batch: Lambda retries (bisecting), and every write is idempotent.
     result = aggregator().process(event)
     metrics.add_metric("EventsStored", MetricUnit.Count, result.stored)
     metrics.add_metric("DuplicatesSkipped", MetricUnit.Count, result.duplicates)
     metrics.add_metric("CounterWrites", MetricUnit.Count, result.counters_written)
+    metrics.add_metric("EventsWithValidationErrors", MetricUnit.Count, result.with_issues)
+    metrics.add_metric("MetersSkipped", MetricUnit.Count, len(result.meter_errors))
     return {"batchItemFailures": []}

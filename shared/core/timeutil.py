@@ -49,6 +49,20 @@ def parse_rfc3339(value: object) -> datetime:
         raise ValueError(f"{_REASON} within years 0001-9999 in UTC ({exc})") from None
 
 
+_LEGACY_YEAR = re.compile(r"^(\d{1,3})-")
+
+
+def parse_stored(value: object) -> datetime:
+    """`parse_rfc3339` for values read back from storage, which also takes the unpadded years
+    (`999-01-01T00:00:00Z`) that releases before the four-digit formatter wrote."""
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        if isinstance(value, str) and (m := _LEGACY_YEAR.match(value)):
+            return parse_rfc3339(f"{int(m.group(1)):04d}" + value[m.end(1) :])
+        raise
+
+
 def format_rfc3339(value: datetime) -> str:
     """UTC with a 'Z' suffix and a four-digit year; milliseconds when present, microseconds when
     finer. Raises ValueError for an instant whose UTC form is outside years 0001-9999."""
@@ -77,9 +91,7 @@ def parse_optional(value: object) -> datetime | None:
 def instant_problem(value: datetime) -> str | None:
     """Why the engine can't work with this instant, or None."""
     if value < EARLIEST_INSTANT or value > LATEST_INSTANT:
-        return (
-            f"must be within {format_rfc3339(EARLIEST_INSTANT)} and {format_rfc3339(LATEST_INSTANT)}"
-        )
+        return f"must be within {format_rfc3339(EARLIEST_INSTANT)} and {format_rfc3339(LATEST_INSTANT)}"
     return None
 
 

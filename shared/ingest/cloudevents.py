@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.api.problem import invalid_parameter
-from shared.core.timeutil import format_rfc3339, parse_rfc3339
+from shared.core.timeutil import event_time_problem, format_rfc3339, parse_rfc3339
 
 REQUIRED = ("id", "source", "type", "subject")
 ALLOWED = frozenset(
@@ -21,6 +21,10 @@ ALLOWED = frozenset(
 _URI_REF = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f]*$")
 MAX_ID_LENGTH = 512
+# Nesting levels of `data` (the object itself is level 1). The pipeline re-serialises every event
+# inside envelopes (stream record, stored event, `GET /events` page) and orjson refuses to write
+# more than 254 levels; 32 is DynamoDB's own document-nesting limit and far beyond real usage data.
+MAX_DATA_DEPTH = 32
 
 
 class EventError(Exception):
@@ -31,6 +35,18 @@ class EventError(Exception):
 
 def _field(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit`; iterative, so any depth orjson parsed is safe."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def normalize_event(raw: Any, received_at: datetime, prefix: str = "") -> dict[str, Any]:
@@ -91,6 +107,14 @@ def normalize_event(raw: Any, received_at: datetime, prefix: str = "") -> dict[s
         params.append(
             invalid_parameter(_field(prefix, "data"), "must be a JSON object when present", "is_object")
         )
+    elif data is not None and too_deep(data, MAX_DATA_DEPTH):
+        params.append(
+            invalid_parameter(
+                _field(prefix, "data"),
+                f"must not be nested more than {MAX_DATA_DEPTH} levels deep",
+                "invalid",
+            )
+        )
     time_value = raw.get("time")
     event_time = received_at
     if time_value is not None:
@@ -98,6 +122,9 @@ def normalize_event(raw: Any, received_at: datetime, prefix: str = "") -> dict[s
             event_time = parse_rfc3339(time_value)
         except ValueError as exc:
             params.append(invalid_parameter(_field(prefix, "time"), str(exc), "is_date_time"))
+        else:
+            if reason := event_time_problem(event_time, received_at):
+                params.append(invalid_parameter(_field(prefix, "time"), reason, "invalid"))
     if params:
         raise EventError(params)
     event = {

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.api.validation import Rfc3339
 from shared.core.labels import check_labels
-from shared.core.timeutil import format_rfc3339
+from shared.core.timeutil import format_rfc3339, instant_problem
 from shared.meters.jsonpath import validate_path
 
 RESOURCE_KEY = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
@@ -42,6 +42,12 @@ class Aggregation(StrEnum):
 
 def _check_path(value: str | None) -> str | None:
     if value is not None and (reason := validate_path(value)):
+        raise ValueError(reason)
+    return value
+
+
+def _check_instant(value: datetime | None) -> datetime | None:
+    if value is not None and (reason := instant_problem(value)):
         raise ValueError(reason)
     return value
 
@@ -76,7 +82,7 @@ class CreateMeterRequest(BaseModel):
     key: str = Field(min_length=1, max_length=64, pattern=RESOURCE_KEY)
     aggregation: Aggregation
     event_type: str = Field(min_length=1)
-    events_from: Rfc3339 | None = None
+    events_from: Annotated[Rfc3339 | None, AfterValidator(_check_instant)] = None
     value_property: Annotated[str | None, AfterValidator(_check_path)] = Field(
         default=None, min_length=1, validate_default=True
     )
@@ -124,6 +130,10 @@ class Meter:
     value_property: str | None = None
     dimensions: dict[str, str] = field(default_factory=dict)
     deleted_at: datetime | None = None
+    # Stored fields that could not be read (field -> reason): the meter still lists, reads and
+    # deletes, but the pipeline can't evaluate it and skips it (docs/architecture.md).
+    problems: dict[str, str] = field(default_factory=dict)
+    unread: dict[str, Any] = field(default_factory=dict)  # their stored values, kept on writes
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {

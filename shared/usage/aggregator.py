@@ -4,7 +4,11 @@
 2. Read the stored events for those keys (one BatchGetItem per 100). A stored event records the
    stream position that claimed it: same position = this record is being replayed and still
    owns the event; another position = a true duplicate, never counted.
-3. Store the newly owned events, with their validation issues (kept, never dropped).
+3. Evaluate each owned event on its own: a record that can't be metered (a time outside the
+   accepted range, a value that isn't a number, a meter whose stored definition can't be read)
+   is stored with validation issues and counted nowhere it can't be; its batch-mates are
+   unaffected. Store the newly owned events with their issues (kept, never dropped). Only
+   infrastructure errors (DynamoDB, Kinesis) escape and fail the batch.
 4. Pre-aggregate every owned event's contributions per counter item, then apply each counter
    once with a conditional update (see counters.py). Writes scale with distinct counters.
 
@@ -25,11 +29,11 @@ import orjson
 from aws_lambda_powertools import Logger
 
 from shared.aws.dynamo import batch_get, batch_put, from_item, to_item
-from shared.core.timeutil import Clock, format_rfc3339, parse_rfc3339
+from shared.core.timeutil import Clock, event_time_problem, format_rfc3339, parse_rfc3339
 from shared.events.keys import index_attributes
 from shared.meters.repository import MeterRepository
 from shared.usage.counters import CounterWriter, PendingCounter, encode_position, pre_aggregate
-from shared.usage.extract import Contribution, MeterIndex, contributions
+from shared.usage.extract import METER_UNAVAILABLE, Contribution, MeterIndex, ValidationIssue, contributions
 
 logger = Logger(service="meterline-aggregate", child=True)
 Step = Callable[[str], None]
@@ -56,6 +60,18 @@ class BatchResult:
     counters_written: int = 0
     counters_skipped: int = 0
     undecodable: list[str] = field(default_factory=list)
+    with_issues: int = 0  # owned events stored with validation issues
+    meter_errors: dict[str, str] = field(default_factory=dict)  # meter key -> why it was skipped
+
+
+@dataclass
+class Evaluation:
+    """What one owned record amounts to: where it is indexed, what it adds, what is wrong with it."""
+
+    time: datetime  # the event's time, or its ingestion time when that can't be used
+    found: list[Contribution]
+    issues: list[ValidationIssue]
+    time_valid: bool = True
 
 
 def event_key(source: str, event_id: str) -> str:
@@ -151,36 +167,18 @@ class Aggregator:
         new_items: list[dict[str, Any]] = []
         store_keys = {r.key for r in to_store}
         for rec in owned:
-            event_time = parse_rfc3339(rec.event["time"])
-            found, issues = contributions(rec.event, event_time, index)
-            parts.extend((rec.position, c) for c in found)
+            ev = self.evaluate(rec, index, now)
+            parts.extend((rec.position, c) for c in ev.found)
+            result.with_issues += bool(ev.issues)
+            for issue in ev.issues:
+                if issue.code == METER_UNAVAILABLE and issue.meter_key is not None:
+                    result.meter_errors.setdefault(issue.meter_key, issue.message)
             if rec.key in store_keys:
-                new_items.append(
-                    to_item(
-                        {
-                            "pk": rec.key,
-                            "claim": f"{rec.shard}/{rec.position}",
-                            "event": orjson.dumps(rec.event).decode(),
-                            "time": rec.event["time"],
-                            "subject": rec.event["subject"],
-                            "type": rec.event["type"],
-                            "ingested_at": rec.ingested_at,
-                            "stored_at": format_rfc3339(now),
-                            "validation_errors": orjson.dumps([i.to_api() for i in issues]).decode()
-                            if issues
-                            else None,
-                            **index_attributes(
-                                rec.key,
-                                {
-                                    "time": event_time,
-                                    "stored_at": now,
-                                    "ingested_at": _ingested(rec.ingested_at, now),
-                                },
-                            ),
-                            "expires_at": int((event_time + self.retention).timestamp()),
-                        }
-                    )
-                )
+                new_items.append(to_item(self._stored_event(rec, ev, now)))
+        if result.meter_errors:
+            logger.error(
+                "meters skipped: definition can't be evaluated", extra={"meters": result.meter_errors}
+            )
 
         def store(start: int) -> None:
             batch_put(self.client, self.events_table, new_items[start : start + 25])
@@ -218,6 +216,56 @@ class Aggregator:
                 subjects[c.subject] = min(c.minute, subjects.get(c.subject, c.minute))
             self.after_batch(touched)
         return result
+
+    def evaluate(self, rec: StreamRecord, index: MeterIndex, now: datetime) -> Evaluation:
+        """Pure (no I/O), so any failure here is this record's own: it becomes an issue, never
+        a failed batch. Judged against the record's ingestion time, so a replay decides alike."""
+        received = _ingested(rec.ingested_at, now)
+        raw_time = rec.event.get("time")
+        try:
+            event_time = parse_rfc3339(raw_time)
+            problem = event_time_problem(event_time, received)
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            issue = ValidationIssue(
+                "invalid_time", f"invalid event: time {problem}", attributes=(("time", str(raw_time)[:64]),)
+            )
+            return Evaluation(received, [], [issue], time_valid=False)
+        try:
+            found, issues = contributions(rec.event, event_time, index)
+        except Exception as exc:  # pure evaluation, no I/O: the failure is this record's own
+            logger.warning("event can't be evaluated", extra={"key": rec.key, "error": repr(exc)})
+            return Evaluation(
+                event_time, [], [ValidationIssue("invalid_event", f"invalid event: {exc!r}"[:300])]
+            )
+        return Evaluation(event_time, found, issues)
+
+    def _stored_event(self, rec: StreamRecord, ev: Evaluation, now: datetime) -> dict[str, Any]:
+        issues = list(ev.issues)
+        try:
+            body = orjson.dumps(rec.event).decode()
+        except TypeError as exc:  # nested deeper than orjson writes (254); ingest refuses these
+            body = orjson.dumps({**rec.event, "data": None}).decode()
+            issues.append(ValidationIssue("invalid_data", f"invalid event: data can't be stored ({exc})"))
+        return {
+            "pk": rec.key,
+            "claim": f"{rec.shard}/{rec.position}",
+            "event": body,
+            # The index time: the event's own, or its ingestion time when that can't be used
+            # (the event body keeps the time as sent).
+            "time": str(rec.event["time"]) if ev.time_valid else format_rfc3339(ev.time),
+            "subject": str(rec.event["subject"]),
+            "type": str(rec.event["type"]),
+            "ingested_at": rec.ingested_at,
+            "stored_at": format_rfc3339(now),
+            "validation_errors": orjson.dumps([i.to_api() for i in issues]).decode() if issues else None,
+            **index_attributes(
+                rec.key,
+                {"time": ev.time, "stored_at": now, "ingested_at": _ingested(rec.ingested_at, now)},
+            ),
+            "expires_at": int((ev.time + self.retention).timestamp()),
+        }
 
     def _index_subjects(self, pairs: set[tuple[str, str]]) -> None:
         new = pairs - self._known_subjects

@@ -32,10 +32,19 @@ class Contribution:
 class ValidationIssue:
     code: str
     message: str
-    meter_key: str
+    meter_key: str | None = None  # None: about the event itself, not one meter
+    attributes: tuple[tuple[str, str], ...] = ()
 
     def to_api(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "attributes": {"meter": self.meter_key}}
+        attributes = dict(self.attributes)
+        if self.meter_key is not None:
+            attributes["meter"] = self.meter_key
+        return {"code": self.code, "message": self.message, "attributes": attributes}
+
+
+# Codes of issues that are about a meter's definition rather than the event (the aggregator
+# records them against the meter as well).
+METER_UNAVAILABLE = "meter_unavailable"
 
 
 class MeterIndex:
@@ -71,22 +80,36 @@ def contributions(
     minute = event_time.replace(second=0, microsecond=0)
     order_key = f"{sortable(event_time)}#{event['source']}\x1f{event['id']}"
     for meter in index.for_type(event["type"]):
+        if meter.problems:
+            # Its stored definition can't be read: skip this meter only, and say so on the event.
+            reasons = "; ".join(f"{k}: {v}" for k, v in sorted(meter.problems.items()))
+            issues.append(
+                ValidationIssue(METER_UNAVAILABLE, f"meter can't be evaluated: {reasons}", meter.key)
+            )
+            continue
         if meter.events_from is not None and event_time < meter.events_from:
             continue
-        value = Decimal(0)
-        unique = None
         try:
-            if meter.aggregation == Aggregation.UNIQUE_COUNT:
-                unique = unique_member(data, meter.value_property or "$")
-            elif meter.aggregation != Aggregation.COUNT:
-                value = numeric_value(data, compile_path(meter.value_property or "$"))
+            found.append(_contribution(meter, event, data, minute, order_key))
         except ValueError_ as exc:
             issues.append(ValidationIssue("invalid_value", f"invalid event: {exc}", meter.key))
-            continue
-        dims = tuple(sorted((n, dimension_value(data, compile_path(p))) for n, p in meter.dimensions.items()))
-        found.append(
-            Contribution(
-                meter.id, meter.aggregation, event["subject"], minute, dims, value, order_key, unique
+        except Exception as exc:  # pure evaluation, no I/O: the failure is this record's own
+            issues.append(
+                ValidationIssue(
+                    METER_UNAVAILABLE, f"meter can't be evaluated for this event: {exc!r}"[:300], meter.key
+                )
             )
-        )
     return found, issues
+
+
+def _contribution(
+    meter: Meter, event: dict[str, Any], data: Any, minute: datetime, order_key: str
+) -> Contribution:
+    value = Decimal(0)
+    unique = None
+    if meter.aggregation == Aggregation.UNIQUE_COUNT:
+        unique = unique_member(data, meter.value_property or "$")
+    elif meter.aggregation != Aggregation.COUNT:
+        value = numeric_value(data, compile_path(meter.value_property or "$"))
+    dims = tuple(sorted((n, dimension_value(data, compile_path(p))) for n, p in meter.dimensions.items()))
+    return Contribution(meter.id, meter.aggregation, event["subject"], minute, dims, value, order_key, unique)

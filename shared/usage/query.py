@@ -18,16 +18,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.api.problem import BadRequest
+from shared.api.problem import BadRequest, invalid_parameter
 from shared.api.validation import Rfc3339, validate_model
 from shared.aws.dynamo import from_item, query_all
-from shared.core.timeutil import Clock, ceil_minute, format_rfc3339
+from shared.core.timeutil import (
+    EARLIEST_INSTANT,
+    EVENT_FUTURE_ALLOWANCE,
+    Clock,
+    ceil_minute,
+    format_rfc3339,
+    instant_problem,
+)
 from shared.customers.attribution import Attribution, CustomerRef
 from shared.meters.models import Aggregation, Meter
 from shared.usage.buckets import LEVEL_LENGTH, bucket_code, decompose, parse_bucket_code
 from shared.usage.counters import member_partition, partition
 from shared.usage.filters import matches, validate_filter
-from shared.usage.windows import GRANULARITIES, windows
+from shared.usage.windows import GRANULARITIES, count_windows, windows
 
 MAX_WINDOWS = 50_000
 MERGE_GAP = 4  # buckets
@@ -100,6 +107,14 @@ def _minute_aligned(name: str, value: datetime | None) -> None:
 
 def parse_query(meter: Meter, body: Any) -> ParsedQuery:
     req = validate_model(MeterQueryRequest, body if body is not None else {})
+    out_of_range = [
+        invalid_parameter(name, reason)
+        for name, value in (("from", req.from_), ("to", req.to))
+        if value is not None and (reason := instant_problem(value))
+    ]
+    if out_of_range:
+        first = out_of_range[0]
+        raise BadRequest(f"Invalid [{first['field']}]: {first['reason']}", out_of_range)
     _minute_aligned("from", req.from_)
     _minute_aligned("to", req.to)
     if req.from_ and req.to and req.from_ >= req.to:
@@ -217,21 +232,30 @@ class UsageQueryService:
         return subjects
 
     def run(self, meter: Meter, q: ParsedQuery) -> QueryResult:
+        now = self.clock.now()
+        end = q.end or ceil_minute(now + timedelta(seconds=1))
+        if q.start is not None:
+            self._check_window_count(q.start, end, q)  # on the requested range, before any read
         subjects = self._subjects(meter, q)
         start = q.start
-        end = q.end or ceil_minute(self.clock.now() + timedelta(seconds=1))
         if start is None:
             start = self._earliest(meter, subjects) if subjects else None
             if start is None or start >= end:
                 return QueryResult(q.start, q.end, [], q.group_by)
+            self._check_window_count(start, end, q)
         result = QueryResult(q.start or start, q.end or end, [], q.group_by)
         if not subjects:
             return result
 
         spans = [(start, end)] if q.granularity is None else list(self._windows(start, end, q))
+        # No usage exists outside the accepted event times: don't decompose what can't hold any.
+        first = max(start, EARLIEST_INSTANT)
+        last = min(end, ceil_minute(now + EVENT_FUTURE_ALLOWANCE) + timedelta(minutes=1))
         bucket_window: dict[tuple[str, str], int] = {}
         for idx, (ws, we) in enumerate(spans):
-            for level, bstart in decompose(max(ws, start), min(we, end)):
+            if we <= first or ws >= last:
+                continue
+            for level, bstart in decompose(max(ws, first), min(we, last)):
                 bucket_window[(level, bucket_code(bstart))] = idx
         runs = self._runs(bucket_window)
 
@@ -269,6 +293,13 @@ class UsageQueryService:
                 self._fold(raw, bucket_window, q, groups, customers)
         result.rows = self._rows(meter, spans, q, groups)
         return result
+
+    @staticmethod
+    def _check_window_count(start: datetime, end: datetime, q: ParsedQuery) -> None:
+        if q.granularity is not None and count_windows(start, end, q.granularity, q.tz) > MAX_WINDOWS:
+            raise BadRequest.field(
+                "granularity", f"the range holds more than {MAX_WINDOWS} windows; narrow it"
+            )
 
     def _windows(self, start: datetime, end: datetime, q: ParsedQuery) -> list[tuple[datetime, datetime]]:
         out = []

@@ -55,3 +55,19 @@ def windows(
         we = next_window(ws, granularity, tz)
         yield ws, we
         ws = we
+
+
+def count_windows(start: datetime, end: datetime, granularity: str, tz: ZoneInfo) -> int:
+    """How many windows overlap [start, end), computed without walking them (so a limit can be
+    checked on the requested range before any read). Exact, except PT1H in zones whose offset
+    changes within the range: at most one more than the truth."""
+    if end <= start:
+        return 0
+    if granularity == "PT1M":
+        return -(-(end - start) // timedelta(minutes=1))
+    if granularity == "PT1H":
+        return -(-(end - start) // timedelta(hours=1)) + 1
+    first, last = start.astimezone(tz), (end - timedelta(microseconds=1)).astimezone(tz)
+    if granularity == "P1D":
+        return (last.date() - first.date()).days + 1
+    return (last.year - first.year) * 12 + last.month - first.month + 1
