@@ -150,9 +150,9 @@ class TimeRange:
     def index_span(self) -> tuple[datetime | None, datetime | None]:
         """Loose [lower, upper) bounds on the indexed instant (microseconds) for this range.
 
-        The API shows instants with millisecond precision (truncated) while an index may hold the
-        microseconds (stored_at), so the span is widened to whole milliseconds; the exact test is
-        `matches` on the shown value.
+        Events stored by earlier releases show instants truncated to milliseconds while their
+        index holds the microseconds (stored_at), so the span is widened to whole milliseconds;
+        the exact test is `matches` on the shown value.
         """
         lower = self.lower.replace(microsecond=self.lower.microsecond // 1000 * 1000) if self.lower else None
         upper = None

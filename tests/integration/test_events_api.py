@@ -298,7 +298,7 @@ def test_ingested_at_and_stored_at_sorts_and_filters(stack: Stack) -> None:
             assert {g["event"]["id"] for g in got} == second, (field, sort)
             got = ok(get(stack, {f"filter[{field}][lt]": pivot, "sort": sort}))["data"]
             assert {g["event"]["id"] for g in got} == first, (field, sort)
-        # Equality is on the instant as shown (milliseconds), whatever precision the index keeps.
+        # Equality is on the instant as shown, whatever precision the index keeps.
         shown = items[4][field]
         exact = ok(get(stack, {f"filter[{field}]": shown, "sort": field}))["data"]
         assert items[4]["event"]["id"] in [g["event"]["id"] for g in exact]
