@@ -34,7 +34,7 @@ def test_parse_of_format_is_the_same_instant(instant: datetime, offset: timezone
 
 
 @given(instants)
-def test_format_is_fixed_width_and_sorts_like_time_within_a_precision(instant: datetime) -> None:
+def test_format_of_parse_is_the_same_text_with_a_four_digit_year(instant: datetime) -> None:
     text = format_rfc3339(instant)
     assert text[4] == "-" and text.endswith("Z")
     assert format_rfc3339(parse_rfc3339(text)) == text
