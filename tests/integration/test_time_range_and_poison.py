@@ -137,10 +137,12 @@ def test_a_meter_with_unparseable_stored_data_is_isolated(stack: Stack) -> None:
         "0001-01-01T00:00:00Z",
         "0001-01-01T00:00:00+01:00",
         "1969-12-31T23:59:59Z",
-        format_rfc3339(datetime.now(UTC) + timedelta(days=2)),
+        "two days ahead",
     ],
 )
 def test_event_time_outside_the_accepted_range_is_400_naming_time(stack: Stack, value: str) -> None:
+    if value == "two days ahead":  # (computed here: xdist workers must collect the same ids)
+        value = format_rfc3339(datetime.now(UTC) + timedelta(days=2))
     assert fields(stack.ingest(good(1, time=value))) == ["time"]
     assert fields(stack.ingest([good(1), good(2, time=value)])) == ["[1].time"]
     assert stack.pending_batches() == []
