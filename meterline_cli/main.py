@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import boto3
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -43,7 +44,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")  # API details contain [field]
     return typer.Exit(code)
 
 
@@ -255,7 +256,7 @@ def _replay_one(
             "failure cannot be told, so a replay leaves them as they are:"
         )
         for name in check.overtaken[:20]:
-            err.print(f"  {name}")
+            err.print(f"  {escape(name)}")
         if not force:
             err.print("  not replayed; --force replays the rest and deletes the message")
             return False
