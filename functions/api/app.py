@@ -56,6 +56,9 @@ _READ_POSTS = ("/query",)
 
 
 def required_permission(method: str, path: str) -> Permission:
+    route = path.removeprefix(PREFIX)
+    if route == "/tokens" or route.startswith("/tokens/"):
+        return Permission.TOKENS
     if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path.endswith(_READ_POSTS)):
         return Permission.READ
     return Permission.WRITE

@@ -11,6 +11,7 @@ from functions.api.routes import events as _events  # noqa: F401  (registers rou
 from functions.api.routes import features as _features  # noqa: F401  (registers routes)
 from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)
 from functions.api.routes import notifications as _notifications  # noqa: F401  (registers routes)
+from functions.api.routes import tokens as _tokens  # noqa: F401  (registers routes)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

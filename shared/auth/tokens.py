@@ -1,7 +1,8 @@
 """Bearer API tokens with Konnect-style roles, stored only as SHA-256 hashes.
 
-Roles: `admin` (everything), `viewer` (read-only: GETs and usage queries), `ingest` (only
-POST /events). A leaked table dump reveals no usable token.
+Roles: `admin` (everything, and the only role that manages tokens), `viewer` (read-only: GETs and
+usage queries), `ingest` (only POST /events). A leaked table dump reveals no usable token.
+Issuing, listing and revoking live in `shared/auth/store.py`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 from shared.api.problem import Forbidden, Unauthorized
 from shared.aws import clients
-from shared.aws.dynamo import from_item, to_item
+from shared.aws.dynamo import from_item
 from shared.settings import get_settings
 
 TOKEN_PREFIX = "mlt_"
+TOKEN_BYTES = 32  # 256 bits from `secrets`
 
 
 class Role(StrEnum):
@@ -29,6 +31,7 @@ class Permission(StrEnum):
     INGEST = "ingest"
     READ = "read"
     WRITE = "write"
+    TOKENS = "tokens"  # manage API tokens (admin only, even for GET: the list names every token)
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
@@ -38,26 +41,25 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
 }
 
 
-def new_token_value() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+def new_token_value(role: str = Role.ADMIN.value) -> str:
+    """`mlt_<role>_<43 url-safe chars>`: recognisable in logs and secret scanners, 256 random bits."""
+    return f"{TOKEN_PREFIX}{Role(role).value}_{secrets.token_urlsafe(TOKEN_BYTES)}"
 
 
-def _hash(raw: str) -> str:
+def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _key(raw: str) -> dict[str, Any]:
-    return {"pk": {"S": f"TOKEN#{_hash(raw)}"}, "sk": {"S": "TOKEN"}}
+def token_key(raw_or_hash: str, *, hashed: bool = False) -> dict[str, Any]:
+    digest = raw_or_hash if hashed else token_hash(raw_or_hash)
+    return {"pk": {"S": f"TOKEN#{digest}"}, "sk": {"S": "TOKEN"}}
 
 
 def ensure_token(raw_token: str, role: str, name: str) -> None:
-    """Idempotently register a token (used by the local runtime and the admin CLI)."""
-    item = to_item({"pk": f"TOKEN#{_hash(raw_token)}", "sk": "TOKEN", "role": Role(role).value, "name": name})
-    clients.dynamodb().put_item(TableName=get_settings().config_table, Item=item)
+    """Idempotently register a known token value (local runtime, tests, bench)."""
+    from shared.auth.store import TokenStore  # the store builds on this module
 
-
-def revoke_token(raw_token: str) -> None:
-    clients.dynamodb().delete_item(TableName=get_settings().config_table, Key=_key(raw_token))
+    TokenStore(get_settings().config_table).ensure(raw_token, Role(role), name)
 
 
 def bearer_from_headers(headers: dict[str, str] | None) -> str | None:
@@ -70,11 +72,15 @@ def bearer_from_headers(headers: dict[str, str] | None) -> str | None:
 
 
 def authorize(headers: dict[str, str] | None, needed: Permission) -> Role:
-    """Resolve the caller's role; 401 without a valid token, 403 when the role lacks `needed`."""
+    """Resolve the caller's role; 401 without a valid token, 403 when the role lacks `needed`.
+
+    No cache, and a consistent read: a revoked token fails on the very next request."""
     raw = bearer_from_headers(headers)
     if raw is None:
         raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'")
-    resp = clients.dynamodb().get_item(TableName=get_settings().config_table, Key=_key(raw))
+    resp = clients.dynamodb().get_item(
+        TableName=get_settings().config_table, Key=token_key(raw), ConsistentRead=True
+    )
     if "Item" not in resp:
         raise Unauthorized("Invalid credentials")
     role = Role(from_item(resp["Item"])["role"])

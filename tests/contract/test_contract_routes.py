@@ -26,8 +26,8 @@ EXPECTED = {
 
 
 # Where the contract is silent, endpoints in its style (README "API"): customer-scoped entitlements
-# and grants, and notifications. Anything else served must be a contract operation.
-EXTENSION_PREFIXES = ("/openmeter/customers/{}/entitlements", "/openmeter/notification/")
+# and grants, notifications, and API tokens. Anything else served must be a contract operation.
+EXTENSION_PREFIXES = ("/openmeter/customers/{}/entitlements", "/openmeter/notification/", "/openmeter/tokens")
 
 
 def served_routes() -> list[tuple[str, str]]:

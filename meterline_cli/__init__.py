@@ -1,0 +1,1 @@
+"""`meterline`: the operator's command line (API tokens, first admin token, DLQ replay)."""
