@@ -116,5 +116,7 @@ def plan_refresh(
 
 def _chain(starts: list[tuple[datetime, TokenPrices]]) -> tuple[NewVersion, ...]:
     """Consecutive versions: each ends where the next begins, the last stays open."""
+    if not starts:
+        return ()
     ends = [s for s, _ in starts[1:]] + [None]
     return tuple(NewVersion(s, e, p) for (s, p), e in zip(starts, ends, strict=True))
