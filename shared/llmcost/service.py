@@ -33,6 +33,7 @@ from shared.llmcost.requests import OverrideInput, PriceListInput
 from shared.meters.models import Aggregation
 from shared.meters.service import MeterService
 from shared.usage.query import ParsedQuery, UsageQueryService, parse_query
+from shared.usage.windows import windows
 
 REFRESH_EVERY = timedelta(days=1)
 _SORT_KEYS: dict[str, Callable[[PriceVersion], Any]] = {
@@ -285,17 +286,29 @@ class CostService:
                 overrides.setdefault(o.key, []).append(o)
         relevant = [v for k in keys for v in system[k]] + [o for os_ in overrides.values() for o in os_]
         cuts = pricing.boundaries(relevant, start, end)
-        runs = [(start, end, first.rows)]
+        runs: list[tuple[datetime, list[dict[str, Any]]]] = [(start, first.rows)]
         items, queries = first.items_read, first.queries
         if cuts:
-            runs = []
-            for a, b in pricing.pieces(start, end, cuts):
-                part = self.usage.run(meter, replace(q, start=a, end=b))
-                items, queries = items + part.items_read, queries + part.queries
-                runs.append((a, b, part.rows))
+            # Only the windows a price boundary falls inside are read again, piece by piece; the
+            # first read prices every other window (one price holds across each of them).
+            spans = (
+                [(start, end)] if q.granularity is None else list(windows(start, end, q.granularity, q.tz))
+            )
+            split: dict[datetime, tuple[datetime, datetime]] = {}  # window start -> its part in range
+            for ws, we in spans:
+                a, b = max(ws, start), min(we, end)
+                if pricing.boundaries(relevant, a, b):
+                    split[ws] = (a, b)
+            kept = [r for r in first.rows if _t(r["from"]) not in split]
+            runs = [(start, kept)]
+            for a, b in split.values():
+                for pa, pb in pricing.pieces(a, b, pricing.boundaries(relevant, a, b)):
+                    part = self.usage.run(meter, replace(q, start=pa, end=pb))
+                    items, queries = items + part.items_read, queries + part.queries
+                    runs.append((pa, part.rows))
         # (window from, window to, user dims) -> [usage, cost or None, details]
         totals: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Any]] = {}
-        for a, _b, rows in runs:
+        for a, rows in runs:
             for row in rows:
                 dims = row["dimensions"]
                 priced = lookups.get(self._lookup_key(unit, dims)) or self._lookup(unit, dims)
