@@ -125,6 +125,10 @@ class Catalog:
         return {id(m): p for p in self.providers for m in p.models}
 
     def models(self) -> list[CatalogModel]:
+        return list(self._models)
+
+    @cached_property
+    def _models(self) -> tuple[CatalogModel, ...]:
         out = []
         for provider in self.providers:
             if provider.id not in self.provider_ids:
@@ -140,7 +144,7 @@ class Catalog:
                             timeline=tuple(steps),
                         )
                     )
-        return out
+        return tuple(out)
 
     def provider_id(self, provider: str) -> str:
         """The catalog's id of a provider as users write it (`OpenAI`, `xai`, `vertex`), else lower case."""

@@ -296,3 +296,17 @@ def test_cost_query_errors(stack: Stack, prices: Catalog) -> None:
     plain = stack.request("POST", "/features", {"key": "sso", "name": "SSO"}).json()
     assert "unit_cost" in cost_query(stack, plain["id"], DAY, 400)["detail"]
     cost_query(stack, "01ARZ3NDEKTSV4RRFFQ69G5FAV", DAY, 404)
+
+
+def test_the_rate_schedule_refreshes_when_due(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.rate import handler as rate_handler
+
+    cat = llm_catalog.catalog()
+    monkeypatch.setattr(wiring, "catalog", lambda: cat)
+    # An empty price table (a fresh deploy): the first run loads the catalog (2 models, 1 version each).
+    assert rate_handler.lambda_handler({}, None)["llm_prices"] == {"models": 2, "added": 2, "closed": 0}
+    assert rate_handler.lambda_handler({}, None)["llm_prices"] is None  # refreshed less than a day ago
+    # A deploy bringing another catalog version refreshes at once.
+    moved = llm_catalog.catalog(llm_catalog.gpt_4o("2"), version="test-2")
+    monkeypatch.setattr(wiring, "catalog", lambda: moved)
+    assert rate_handler.lambda_handler({}, None)["llm_prices"] == {"models": 2, "added": 1, "closed": 1}
