@@ -13,7 +13,8 @@ Rules:
   effective_to of the model's versions and overrides that falls strictly inside it, each piece is
   priced at the price effective at the piece's start, and the pieces' costs are added. Usage is
   kept per minute and every price boundary is a whole minute, so the split is exact.
-- Cost = usage x per-unit price, exact (no rounding: the result carries the price's precision).
+- Cost = usage x per-unit price, exact (no rounding: the result carries the price's precision),
+  and sums of costs are exact too.
   A manual unit cost is a fixed per-unit amount with no effective dating.
 - Refresh (`plan_refresh`). The catalog's timeline of a model is appended to the stored system
   versions, never rewriting them: a catalog price that differs from the stored one becomes a new
@@ -28,7 +29,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from shared.features.models import TokenType
 from shared.llmcost.models import PriceVersion, TokenPrices
@@ -74,8 +75,16 @@ def pieces(start: datetime, end: datetime, cuts: Sequence[datetime]) -> list[tup
     return list(itertools.pairwise(edges))
 
 
+# Wide enough that usage (38 digits at most, DynamoDB's limit) x a price is never rounded.
+EXACT = Context(prec=80)
+
+
 def cost(usage: Decimal, per_unit: Decimal) -> Decimal:
-    return usage * per_unit
+    return EXACT.multiply(usage, per_unit)
+
+
+def add(a: Decimal, b: Decimal) -> Decimal:
+    return EXACT.add(a, b)
 
 
 @dataclass(frozen=True)

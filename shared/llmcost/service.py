@@ -322,13 +322,13 @@ class CostService:
                 amount, detail = self._price(priced, system, overrides, at, usage)
                 key = (*window, tuple((n, dims.get(n, "")) for n in user_group))
                 acc = totals.setdefault(key, [Decimal(0), Decimal(0), []])
-                acc[0] += usage
+                acc[0] = pricing.add(acc[0], usage)
                 if amount is None:
                     acc[1] = None
                     if detail not in acc[2]:
                         acc[2].append(detail)
                 elif acc[1] is not None:
-                    acc[1] += amount
+                    acc[1] = pricing.add(acc[1], amount)
         out = [
             CostRow(u, c, USD, _t(f), _t(t), dict(d), "; ".join(det) if c is None else None)
             for (f, t, d), (u, c, det) in sorted(totals.items())

@@ -193,3 +193,11 @@ def test_the_installed_catalog_has_the_providers_users_meet() -> None:
     assert {"openai", "anthropic", "google", "mistral", "cohere", "deepseek", "x-ai"} <= providers
     assert cat.resolve("openai", "gpt-4o-2024-08-06") == ModelKey("openai", "gpt-4o")
     assert cat.resolve("xai", "grok-3") == ModelKey("x-ai", "grok-3")
+
+
+def test_cost_of_huge_usage_is_not_rounded() -> None:
+    # (10^38 - 1) x 0.000000075 = 7.5 x 10^30 - 0.000000075: 40 significant digits, more than
+    # Decimal's default 28.
+    usage = D("9" * 38)
+    assert pricing.cost(usage, D("0.000000075")) == D("7499999999999999999999999999999.999999925")
+    assert pricing.add(D("1E+37"), D("0.000000001")) == D("10000000000000000000000000000000000000.000000001")
