@@ -9,6 +9,7 @@ from functions.api.routes import customers as _customers  # noqa: F401  (registe
 from functions.api.routes import entitlements as _entitlements  # noqa: F401  (registers routes)
 from functions.api.routes import events as _events  # noqa: F401  (registers routes)
 from functions.api.routes import features as _features  # noqa: F401  (registers routes)
+from functions.api.routes import llmcost as _llmcost  # noqa: F401  (registers routes)
 from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)
 from functions.api.routes import notifications as _notifications  # noqa: F401  (registers routes)
 from functions.api.routes import tokens as _tokens  # noqa: F401  (registers routes)

@@ -3,6 +3,10 @@
 The sweep gives every metered entitlement whose usage period has ended its reset (a fresh access
 state and an `entitlements.reset` domain event), also for customers with no new usage. It reads
 the access states' due index; once an hour it also reconciles every metered entitlement.
+
+It also keeps the LLM price database current (shared/llmcost): daily, and on the first run after a
+deploy that brings another genai-prices version (or finds the table empty), it appends the catalog's
+price changes as new versions; one GetItem per run when nothing is due.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from shared.core.timeutil import parse_rfc3339
 from shared.entitlements.wiring import entitlements
+from shared.llmcost import wiring as llmcost
 
 logger = Logger(service="meterline-rate")
 
@@ -27,8 +32,14 @@ def _top_of_the_hour(event: dict[str, Any]) -> bool:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     reset = entitlements().sweep(reconcile=_top_of_the_hour(event))
+    prices = llmcost.prices()
+    refreshed = None
+    if prices.refresh_due():
+        report = prices.refresh()
+        refreshed = {"models": report.models, "added": report.added, "closed": report.closed}
+        logger.info("llm price catalog refreshed", extra=refreshed)
     logger.info(
         "entitlement reset sweep done; rating: nothing to rate yet (billing is a later issue)",
         extra={"entitlements_reset": reset},
     )
-    return {"status": "ok", "function": "rate", "entitlements_reset": reset}
+    return {"status": "ok", "function": "rate", "entitlements_reset": reset, "llm_prices": refreshed}
