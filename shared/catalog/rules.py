@@ -56,7 +56,9 @@ def issue(code: str, field: str, **attributes: object) -> ValidationIssue:
 def check_plan_cadence(cadence: str, field: str = "billing_cadence") -> None:
     """`plan_billing_cadence_invalid` is critical in the engine: only the listed cadences are sold."""
     if not any(Cadence.parse(cadence) == Cadence.parse(ok) for ok in PLAN_CADENCES):
-        raise InvalidError.field(field, PLAN_CADENCE_INVALID, "enum")
+        reason = f"plan_billing_cadence_invalid: {PLAN_CADENCE_INVALID}"
+        choices = {"choices": list(PLAN_CADENCES)}
+        raise InvalidError(f"Invalid [{field}]: {reason}", [FieldIssue(field, reason, "enum", extra=choices)])
 
 
 def check_references(cards: Iterable[tuple[str, RateCard]], catalog: Catalog) -> None:
@@ -70,7 +72,10 @@ def check_references(cards: Iterable[tuple[str, RateCard]], catalog: Catalog) ->
                 if rc.key != catalog.feature_keys[rc.feature_id]:
                     # rate_card_key_feature_key_mismatch (critical in the engine)
                     problems.append(
-                        FieldIssue(f"{path}.key", "rate card key must match feature key", "invalid")
+                        FieldIssue(
+                            f"{path}.key",
+                            "rate_card_key_feature_key_mismatch: rate card key must match feature key",
+                        )
                     )
                 ent = rc.entitlement
                 metered = ent is not None and ent.type is EntitlementType.METERED

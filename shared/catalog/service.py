@@ -51,9 +51,11 @@ _CREATE_ATTEMPTS = 3
 
 
 def _blocked(kind: str, obj_id: str, issues: Iterable[ValidationIssue]) -> InvalidError:
-    """Publishing a version with validation errors: 400 naming each (the rule is the engine's code)."""
-    found = [FieldIssue(i.field, i.message, i.code) for i in issues]
-    codes = ", ".join(sorted({i.rule for i in found}))
+    """Publishing a version with validation errors: 400 naming each field; the reason leads with the
+    engine's code (the contract's `rule` is a closed enum, so the code can't go there)."""
+    issues = list(issues)
+    found = [FieldIssue(i.field, f"{i.code}: {i.message}") for i in issues]
+    codes = ", ".join(sorted({i.code for i in issues}))
     return InvalidError(f"{kind} [{obj_id}] has validation errors and can't be published: {codes}", found)
 
 
@@ -76,6 +78,7 @@ class _Lifecycle(Generic[T]):
 
     def catalog(self, cards: Iterable[RateCard]) -> Catalog:
         """The features and tax codes the rate cards name, as they are now."""
+        cards = list(cards)
         found = Catalog()
         for rc in cards:
             if rc.feature_id is not None and rc.feature_id not in found.feature_keys:
@@ -305,24 +308,24 @@ class PlanService(_Lifecycle[Plan]):
             problems.append(
                 FieldIssue(
                     "addon.id",
-                    f"currency of the plan ({plan.currency}) and add-on ({addon.currency}) must match",
-                    "plan_addon_currency_mismatch",
+                    f"plan_addon_currency_mismatch: currency of the plan ({plan.currency}) "
+                    f"and add-on ({addon.currency}) must match",
                 )
             )
         if inp.from_plan_phase not in {p.key for p in plan.phases}:
             problems.append(
                 FieldIssue(
                     "from_plan_phase",
-                    f"[{inp.from_plan_phase}] is not a phase of plan [{plan.id}]",
-                    "plan_addon_unknown_plan_phase_key",
+                    f"plan_addon_unknown_plan_phase_key: [{inp.from_plan_phase}] "
+                    f"is not a phase of plan [{plan.id}]",
                 )
             )
         if addon.instance_type is InstanceType.SINGLE and inp.max_quantity is not None:
             problems.append(
                 FieldIssue(
                     "max_quantity",
+                    "plan_addon_max_quantity_must_not_be_set: "
                     "maximum quantity must not be set for add-on with single instance type",
-                    "plan_addon_max_quantity_must_not_be_set",
                 )
             )
         if problems:
