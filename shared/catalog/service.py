@@ -568,7 +568,7 @@ class TaxCodeService:
             raise InvalidError.field(
                 "taxCodeId",
                 f"tax code [{code.key}] is provisioned by Meterline and read-only",
-                "read_only",
+                "invalid",
                 "path",
             )
         return code
