@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 import pytest
@@ -366,3 +367,38 @@ def test_viewers_read_but_do_not_write(stack: Stack) -> None:
     assert stack.request("GET", f"/plans/{plan['id']}", token=VIEWER).status == 200
     assert stack.request("POST", "/plans", plan_body(key="other"), token=VIEWER).status == 403
     assert stack.request("POST", f"/plans/{plan['id']}/publish", token=VIEWER).status == 403
+
+
+def test_concurrent_creates_of_a_key_leave_one_draft(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two threads both see "no draft" (a barrier holds them after the check), then both write.
+    barrier = threading.Barrier(2, timeout=10)
+    original = PlanRepository.draft_id
+    waited: set[int] = set()
+
+    def draft_id(self: PlanRepository, key: str) -> str | None:
+        found = original(self, key)
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return found
+
+    monkeypatch.setattr(PlanRepository, "draft_id", draft_id)
+    svc = routes.plans()
+    outcomes: list[object] = []
+
+    def create_one() -> None:
+        try:
+            outcomes.append(svc.create(create_plan(plan_body())))
+        except ConflictError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=create_one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = [o for o in outcomes if not isinstance(o, ConflictError)]
+    conflicts = [o for o in outcomes if isinstance(o, ConflictError)]
+    assert len(created) == 1 and len(conflicts) == 1, outcomes
+    assert conflicts[0].conflicting_entity_id == created[0].id  # type: ignore[attr-defined]
+    assert [p.id for p, _ in svc.repo.versions("pro")] == [created[0].id]  # type: ignore[attr-defined]
