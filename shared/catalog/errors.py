@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Literal
 
 Source = Literal["body", "path", "query"]
@@ -17,7 +18,7 @@ class FieldIssue:
     reason: str
     rule: str = "invalid"
     source: Source = "body"
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. `choices`, `minimum` for that rule
+    extra: dict[str, Any] = dc_field(default_factory=dict)  # e.g. `choices`, `minimum` for that rule
 
 
 class CatalogError(Exception):

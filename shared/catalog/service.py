@@ -68,7 +68,7 @@ class _Lifecycle(Generic[T]):
     def __init__(
         self, repo: VersionedRepository[T], features: FeatureRepository, taxes: TaxCodeService, clock: Clock
     ):
-        self.repo = repo
+        self.repo: VersionedRepository[T] = repo
         self.features = features
         self.taxes = taxes
         self.clock = clock
@@ -110,7 +110,8 @@ class _Lifecycle(Generic[T]):
     def get(self, obj_id: str) -> T:
         return self.load(obj_id)[0]
 
-    def list(self) -> list[T]:
+    def versions(self) -> list[T]:
+        """Every version not deleted, oldest first."""
         return self.repo.list_all()
 
     def _create(self, key: str, build: Callable[[int], T]) -> T:

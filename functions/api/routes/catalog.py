@@ -104,7 +104,7 @@ def _list_versioned(svc: PlanService | AddonService, render: Any, with_id: bool)
     now = svc.now()
     items = [
         x
-        for x in svc.list()
+        for x in svc.versions()
         if all(
             f.matches(x.status(now).value if f.field == "status" else getattr(x, f.field)) for f in filters
         )
