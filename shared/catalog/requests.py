@@ -9,7 +9,7 @@ them); what needs other aggregates (features, tax codes) is `rules.py`'s job. Ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -17,6 +17,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from shared.api.validation import invalid_parameters
+from shared.catalog import views
 from shared.catalog.cadence import Cadence
 from shared.catalog.errors import FieldIssue, InvalidError, Source
 from shared.catalog.models import (
@@ -52,6 +53,11 @@ ISO_DURATION = (
 )
 # DynamoDB numbers carry 38 significant digits; amounts are stored as strings but stay in that range.
 MAX_DIGITS = 38
+MAX_PHASES = 20
+MAX_RATE_CARDS = 100
+MAX_TIERS = 100
+# A version is one DynamoDB item (400 KB at most): its phases / rate cards as stored JSON stay below this.
+MAX_STORED_BYTES = 300_000
 
 
 def _duration(value: str) -> str:
@@ -127,7 +133,7 @@ class _Tier(_Strict):
 
 class _TieredPrice(_Strict):
     type: Literal["graduated", "volume"]
-    tiers: list[_Tier] = Field(min_length=1)
+    tiers: list[_Tier] = Field(min_length=1, max_length=MAX_TIERS)
 
 
 _PRICE_MODELS: dict[str, type[BaseModel]] = {
@@ -209,7 +215,7 @@ class PhaseRequest(_Strict):
     labels: Labels = None
     key: Key
     duration: Duration | None = None
-    rate_cards: list[dict[str, Any]]
+    rate_cards: list[dict[str, Any]] = Field(max_length=MAX_RATE_CARDS)
 
 
 class CreatePlanRequest(_Strict):
@@ -220,7 +226,7 @@ class CreatePlanRequest(_Strict):
     currency: Currency
     billing_cadence: Duration
     pro_rating_enabled: StrictBool = True
-    phases: list[dict[str, Any]] = Field(min_length=1)
+    phases: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_PHASES)
 
 
 class UpsertPlanRequest(_Strict):
@@ -228,7 +234,7 @@ class UpsertPlanRequest(_Strict):
     description: Description = None
     labels: Labels = None
     pro_rating_enabled: StrictBool = True
-    phases: list[dict[str, Any]] = Field(min_length=1)
+    phases: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_PHASES)
 
 
 class CreateAddonRequest(_Strict):
@@ -238,7 +244,7 @@ class CreateAddonRequest(_Strict):
     key: Key
     instance_type: InstanceType
     currency: Currency
-    rate_cards: list[dict[str, Any]]
+    rate_cards: list[dict[str, Any]] = Field(max_length=MAX_RATE_CARDS)
 
 
 class UpsertAddonRequest(_Strict):
@@ -246,7 +252,7 @@ class UpsertAddonRequest(_Strict):
     description: Description = None
     labels: Labels = None
     instance_type: InstanceType
-    rate_cards: list[dict[str, Any]]
+    rate_cards: list[dict[str, Any]] = Field(max_length=MAX_RATE_CARDS)
 
 
 class CreatePlanAddonRequest(_Strict):
@@ -276,14 +282,14 @@ class CreateTaxCodeRequest(_Strict):
     description: Description = None
     labels: Labels = None
     key: Key
-    app_mappings: list[_AppMapping]
+    app_mappings: list[_AppMapping] = Field(max_length=len(AppType))
 
 
 class UpsertTaxCodeRequest(_Strict):
     name: Name
     description: Description = None
     labels: Labels = None
-    app_mappings: list[_AppMapping]
+    app_mappings: list[_AppMapping] = Field(max_length=len(AppType))
 
 
 class UpdateDefaultTaxCodesRequest(_Strict):
@@ -427,7 +433,12 @@ def rate_card(data: Any, prefix: str) -> RateCard:
     if req.discounts is not None and (req.discounts.percentage, req.discounts.usage) != (None, None):
         usage = req.discounts.usage
         discounts = Discounts(req.discounts.percentage, Decimal(usage) if usage is not None else None)
-    entitlement = _entitlement(req.entitlement, _join(prefix, "entitlement")) if req.entitlement else None
+    entitlement = None
+    if req.entitlement is not None:
+        entitlement = _entitlement(req.entitlement, _join(prefix, "entitlement"))
+        if entitlement.type is EntitlementType.METERED and entitlement.usage_period is None:
+            # The contract's default: the rate card's cadence (a one-time card leaves it to the plan's).
+            entitlement = replace(entitlement, usage_period=req.billing_cadence)
     return RateCard(
         key=req.key,
         name=req.name,
@@ -526,11 +537,32 @@ class DefaultTaxCodesInput:
     credit_grant_id: str | None = None
 
 
+def _fits(content: list[dict[str, Any]], field: str) -> None:
+    """One version is one item: refuse content whose stored JSON would not fit (a 400, not a 500)."""
+    size = len(orjson.dumps(content))
+    if size > MAX_STORED_BYTES:
+        raise InvalidError.field(
+            field, f"is {size} bytes of JSON; a version holds at most {MAX_STORED_BYTES}"
+        )
+
+
+def _phases_that_fit(items: list[Any]) -> tuple[Phase, ...]:
+    parsed = phases(items)
+    _fits([views.phase(p) for p in parsed], "phases")
+    return parsed
+
+
+def _cards_that_fit(items: list[Any]) -> tuple[RateCard, ...]:
+    parsed = rate_cards(items, "rate_cards")
+    _fits([views.rate_card(rc) for rc in parsed], "rate_cards")
+    return parsed
+
+
 def create_plan(body: Any) -> PlanInput:
     req = parse(CreatePlanRequest, body)
     return PlanInput(
         req.name,
-        phases(req.phases),
+        _phases_that_fit(req.phases),
         req.pro_rating_enabled,
         req.description,
         req.labels,
@@ -542,18 +574,20 @@ def create_plan(body: Any) -> PlanInput:
 
 def update_plan(body: Any) -> PlanInput:
     req = parse(UpsertPlanRequest, body)
-    return PlanInput(req.name, phases(req.phases), req.pro_rating_enabled, req.description, req.labels)
+    return PlanInput(
+        req.name, _phases_that_fit(req.phases), req.pro_rating_enabled, req.description, req.labels
+    )
 
 
 def create_addon(body: Any) -> AddonInput:
     req = parse(CreateAddonRequest, body)
-    cards = rate_cards(req.rate_cards, "rate_cards")
+    cards = _cards_that_fit(req.rate_cards)
     return AddonInput(req.name, req.instance_type, cards, req.description, req.labels, req.key, req.currency)
 
 
 def update_addon(body: Any) -> AddonInput:
     req = parse(UpsertAddonRequest, body)
-    cards = rate_cards(req.rate_cards, "rate_cards")
+    cards = _cards_that_fit(req.rate_cards)
     return AddonInput(req.name, req.instance_type, cards, req.description, req.labels)
 
 

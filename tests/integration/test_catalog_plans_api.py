@@ -402,3 +402,25 @@ def test_concurrent_creates_of_a_key_leave_one_draft(stack: Stack, monkeypatch: 
     assert len(created) == 1 and len(conflicts) == 1, outcomes
     assert conflicts[0].conflicting_entity_id == created[0].id  # type: ignore[attr-defined]
     assert [p.id for p, _ in svc.repo.versions("pro")] == [created[0].id]  # type: ignore[attr-defined]
+
+
+def test_templates_default_their_usage_period_and_need_a_type(stack: Stack) -> None:
+    f = features(stack)
+    card = usage_card(f["tokens"], billing_cadence="P1D", entitlement={"type": "metered", "limit": 5})
+    plan = create(stack, plan_body(phases=[{"key": "a", "name": "A", "rate_cards": [card]}]))
+    assert plan["phases"][0]["rate_cards"][0]["entitlement"]["usage_period"] == "P1D"
+    empty = [{"key": "a", "name": "A", "rate_cards": [usage_card(f["tokens"], entitlement={})]}]
+    assert fields(stack.request("POST", "/plans", plan_body(key="b", phases=empty))) == [
+        ("phases[0].rate_cards[0].entitlement.type", "enum")
+    ]
+
+
+def test_a_version_too_large_for_one_item_is_a_400(stack: Stack) -> None:
+    cards = [flat_card(key=f"c{j}", description="x" * 1024) for j in range(100)]
+    phases = [{"key": f"p{i}", "name": "P", "duration": "P1M", "rate_cards": cards} for i in range(4)]
+    resp = stack.request("POST", "/plans", plan_body(phases=phases))
+    assert fields(resp) == [("phases", "invalid")]
+    too_many = [{"key": "a", "name": "A", "rate_cards": [flat_card(key=f"c{j}") for j in range(101)]}]
+    assert fields(stack.request("POST", "/plans", plan_body(phases=too_many))) == [
+        ("phases[0].rate_cards", "max_items")
+    ]

@@ -70,7 +70,7 @@ def addons() -> AddonService:
 
 # -- list parameters ------------------------------------------------------------------------------
 EXACT_OPS = ("eq", "oeq", "neq")
-VERSIONED_SORTS: dict[str, Any] = {
+_SORTS: dict[str, Any] = {
     "id": lambda x: x.id,
     "key": lambda x: (x.key, x.version),
     "version": lambda x: (x.version, x.id),
@@ -78,6 +78,9 @@ VERSIONED_SORTS: dict[str, Any] = {
     "created_at": lambda x: (x.created_at, x.id),
     "updated_at": lambda x: (x.updated_at, x.id),
 }
+# The contract's sort attributes of each list.
+PLAN_SORTS = {k: _SORTS[k] for k in ("id", "key", "version", "created_at", "updated_at")}
+ADDON_SORTS = {k: _SORTS[k] for k in ("id", "key", "name", "created_at", "updated_at")}
 
 
 def _filters(params: dict[str, str], with_id: bool) -> list[StringFilter]:
@@ -109,7 +112,7 @@ def _list_versioned(svc: PlanService | AddonService, render: Any, with_id: bool)
             f.matches(x.status(now).value if f.field == "status" else getattr(x, f.field)) for f in filters
         )
     ]
-    allowed = VERSIONED_SORTS if with_id else {k: v for k, v in VERSIONED_SORTS.items() if k != "name"}
+    allowed = ADDON_SORTS if with_id else PLAN_SORTS
     items = sort_items(items, params.get("sort"), allowed, "created_at")
     return json_response(200, page.response([render(x, now) for x in page.slice(items)], len(items)))
 
