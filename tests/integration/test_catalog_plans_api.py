@@ -382,7 +382,18 @@ def test_concurrent_creates_of_a_key_leave_one_draft(stack: Stack, monkeypatch: 
             barrier.wait()
         return found
 
+    # DynamoDB applies a transaction atomically; in-process moto does not under threads (a cancelled
+    # transaction restores a snapshot of the tables, undoing the other thread's commit), so the
+    # transactions themselves are serialised here. The race under test is the check-then-write.
+    lock = threading.Lock()
+    transact = PlanRepository._transact
+
+    def atomic(self: PlanRepository, items: list[dict[str, Any]], error: type[Exception]) -> None:
+        with lock:
+            transact(self, items, error)
+
     monkeypatch.setattr(PlanRepository, "draft_id", draft_id)
+    monkeypatch.setattr(PlanRepository, "_transact", atomic)
     svc = routes.plans()
     outcomes: list[object] = []
 
