@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from functions.api import app as api
+from functions.api.routes import catalog as _catalog  # noqa: F401  (registers routes)
 from functions.api.routes import customers as _customers  # noqa: F401  (registers routes)
 from functions.api.routes import entitlements as _entitlements  # noqa: F401  (registers routes)
 from functions.api.routes import events as _events  # noqa: F401  (registers routes)
