@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,6 +31,7 @@ STAGE = "local"
 API_ID = "local"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway REST payload quota
 ANY = "ANY"
+GATEWAY_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")  # what ANY covers
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (a method API Gateway does not route, a malformed request line,
+        a URI too long) in the API's problem+json instead of its HTML page. Methods other than
+        API Gateway's seven are a 405 with the ones it routes."""
+        if code == 501:  # http.server's answer to a method without a do_<METHOD>
+            code, message = 405, f"{self.command} is not allowed; use one of {', '.join(GATEWAY_METHODS)}"
+        title = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        status, headers, payload = problem(code, title, message or explain or title, str(uuid.uuid4()))
+        self.close_connection = True
+        self.send_response(status, message)
+        for name, value in headers:
+            self.send_header(name, value)
+        if status == 405:
+            self.send_header("Allow", ", ".join(GATEWAY_METHODS))
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(payload)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.client_address[0], *args)

@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from shared.api.problem import PROBLEM_JSON, ApiError, NotFound
+from shared.api.problem import PROBLEM_JSON, ApiError, MethodNotAllowed, NotFound
 from shared.api.validation import parse_json_body
 from shared.auth.tokens import Permission, authorize
 
@@ -48,7 +48,19 @@ def optional_body() -> Any:
 
 
 def query_params() -> dict[str, str]:
-    return dict(app.current_event.query_string_parameters or {})
+    params = dict(app.current_event.query_string_parameters or {})
+    if "sort" in params:
+        # API Gateway passes a form-encoded space ('+') through undecoded: `sort=created_at+desc`
+        # means `created_at desc`. No sort attribute contains a '+'.
+        params["sort"] = params["sort"].replace("+", " ")
+    return params
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods routed for a path (after the prefix), for a 405's `Allow`."""
+    methods = {r.method.upper() for r in app._static_routes if r.path == path}
+    methods |= {r.method.upper() for r in app._dynamic_routes if r.rule.fullmatch(path)}
+    return sorted(methods)
 
 
 # Read-only POSTs (queries) are allowed to viewers.
@@ -85,7 +97,14 @@ def _route_not_found(_err: Exception) -> Response:
 
 @app.not_found
 def _not_found(_err: Exception) -> Response:
-    return problem(NotFound(f"No route for {app.current_event.http_method} {app.current_event.path}"))
+    method, path = app.current_event.http_method, app.current_event.path
+    allowed = allowed_methods(path.removeprefix(PREFIX))
+    if allowed:
+        # The resource exists but not with this method: 405 with `Allow` (RFC 9110 §15.5.6).
+        response = problem(MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allowed)}"))
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+    return problem(NotFound(f"No route for {method} {path}"))
 
 
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:

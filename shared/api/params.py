@@ -70,6 +70,9 @@ def page_params(params: dict[str, str] | None) -> Page:
         raise BadRequest.field(
             f"page[{sorted(unknown)[0]}]", "is not a page parameter", "unknown_property", "query"
         )
+    for name, value in page.items():
+        if not isinstance(value, str):  # `page[size][x]=2`: a nested value is no integer
+            raise BadRequest.field(f"page[{name}]", "must be an integer", "is_integer", "query")
     size = _int_param("page[size]", page["size"], 1, MAX_PAGE_SIZE) if "size" in page else DEFAULT_PAGE_SIZE
     number = _int_param("page[number]", page["number"], 1, 10**9) if "number" in page else 1
     return Page(number, size)
@@ -114,14 +117,17 @@ def string_filters(params: dict[str, str] | None, allowed: Sequence[str]) -> lis
         if isinstance(spec, str):
             filters.append(StringFilter(field, "eq", spec))
             continue
-        if len(spec) != 1:
-            raise BadRequest.field(f"filter[{field}]", "use exactly one operator", "invalid", "query")
-        op, value = next(iter(spec.items()))
-        if op not in STRING_OPS or not isinstance(value, str):
-            raise _choice_error(
-                f"filter[{field}][{op}]", f"unknown operator; use one of {', '.join(STRING_OPS)}", STRING_OPS
-            )
-        filters.append(StringFilter(field, op, value))
+        if not spec:
+            raise BadRequest.field(f"filter[{field}]", "needs an operator", "invalid", "query")
+        # Several operators on one field all apply (the contract's own example combines them).
+        for op, value in spec.items():
+            if op not in STRING_OPS or not isinstance(value, str):
+                raise _choice_error(
+                    f"filter[{field}][{op}]",
+                    f"unknown operator; use one of {', '.join(STRING_OPS)}",
+                    STRING_OPS,
+                )
+            filters.append(StringFilter(field, op, value))
     return filters
 
 

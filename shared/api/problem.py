@@ -69,6 +69,11 @@ class NotFound(ApiError):
     title = "Not Found"
 
 
+class MethodNotAllowed(ApiError):
+    status = 405
+    title = "Method Not Allowed"
+
+
 class Conflict(ApiError):
     status = 409
     title = "Conflict"

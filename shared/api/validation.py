@@ -91,9 +91,30 @@ def parse_json_body(raw: str | bytes | None) -> Any:
         ) from exc
 
 
+def _nulls(data: Any, nullable: frozenset[str], path: str = "") -> list[str]:
+    """Dotted paths of JSON `null`s in `data` that are not declared nullable."""
+    found: list[str] = []
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        if value is None and here not in nullable:
+            found.append(here)
+        elif isinstance(value, dict | list):
+            found += _nulls(value, nullable, here)
+    return found
+
+
 def validate_model(model: type[M], data: Any, source: str = "body") -> M:
+    """Validate a request body. A model with `NULLABLE` (the contract's `nullable: true` fields, as
+    dotted paths) rejects `null` anywhere else: pydantic's `X | None = None` would take it as absent."""
     if not isinstance(data, dict):
         raise BadRequest.field(source, "must be a JSON object", "is_object", source)
+    nullable = getattr(model, "NULLABLE", None)
+    if nullable is not None and (nulls := _nulls(data, nullable)):
+        params = [
+            {"field": f, "reason": "must not be null", "source": source, "rule": "invalid"} for f in nulls
+        ]
+        raise BadRequest(f"Invalid [{nulls[0]}]: must not be null", params)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

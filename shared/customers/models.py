@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -58,6 +58,7 @@ class UpsertCustomerRequest(BaseModel):
     """PUT body: a full replacement of the mutable fields (omitted optional fields are cleared)."""
 
     model_config = ConfigDict(extra="forbid")
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()  # no field takes null (see validate_model)
 
     name: str = Field(min_length=1, max_length=256)
     description: str | None = Field(default=None, max_length=1024)

@@ -57,6 +57,7 @@ class MeterReference(BaseModel):
 
 class CreateFeatureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()  # no field takes null (see validate_model)
 
     name: str = Field(min_length=1, max_length=256)
     description: str | None = Field(default=None, max_length=1024)
@@ -70,6 +71,9 @@ class UpdateFeatureRequest(BaseModel):
     """Only `unit_cost` can change: `null` clears it, omitting it keeps it."""
 
     model_config = ConfigDict(extra="forbid")
+    NULLABLE: ClassVar[frozenset[str]] = frozenset(
+        {"unit_cost"}
+    )  # contract `nullable: true` fields (null clears)
 
     unit_cost: dict[str, Any] | None = None
 

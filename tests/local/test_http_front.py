@@ -219,3 +219,17 @@ def test_binary_request_body_reaches_handler_base64(front: tuple[str, FakeFuncti
     requests.post(f"{url}{API}/events", data=b"\x80\x81", timeout=5)
     assert ingest.events[0]["isBase64Encoded"] is True
     assert base64.b64decode(ingest.events[0]["body"]) == b"\x80\x81"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "BREW"])
+def test_methods_api_gateway_does_not_route_are_problem_json(
+    front: tuple[str, FakeFunction, FakeFunction], method: str
+) -> None:
+    url, ingest, api = front
+    resp = requests.request(method, url + "/v3/openmeter/meters", timeout=5)
+    assert resp.status_code == 405
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    body = resp.json()
+    assert body["status"] == 405 and body["instance"].startswith("kong:trace:")
+    assert "GET" in resp.headers["Allow"]
+    assert api.events == [] and ingest.events == []

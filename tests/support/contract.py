@@ -27,12 +27,11 @@ from referencing.jsonschema import DRAFT4
 
 from tests.support import harness
 
-CONTRACT_PATH = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "contracts"
-    / "konnect-metering-billing-v3.openapi.yaml"
+_CONTRACT = Path("shared") / "contracts" / "konnect-metering-billing-v3.openapi.yaml"
+# `../shared` beside the repo; a git worktree nested deeper finds it further up.
+CONTRACT_PATH = next(
+    (p / _CONTRACT for p in Path(__file__).resolve().parents[3:] if (p / _CONTRACT).is_file()),
+    Path(__file__).resolve().parents[2] / ".." / _CONTRACT,
 )
 SERVED_PREFIX = "/v3"  # contract paths start at /openmeter; the servers' base path is /v3
 _URI = "urn:meterline:contract"
