@@ -1,4 +1,4 @@
-"""Speed fixes for moto's DynamoDB Query and TransactWriteItems, applied wherever moto stands in for AWS.
+"""Speed and safety fixes for moto, applied wherever moto stands in for AWS.
 
 moto 5 answers a base-table Query by sorting every item of the table and then filtering on the
 partition key, so each Query costs O(table size) and a busy local stack slows to seconds per
@@ -12,6 +12,12 @@ TransactWriteItems: moto deep-copies every table a transaction touches, once per
 back on failure (O(table size) per action). Here the transaction instead saves only the items its
 actions name and puts exactly those back when moto cancels it; moto's own logic (conditions,
 cancellation reasons, single-item checks) runs unchanged.
+
+Kinesis (a correctness fix, not speed): moto's `Shard.put_record` numbers a record max+1 without a
+lock, so concurrent PutRecords on the threaded server hand out one sequence number twice and the
+later record replaces the earlier one: accepted events vanish. Appends (and reads, which iterate
+the shard's dict) take one lock here. It is module-level, not per shard, so the shards still pickle
+(local/persistence.py snapshots moto's state).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import Any
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.kinesis.models import Shard
 
 _local = threading.local()
+_kinesis_lock = threading.Lock()
 _applied = False
 
 
@@ -71,6 +79,7 @@ def apply() -> None:
     Table.all_items = all_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
     _patch_transactions()
+    _patch_kinesis_shard()
     _applied = True
 
 
@@ -119,3 +128,18 @@ def _patch_transactions() -> None:
             _local.in_transaction = False
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _patch_kinesis_shard() -> None:
+    original_put, original_get = Shard.put_record, Shard.get_records
+
+    def put_record(self: Shard, *args: Any, **kwargs: Any) -> str:
+        with _kinesis_lock:
+            return original_put(self, *args, **kwargs)
+
+    def get_records(self: Shard, *args: Any, **kwargs: Any) -> Any:
+        with _kinesis_lock:
+            return original_get(self, *args, **kwargs)
+
+    Shard.put_record = put_record  # type: ignore[method-assign]
+    Shard.get_records = get_records  # type: ignore[method-assign]
