@@ -103,7 +103,7 @@ def load_backends(blob: bytes) -> None:
     from moto.backends import get_backend
     from moto.moto_api._internal import mock_random
 
-    data = pickle.loads(blob)  # noqa: S301 - our own file in the user's state directory
+    data = pickle.loads(blob)
     reset_backends()
     for service, accounts in data["backends"].items():
         live = get_backend(service)
@@ -149,7 +149,7 @@ def read_journal(path: Path) -> Iterator[Request]:
         if len(payload) < size or zlib.crc32(payload) != crc:
             log.warning("journal %s ends in a torn entry at byte %d; ignoring it", path, pos)
             return
-        yield Request(*pickle.loads(payload))  # noqa: S301 - our own file
+        yield Request(*pickle.loads(payload))
         pos += _FRAME.size + size
 
 
