@@ -15,8 +15,9 @@ cancellation reasons, single-item checks) runs unchanged.
 
 Kinesis (a correctness fix, not speed): moto's `Shard.put_record` numbers a record max+1 without a
 lock, so concurrent PutRecords on the threaded server hand out one sequence number twice and the
-later record replaces the earlier one: accepted events vanish. Appends (and reads, which iterate
-the shard's dict) take one lock here. It is module-level, not per shard, so the shards still pickle
+later record replaces the earlier one: accepted events vanish. Appends and reads take one lock
+here (reads then index the wanted range instead of walking the shard). The lock is module-level,
+not per shard, so the shards still pickle
 (local/persistence.py snapshots moto's state).
 """
 
@@ -137,9 +138,24 @@ def _patch_kinesis_shard() -> None:
         with _kinesis_lock:
             return original_put(self, *args, **kwargs)
 
-    def get_records(self: Shard, *args: Any, **kwargs: Any) -> Any:
+    def get_records(self: Shard, last_sequence_id: str, limit: int | None) -> Any:
+        # moto walks the shard from its first record on every call: O(stream) per poll, and the
+        # local stream keeps every record it ever took (state is kept across restarts). Appends
+        # number records 1, 2, 3... (under the lock above), so read the wanted range directly.
         with _kinesis_lock:
-            return original_get(self, *args, **kwargs)
+            records = self.records
+            if not records:
+                return original_get(self, last_sequence_id, limit)
+            first, newest = next(iter(records)), next(reversed(records))
+            if newest - first + 1 != len(records):  # not contiguous: moto's own walk
+                return original_get(self, last_sequence_id, limit)
+            start = max(int(last_sequence_id) + 1, first)
+            stop = newest if limit is None else min(newest, start + limit - 1)
+            results = [records[n] for n in range(start, stop + 1)]
+            if not results:
+                return [], int(last_sequence_id), 0
+            behind = records[newest].created_at - results[-1].created_at
+            return results, results[-1].sequence_number, int(behind * 1000)
 
     Shard.put_record = put_record  # type: ignore[method-assign]
     Shard.get_records = get_records  # type: ignore[method-assign]

@@ -230,6 +230,7 @@ class DurableState:
         self.generation = 0
         self._lock_fd = -1
         self.replayed = 0
+        self.closed = False  # after close: mutating requests are refused, never applied unjournaled
 
     @property
     def snapshot_path(self) -> Path:
@@ -249,6 +250,7 @@ class DurableState:
             self._lock_fd = -1
             raise StateInUse(f"{self.dir} is in use by another local stack") from None
         started = time.monotonic()
+        self.closed = False
         self.generation = 0
         if self.snapshot_path.exists():
             blob = self.snapshot_path.read_bytes()
@@ -295,18 +297,18 @@ class DurableState:
                 fh.flush()
                 _sync(fh.fileno())
             os.replace(tmp, self.snapshot_path)
-            dir_fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # the rename itself must be durable before the old journal goes
-            finally:
-                os.close(dir_fd)
             if self.journal is not None:
                 self.journal.close()
             self.generation += 1
-            for old in self.dir.glob("journal-*.log"):
+            self.journal = Journal(self.journal_path(self.generation))
+            dir_fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename and the new journal's name are durable before...
+            finally:
+                os.close(dir_fd)
+            for old in self.dir.glob("journal-*.log"):  # ...the old journal goes
                 if old.name != self.journal_path(self.generation).name:
                     old.unlink()
-            self.journal = Journal(self.journal_path(self.generation))
 
     def close(self) -> None:
         """Clean stop: one last snapshot (fast next start), then release the directory."""
@@ -315,6 +317,8 @@ class DurableState:
         try:
             self.snapshot()
         finally:
+            with self.apply_lock:
+                self.closed = True
             if self.journal is not None:
                 self.journal.close()
                 self.journal = None
@@ -338,6 +342,9 @@ class DurableState:
                 return lambda data: None
 
             with self.apply_lock:
+                if self.closed:  # a request still in flight at shutdown: the client must retry
+                    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+                    return [b"local stack is stopping"]
                 response = b"".join(app(environ, capture))
                 journal, position = self.journal, 0
                 if journal is not None and not _changed_nothing(environ, body, response):

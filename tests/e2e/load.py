@@ -37,7 +37,7 @@ def headers(token: str, ctype: str = "application/json") -> dict[str, str]:
 
 def create_meters(base: str, token: str) -> None:
     for meter in (SUM_METER, COUNT_METER):
-        resp = requests.post(f"{base}/meters", headers=headers(token), json=meter, timeout=10)
+        resp = requests.post(f"{base}/meters", headers=headers(token), json=meter, timeout=60)
         assert resp.status_code in (201, 409), resp.text
 
 
@@ -79,7 +79,7 @@ class Load:
                 f"{self.base}/events",
                 headers=headers(self.token, "application/cloudevents-batch+json"),
                 json=batch,
-                timeout=30,
+                timeout=60,
             )
         except requests.RequestException:
             return False
@@ -137,7 +137,7 @@ def totals(base: str, token: str) -> tuple[Decimal, int]:
     got = []
     for meter in (SUM_METER, COUNT_METER):
         resp = requests.post(
-            f"{base}/meters/{meter['key']}/query", headers=headers(token), json=PERIOD, timeout=30
+            f"{base}/meters/{meter['key']}/query", headers=headers(token), json=PERIOD, timeout=60
         )
         assert resp.status_code == 200, resp.text
         got.append(sum((Decimal(row["value"]) for row in resp.json()["data"]), Decimal(0)))

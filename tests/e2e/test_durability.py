@@ -23,7 +23,7 @@ from tests.e2e.load import Load, create_meters, make_batches, settle, totals
 
 pytestmark = pytest.mark.e2e
 
-EVENTS, BATCH = 240, 20
+EVENTS, BATCH = 160, 20
 
 
 def _start(env_file: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:

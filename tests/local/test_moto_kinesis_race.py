@@ -67,3 +67,30 @@ def test_concurrent_put_records_keep_every_record(kinesis: Any) -> None:
     assert sorted(stored) == sorted(acked), f"{len(set(acked) - set(stored))} acknowledged records lost"
     sequence = [int(r["SequenceNumber"]) for r in records]
     assert sequence == sorted(set(sequence))  # unique and in shard order
+
+
+def test_get_records_pages_through_the_shard_in_order(kinesis: Any) -> None:
+    kinesis.create_stream(StreamName="pages", ShardCount=1)
+    kinesis.put_records(
+        StreamName="pages", Records=[{"Data": b"%d" % i, "PartitionKey": "k"} for i in range(25)]
+    )
+    it = kinesis.get_shard_iterator(
+        StreamName="pages", ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+    )
+    iterator, pages = it["ShardIterator"], []
+    for _ in range(4):
+        resp = kinesis.get_records(ShardIterator=iterator, Limit=10)
+        pages.append([int(r["Data"]) for r in resp["Records"]])
+        iterator = resp["NextShardIterator"]
+    assert pages == [list(range(10)), list(range(10, 20)), list(range(20, 25)), []]
+    after = kinesis.get_shard_iterator(
+        StreamName="pages",
+        ShardId="shardId-000000000000",
+        ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+        StartingSequenceNumber=pages and str(22),
+    )
+    assert [int(r["Data"]) for r in kinesis.get_records(ShardIterator=after["ShardIterator"])["Records"]] == [
+        22,
+        23,
+        24,
+    ]
