@@ -17,8 +17,7 @@ Kinesis (a correctness fix, not speed): moto's `Shard.put_record` numbers a reco
 lock, so concurrent PutRecords on the threaded server hand out one sequence number twice and the
 later record replaces the earlier one: accepted events vanish. Appends and reads take one lock
 here (reads then index the wanted range instead of walking the shard). The lock is module-level,
-not per shard, so the shards still pickle
-(local/persistence.py snapshots moto's state).
+not per shard, so the shards still pickle (local/persistence.py snapshots moto's state).
 """
 
 from __future__ import annotations
