@@ -15,7 +15,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 from local import moto_speedups
-from local.persistence import DurableState
+from local.persistence import DurableState, reset_backends
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ class MotoServer:
         if self.state is not None:
             self.state.open(app)  # restore (snapshot + journal replay) before anyone can connect
             app = self.state.middleware(app)  # type: ignore[assignment]
+        else:
+            reset_backends()  # memory only: start empty, whatever an earlier server in this process left
         self._server = _Server(self.host, self.port, app)
         self._server.start()
         host, port = self._server.get_host_and_port()

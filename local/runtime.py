@@ -185,9 +185,13 @@ class LocalRuntime:
         # Reverse order: stop taking requests, then the pollers/scheduler, then AWS.
         if self.http:
             self.http.stop()
-        for part in (self.scheduler, self.sns, self.kinesis):
+        for part in (self.scheduler, self.sns):
             if part is not None:
                 part.stop()
+        if self.kinesis is not None:
+            # Let an in-flight batch finish: the aggregate relies on one processor per shard, and a
+            # runtime restarted in this process must not race a poller thread of the old one.
+            self.kinesis.stop(timeout=60.0)
         self.moto.stop()
         try:
             envfile.forget_urls(self.config.env_file)

@@ -147,10 +147,13 @@ def totals(base: str, token: str) -> tuple[Decimal, int]:
 def settle(
     base: str, token: str, expected: tuple[Decimal, int], timeout: float = 60.0
 ) -> tuple[Decimal, int]:
-    """Poll until the count reaches the expected one (or time runs out); return the totals then."""
+    """Poll until sum and count are the expected ones (or time runs out); return the totals then.
+
+    Both are compared: the aggregate updates the two meters' counters one after the other, so a
+    count that is complete says nothing about the sum read a moment earlier."""
     deadline = time.monotonic() + timeout
     got = totals(base, token)
-    while got[1] < expected[1] and time.monotonic() < deadline:
+    while got != expected and time.monotonic() < deadline:
         time.sleep(0.2)
         got = totals(base, token)
     return got

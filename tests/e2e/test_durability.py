@@ -23,7 +23,7 @@ from tests.e2e.load import Load, create_meters, make_batches, settle, totals
 
 pytestmark = pytest.mark.e2e
 
-EVENTS, BATCH = 160, 20
+EVENTS, BATCH = 160, 10  # twice as many batches as threads: the kill lands mid-flight
 
 
 def _start(env_file: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:

@@ -56,7 +56,10 @@ def test_a_torn_journal_tail_is_ignored(tmp_path: Path) -> None:
     assert [r.headers["X-Amz-Target"] for r in read_journal(tmp_path / "j.log")] == ["T.0", "T.1", "T.2"]
 
 
-def test_one_state_directory_serves_one_stack_and_is_not_wiped_while_in_use(tmp_path: Path) -> None:
+def test_one_state_directory_serves_one_stack_and_is_not_wiped_while_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
     state = tmp_path / "state"
     server = MotoServer(state_dir=state)
     server.start()
@@ -71,8 +74,11 @@ def test_one_state_directory_serves_one_stack_and_is_not_wiped_while_in_use(tmp_
     assert wipe(state) is False
 
 
-def test_moto_state_survives_a_lost_process_through_the_journal(tmp_path: Path) -> None:
+def test_moto_state_survives_a_lost_process_through_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No snapshot at the end (as after kill -9): the journal alone brings everything back."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")  # restored afterwards; point_aws_env_at sets it
     state = tmp_path / "state"
     server = MotoServer(state_dir=state)
     point_aws_env_at(server.start())
