@@ -8,7 +8,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup run test lint bench build synth deploy clean
+.PHONY: setup run wipe test lint bench build synth deploy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +20,9 @@ setup: $(STAMP)
 
 run: $(STAMP)  ## start the whole pipeline on loopback (moto + local API Gateway + Kinesis poller + scheduler)
 	$(BIN)/python -m local
+
+wipe: $(STAMP)  ## delete the local stack's saved data (.local/state); the admin token is kept
+	$(BIN)/python -m local --wipe
 
 test: $(STAMP)  ## lint + the whole suite (unit, integration, infra, contract, e2e)
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from local.kinesis_poller import EsmConfig
+from local.persistence import StateInUse, wipe
 from local.runtime import HOUR, LocalRuntime, RuntimeConfig
 
 
@@ -34,6 +35,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=Path(".local/meterline.env"),
         help="where URL and token are written once the stack is up (default .local/meterline.env)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the stack's data is kept across restarts (default: state/ beside the env file)",
+    )
+    p.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep nothing: start empty and forget everything on exit",
+    )
+    p.add_argument(
+        "--wipe",
+        action="store_true",
+        help="delete the saved state (meters, customers, events, usage...) and exit",
     )
     p.add_argument(
         "--rate-interval",
@@ -64,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def banner(rt: LocalRuntime, env_file: Path) -> str:
     url = rt.api_url
+    state_dir = rt.config.state_dir
+    state = f"{state_dir}   (kept across restarts; `make wipe` deletes it)" if state_dir else "in memory only"
     return "\n".join(
         [
             "",
@@ -72,6 +91,7 @@ def banner(rt: LocalRuntime, env_file: Path) -> str:
             f"  Token    {rt.token}",
             f"  moto     {rt.moto.url}",
             f"  Env file {env_file}   (set -a; . {env_file}; set +a)",
+            f"  State    {state}",
             "  Try:",
             f"    curl -sS -X POST {url}/events \\",
             f"      -H 'Authorization: Bearer {rt.token}' \\",
@@ -99,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signum)
 
+    state_dir = args.state_dir or args.env_file.parent / "state"
+    if args.wipe:
+        try:
+            had = wipe(state_dir)
+        except StateInUse as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(f"wiped {state_dir}" if had else f"nothing to wipe at {state_dir}")
+        return 0
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
@@ -110,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         invoice_interval=args.invoice_interval,
         notify_retry_interval=args.notify_retry_interval,
         esm=EsmConfig(max_retries=args.max_retries),
+        state_dir=None if args.in_memory else state_dir,
     )
     runtime = LocalRuntime(config)
     try:
         runtime.start()
+    except StateInUse as exc:
+        print(f"{exc} (or run with --state-dir DIR / --in-memory)", file=sys.stderr)
+        return 1
     except Exception:
         logging.getLogger("local").exception("local runtime failed to start")
         return 1

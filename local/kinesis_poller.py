@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from local.handlers import Handler
@@ -82,6 +85,35 @@ def to_lambda_record(record: dict[str, Any], shard_id: str, stream_arn: str) -> 
     }
 
 
+class Checkpoints:
+    """Each shard's checkpoint in a JSON file, so a restarted stack resumes where it stopped.
+
+    Written after the handler acknowledged (or the DLQ took) the records, so a crash in between
+    only re-delivers them: the aggregate function is idempotent per event. None = in memory only.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._values: dict[str, str] = {}
+        if path is not None and path.exists():
+            self._values = {str(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
+
+    def get(self, shard_id: str) -> str | None:
+        return self._values.get(shard_id)
+
+    def save(self, shard_id: str, sequence: str) -> None:
+        with self._lock:
+            self._values[shard_id] = sequence
+            if self.path is None:
+                return
+            # temp file + rename: a kill leaves the old file or the new one, never half of one
+            fd, tmp = tempfile.mkstemp(prefix=".checkpoints.", dir=self.path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self._values, fh)
+            os.replace(tmp, self.path)
+
+
 class MalformedResponse(ValueError):
     """A batchItemFailures list Lambda cannot use: the whole batch counts as failed."""
 
@@ -125,12 +157,14 @@ class ShardPoller:
         config: EsmConfig,
         stop: threading.Event,
         context_factory: Callable[[str], Any] = new_context,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.kinesis, self.sqs, self.handler = kinesis, sqs, handler
         self.stream_name, self.stream_arn, self.shard_id = stream_name, stream_arn, shard_id
         self.dlq_url, self.config, self.stop_event = dlq_url, config, stop
         self.context_factory = context_factory
-        self.stats = ShardStats()
+        self.checkpoints = checkpoints or Checkpoints(None)
+        self.stats = ShardStats(last_sequence=self.checkpoints.get(shard_id))
         self._iterator: str | None = None
         # monotonic start time of the latest GetRecords that came back empty (see wait_idle)
         self.caught_up_at: float = -1.0
@@ -222,7 +256,11 @@ class ShardPoller:
     def _ack(self, records: list[dict[str, Any]]) -> None:
         if records:
             self.stats.acknowledged += len(records)
-            self.stats.last_sequence = records[-1]["kinesis"]["sequenceNumber"]
+            self._checkpoint(records[-1]["kinesis"]["sequenceNumber"])
+
+    def _checkpoint(self, sequence: str) -> None:
+        self.stats.last_sequence = sequence
+        self.checkpoints.save(self.shard_id, sequence)
 
     def _backoff(self, attempt: int) -> None:
         delay = min(self.config.retry_backoff * 2 ** (attempt - 1), 1.0)
@@ -273,7 +311,7 @@ class ShardPoller:
             self.shard_id,
         )
         self.stats.dead_lettered += len(seg.records)
-        self.stats.last_sequence = last["sequenceNumber"]
+        self._checkpoint(last["sequenceNumber"])
 
     # -- thread ----------------------------------------------------------------------------------
 
@@ -303,6 +341,7 @@ class KinesisPoller:
     dlq_url: str
     config: EsmConfig = field(default_factory=EsmConfig)
     context_factory: Callable[[str], Any] = new_context
+    checkpoints: Checkpoints = field(default_factory=lambda: Checkpoints(None))
     shards: list[ShardPoller] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -320,6 +359,7 @@ class KinesisPoller:
                 config=self.config,
                 stop=self.stop_event,
                 context_factory=self.context_factory,
+                checkpoints=self.checkpoints,
             )
             for sid in shard_ids
         ]

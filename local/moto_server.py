@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 from local import moto_speedups
+from local.persistence import DurableState, reset_backends
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +29,40 @@ _LEAKY_ENV = (
 )
 
 
+class _Server(ThreadedMotoServer):
+    """ThreadedMotoServer serving an app we built (restored and journaled) before it listens."""
+
+    def __init__(self, host: str, port: int, app: object) -> None:
+        super().__init__(ip_address=host, port=port, verbose=False)
+        self._app = app
+
+    def _server_entry(self) -> None:
+        self._server = make_server(
+            self._ip_address, self._port, self._app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class MotoServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    """`state_dir` None = state in memory only; else restored from and journaled to that directory."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_dir: Path | None = None) -> None:
         moto_speedups.apply()
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.host, self.port = host, port
+        self.state = DurableState(state_dir) if state_dir is not None else None
+        self._server: _Server | None = None
         self.url = ""
 
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # it logs every request otherwise
+        app = DomainDispatcherApplication(create_backend_app)
+        if self.state is not None:
+            self.state.open(app)  # restore (snapshot + journal replay) before anyone can connect
+            app = self.state.middleware(app)  # type: ignore[assignment]
+        else:
+            reset_backends()  # memory only: start empty, whatever an earlier server in this process left
+        self._server = _Server(self.host, self.port, app)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
@@ -36,9 +70,12 @@ class MotoServer:
         return self.url
 
     def stop(self) -> None:
-        if self.url:
+        if self._server is not None and self.url:
             self._server.stop()
             self.url = ""
+        self._server = None
+        if self.state is not None:
+            self.state.close()
 
 
 def point_aws_env_at(endpoint_url: str) -> None:

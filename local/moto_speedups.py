@@ -1,4 +1,4 @@
-"""Speed fixes for moto's DynamoDB Query and TransactWriteItems, applied wherever moto stands in for AWS.
+"""Speed and safety fixes for moto, applied wherever moto stands in for AWS.
 
 moto 5 answers a base-table Query by sorting every item of the table and then filtering on the
 partition key, so each Query costs O(table size) and a busy local stack slows to seconds per
@@ -12,6 +12,12 @@ TransactWriteItems: moto deep-copies every table a transaction touches, once per
 back on failure (O(table size) per action). Here the transaction instead saves only the items its
 actions name and puts exactly those back when moto cancels it; moto's own logic (conditions,
 cancellation reasons, single-item checks) runs unchanged.
+
+Kinesis (a correctness fix, not speed): moto's `Shard.put_record` numbers a record max+1 without a
+lock, so concurrent PutRecords on the threaded server hand out one sequence number twice and the
+later record replaces the earlier one: accepted events vanish. Appends and reads take one lock
+here (reads then index the wanted range instead of walking the shard). The lock is module-level,
+not per shard, so the shards still pickle (local/persistence.py snapshots moto's state).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import Any
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.kinesis.models import Shard
 
 _local = threading.local()
+_kinesis_lock = threading.Lock()
 _applied = False
 
 
@@ -71,6 +79,7 @@ def apply() -> None:
     Table.all_items = all_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
     _patch_transactions()
+    _patch_kinesis_shard()
     _applied = True
 
 
@@ -119,3 +128,33 @@ def _patch_transactions() -> None:
             _local.in_transaction = False
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _patch_kinesis_shard() -> None:
+    original_put, original_get = Shard.put_record, Shard.get_records
+
+    def put_record(self: Shard, *args: Any, **kwargs: Any) -> str:
+        with _kinesis_lock:
+            return original_put(self, *args, **kwargs)
+
+    def get_records(self: Shard, last_sequence_id: str, limit: int | None) -> Any:
+        # moto walks the shard from its first record on every call: O(stream) per poll, and the
+        # local stream keeps every record it ever took (state is kept across restarts). Appends
+        # number records 1, 2, 3... (under the lock above), so read the wanted range directly.
+        with _kinesis_lock:
+            records = self.records
+            if not records:
+                return original_get(self, last_sequence_id, limit)
+            first, newest = next(iter(records)), next(reversed(records))
+            if newest - first + 1 != len(records):  # not contiguous: moto's own walk
+                return original_get(self, last_sequence_id, limit)
+            start = max(int(last_sequence_id) + 1, first)
+            stop = newest if limit is None else min(newest, start + limit - 1)
+            results = [records[n] for n in range(start, stop + 1)]
+            if not results:
+                return [], int(last_sequence_id), 0
+            behind = records[newest].created_at - results[-1].created_at
+            return results, results[-1].sequence_number, int(behind * 1000)
+
+    Shard.put_record = put_record  # type: ignore[method-assign]
+    Shard.get_records = get_records  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from local import envfile
 from local.auth import TOKEN_KEY, EnsureToken, NewToken, bootstrap_admin_token
 from local.handlers import Handlers
 from local.http_front import API_PREFIX, ApiGatewayServer, default_routes
-from local.kinesis_poller import EsmConfig, KinesisPoller
+from local.kinesis_poller import Checkpoints, EsmConfig, KinesisPoller
 from local.moto_server import MotoServer, point_aws_env_at
 from local.provision import Provisioned, provision
 from local.scheduler import ScheduledJob, Scheduler
@@ -46,6 +46,8 @@ class RuntimeConfig:
     esm: EsmConfig = field(default_factory=EsmConfig)
     sns: SnsConfig = field(default_factory=SnsConfig)
     moto_port: int = 0
+    # Where moto's state and the poller checkpoints are kept across restarts; None = memory only.
+    state_dir: Path | None = None
 
 
 def _reset_shared_caches() -> None:
@@ -70,7 +72,7 @@ class LocalRuntime:
         self.config = config or RuntimeConfig()
         self.handlers = handlers or Handlers()
         self._ensure_token, self._new_token = ensure_token, new_token
-        self.moto = MotoServer(self.config.host, self.config.moto_port)
+        self.moto = MotoServer(self.config.host, self.config.moto_port, self.config.state_dir)
         self.clients: dict[str, Any] = {}
         self.resources: Provisioned | None = None
         self.token = ""
@@ -126,6 +128,7 @@ class LocalRuntime:
             stream_arn=res.stream_arn,
             dlq_url=res.dlq_url,
             config=cfg.esm,
+            checkpoints=Checkpoints(cfg.state_dir / "kinesis-checkpoints.json" if cfg.state_dir else None),
         )
         self.kinesis.start()
         self.sns = SnsPoller(
@@ -182,9 +185,13 @@ class LocalRuntime:
         # Reverse order: stop taking requests, then the pollers/scheduler, then AWS.
         if self.http:
             self.http.stop()
-        for part in (self.scheduler, self.sns, self.kinesis):
+        for part in (self.scheduler, self.sns):
             if part is not None:
                 part.stop()
+        if self.kinesis is not None:
+            # Let an in-flight batch finish: the aggregate relies on one processor per shard, and a
+            # runtime restarted in this process must not race a poller thread of the old one.
+            self.kinesis.stop(timeout=60.0)
         self.moto.stop()
         try:
             envfile.forget_urls(self.config.env_file)

@@ -3,8 +3,9 @@
 AWS mode: `https` only, and every address the host resolves to must be public (no private,
 loopback, link-local/metadata, multicast or reserved ranges). The checked address is the one we
 connect to, so a DNS answer cannot change between the check and the request (rebinding).
-Local mode (`allow_insecure_loopback_webhooks`): `http` is allowed to loopback hosts only, and
-private targets are allowed (a developer's machine).
+Local mode (`allow_insecure_loopback_webhooks`): the same rules, plus loopback targets (`http` or
+`https`) for a receiver on the developer's machine. Nothing else non-public: a local stack must not
+become a way to reach the metadata service (169.254.169.254) or the developer's private network.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def _may_be_public(host: str) -> bool:
         return True
 
 
+def _address_allowed(address: str, allow_insecure_loopback: bool) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_global or (allow_insecure_loopback and ip.is_loopback)
+
+
 def check_syntax(url: str, allow_insecure_loopback: bool) -> tuple[str, str, int, str]:
     """Static checks (no DNS): used by the API on create/update and by the sender."""
     parts = urlsplit(url)
@@ -75,8 +81,12 @@ def check_syntax(url: str, allow_insecure_loopback: bool) -> tuple[str, str, int
     host = parts.hostname
     if scheme == "http" and not (allow_insecure_loopback and _is_loopback_host(host)):
         raise UrlRejected("must use https" + ("" if allow_insecure_loopback else " (http is local-only)"))
-    if not allow_insecure_loopback and not _may_be_public(host):
-        raise UrlRejected("must not target a private, loopback or link-local address")
+    loopback_ok = allow_insecure_loopback and _is_loopback_host(host)
+    if not loopback_ok and not _may_be_public(host):
+        raise UrlRejected(
+            "must not target a private, link-local or reserved address"
+            + (" (loopback is allowed locally)" if allow_insecure_loopback else " or loopback")
+        )
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -91,8 +101,7 @@ def resolve_target(url: str, allow_insecure_loopback: bool, resolver: Resolver =
         raise UrlRejected(f"host [{host}] does not resolve ({exc})") from None
     if not addresses:
         raise UrlRejected(f"host [{host}] does not resolve")
-    if not allow_insecure_loopback:
-        bad = [a for a in addresses if not ipaddress.ip_address(a).is_global]
-        if bad:
-            raise UrlRejected(f"host [{host}] resolves to a non-public address [{bad[0]}]")
+    bad = [a for a in addresses if not _address_allowed(a, allow_insecure_loopback)]
+    if bad:
+        raise UrlRejected(f"host [{host}] resolves to a non-public address [{bad[0]}]")
     return Target(scheme, host, port, path, addresses[0])

@@ -126,6 +126,18 @@ def test_http_loopback_url_only_in_local_mode(stack: Stack, local_mode: None) ->
     assert remote.status == 400 and problem_fields(remote) == ["url"]
 
 
+@pytest.mark.parametrize("url", ["https://169.254.169.254/latest/meta-data", "https://10.0.0.1/hook"])
+def test_local_mode_allows_loopback_but_no_other_private_target(
+    stack: Stack, local_mode: None, url: str
+) -> None:
+    created = stack.request("POST", f"{N}/channels", {"type": "webhook", "name": "p", "url": url})
+    assert created.status == 400 and problem_fields(created) == ["url"]
+    cid = webhook(stack)["id"]
+    updated = stack.request("PUT", f"{N}/channels/{cid}", {"type": "webhook", "name": "p", "url": url})
+    assert updated.status == 400 and problem_fields(updated) == ["url"]
+    assert stack.request("GET", f"{N}/channels/{cid}").json()["url"] == "https://hooks.example.com/meterline"
+
+
 def test_rule_crud_channel_refs_and_409_on_used_channel(stack: Stack) -> None:
     a, b = webhook(stack)["id"], webhook(stack, name="b")["id"]
     rule = threshold_rule(stack, [a], features=["api_calls"])

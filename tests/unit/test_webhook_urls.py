@@ -55,8 +55,37 @@ def test_local_mode_allows_http_to_loopback_only() -> None:
     assert check_syntax("http://localhost/h", True)[1] == "localhost"
     with pytest.raises(UrlRejected, match="https"):
         check_syntax("http://hooks.example.com/h", True)
-    target = resolve_target("https://10.0.0.5/h", True, resolver("10.0.0.5"))
-    assert target.address == "10.0.0.5"  # private targets are a developer machine's business locally
+    assert resolve_target("https://[::1]:8443/h", True, resolver("::1")).address == "::1"
+    assert resolve_target("https://hooks.example.com/h", True, resolver("93.184.216.34")).port == 443
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254/latest/meta-data",  # instance metadata
+        "https://10.0.0.1/h",
+        "https://192.168.1.20/h",
+        "https://172.16.0.1/h",
+        "https://100.64.0.1/h",  # carrier-grade NAT
+        "https://[fd00::1]/h",
+        "https://[fe80::1]/h",
+        "https://0.0.0.0/h",
+        "http://10.0.0.1/h",
+    ],
+)
+def test_local_mode_rejects_every_non_public_target_but_loopback(url: str) -> None:
+    with pytest.raises(UrlRejected):
+        check_syntax(url, True)
+    with pytest.raises(UrlRejected):  # the sender checks again before it connects
+        resolve_target(url, True, resolver("93.184.216.34"))
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "169.254.169.254", "192.168.0.3", "fd00::1"])
+def test_local_mode_rejects_names_resolving_to_private_addresses(address: str) -> None:
+    with pytest.raises(UrlRejected, match="non-public"):
+        resolve_target("https://internal.example.com/", True, resolver(address))
+    # a name resolving to loopback is a local receiver: allowed
+    assert resolve_target("https://dev.example.com/", True, resolver("127.0.0.1")).address == "127.0.0.1"
 
 
 def test_unresolvable_host_is_rejected() -> None:
