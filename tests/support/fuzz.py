@@ -134,7 +134,11 @@ CONFLICT_OPERATIONS = (
     "create-feature",
     "create-meter",
     "delete-meter",
-)  # 409: duplicate key; meter in use
+    "create-plan",
+    "create-product-catalog-addon",
+    "create-plan-addon",
+    "create-tax-code",
+)  # 409: duplicate key; meter in use; a second draft of a plan or add-on key; a duplicate plan link
 UNSUPPORTED_MEDIA_TYPE_OPERATIONS = ("ingest-metering-events",)  # 415 on a body that is not JSON
 
 
