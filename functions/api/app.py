@@ -9,9 +9,17 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from shared.api.problem import PROBLEM_JSON, ApiError, NotFound
+from shared.api.problem import (
+    PROBLEM_JSON,
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    invalid_parameter,
+)
 from shared.api.validation import parse_json_body
 from shared.auth.tokens import Permission, authorize
+from shared.core import errors
 
 logger = Logger(service="meterline-api")
 PREFIX = "/v3/openmeter"
@@ -66,6 +74,28 @@ def _api_error(err: ApiError) -> Response:
     if err.status >= 500:
         logger.error("request failed", extra={"detail": err.detail})
     return problem(err)
+
+
+def api_error(err: errors.DomainError) -> ApiError:
+    """The one mapping from domain errors to the contract's problem+json."""
+    if isinstance(err, errors.InvalidInput):
+        params = []
+        for f in err.fields:
+            param = invalid_parameter(f.field, f.reason, f.rule, f.source)
+            if f.choices is not None:
+                param["choices"] = list(f.choices)
+            params.append(param)
+        return BadRequest(err.message, params)
+    if isinstance(err, errors.NotFound):
+        return NotFound(err.message)
+    if isinstance(err, errors.Conflict):
+        return Conflict(err.message, **err.conflicting)
+    return ApiError(err.message)
+
+
+@app.exception_handler(errors.DomainError)
+def _domain_error(err: errors.DomainError) -> Response:
+    return _api_error(api_error(err))
 
 
 @app.exception_handler(Exception)

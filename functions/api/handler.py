@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from functions.api import app as api
+from functions.api.app import app
 from functions.api.routes import customers as _customers  # noqa: F401  (registers routes)
-from functions.api.routes import entitlements as _entitlements  # noqa: F401  (registers routes)
+from functions.api.routes import entitlements as _entitlements
 from functions.api.routes import events as _events  # noqa: F401  (registers routes)
 from functions.api.routes import features as _features  # noqa: F401  (registers routes)
 from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)
 from functions.api.routes import notifications as _notifications  # noqa: F401  (registers routes)
+
+# Domains reshaped into a Router each (the others still register on the app directly).
+app.include_router(_entitlements.router)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -10,17 +9,10 @@ from aws_lambda_powertools import Logger
 from shared.api.http import empty_response, header, problem_response, raw_body
 from shared.api.problem import ApiError
 from shared.auth.tokens import Permission, authorize
-from shared.ingest.publisher import KinesisPublisher
-from shared.ingest.service import IngestService
-from shared.settings import get_settings
+from shared.bootstrap import ingest_service as service
 
 logger = Logger(service="meterline-ingest")
-
-
-@lru_cache(maxsize=1)
-def service() -> IngestService:
-    s = get_settings()
-    return IngestService(KinesisPublisher(s.events_stream), s.max_events_per_request, s.max_request_bytes)
+__all__ = ["lambda_handler", "service"]  # `service` (built by shared.bootstrap) is reset by tests
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

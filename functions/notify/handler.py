@@ -3,30 +3,17 @@ on the every-minute schedule, the retry sweep of deliveries whose next attempt i
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import orjson
 from aws_lambda_powertools import Logger
 
+from shared.bootstrap import notify_components as components
 from shared.notifications.dispatcher import Dispatcher
 from shared.notifications.engine import Engine
-from shared.notifications.repository import NotificationConfigRepository
-from shared.notifications.sender import Sender
-from shared.notifications.store import NotificationStore
-from shared.settings import get_settings
 
 logger = Logger(service="meterline-notify")
-
-
-@lru_cache(maxsize=1)
-def components() -> tuple[NotificationConfigRepository, NotificationStore, Sender]:
-    s = get_settings()
-    return (
-        NotificationConfigRepository(s.config_table),
-        NotificationStore(s.notifications_table),
-        Sender(allow_insecure_loopback=s.allow_insecure_loopback_webhooks),
-    )
+__all__ = ["components", "lambda_handler"]  # `components` (built by shared.bootstrap) is reset by tests
 
 
 def _time_left(context: Any) -> Any:

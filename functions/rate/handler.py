@@ -11,8 +11,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from shared.bootstrap import entitlements
 from shared.core.timeutil import parse_rfc3339
-from shared.entitlements.wiring import entitlements
 
 logger = Logger(service="meterline-rate")
 

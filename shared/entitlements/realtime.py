@@ -85,7 +85,6 @@ class AccessRefresher:
         self.store = store
         self.publisher = publisher
         self.clock = clock or Clock()
-        store.refresh_stale = self._refresh_states
 
     # -- entry points ------------------------------------------------------------------------------
     def refresh(
@@ -156,14 +155,16 @@ class AccessRefresher:
                 logger.exception("scheduled refresh failed", extra={"entitlement_id": eid})
         return count
 
-    # -- computation ------------------------------------------------------------------------------
-    def _refresh_states(self, states: list[AccessState], now: datetime) -> list[AccessState]:
+    def refresh_states(self, states: list[AccessState]) -> list[AccessState]:
+        """Recompute these stored states (their usage period ended): the new ones that exist."""
         fresh = []
         for state in states:
             ent = self.entitlements.get(state.entitlement_id)
             if ent is not None and (new := self.refresh(ent, "reset")) is not None:
                 fresh.append(new)
         return fresh
+
+    # -- computation ------------------------------------------------------------------------------
 
     def _compute(
         self,
