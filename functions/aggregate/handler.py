@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.bootstrap import aggregator
-
-logger = Logger(service="meterline-aggregate")
-metrics = Metrics(namespace="Meterline", service="aggregate")
+from shared.core.observability import lambda_entry, metrics
 
 __all__ = ["aggregator", "lambda_handler"]  # `aggregator` (built by shared.bootstrap) is reset by tests
 
 
-@metrics.log_metrics
+@lambda_entry("aggregate")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # Any exception fails the whole batch: Lambda retries (bisecting), and every write is idempotent.
     result = aggregator().process(event)

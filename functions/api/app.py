@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
@@ -18,11 +18,14 @@ from shared.api.problem import (
     invalid_parameter,
 )
 from shared.api.validation import parse_json_body
-from shared.auth.tokens import Permission, authorize
+from shared.auth.tokens import Permission, Role, authorize
 from shared.core import errors
+from shared.core.observability import log as logger
 
-logger = Logger(service="meterline-api")
 PREFIX = "/v3/openmeter"
+# The caller's role, resolved once per request by `handle` (a context variable: the local runtime
+# serves concurrent requests on threads of one process).
+_caller_role: ContextVar[Role | None] = ContextVar("caller_role", default=None)
 app = APIGatewayRestResolver(strip_prefixes=[PREFIX], serializer=lambda obj: orjson.dumps(obj).decode())
 
 
@@ -43,6 +46,13 @@ def json_response(status: int, body: Any) -> Response:
 
 def no_content() -> Response:
     return Response(status_code=204, content_type="application/json", body="")
+
+
+def caller_role() -> Role:
+    role = _caller_role.get()
+    if role is None:  # only `handle` resolves requests; this is a wiring error, not an input
+        raise RuntimeError("no authorised caller for this request")
+    return role
 
 
 def body() -> Any:
@@ -117,11 +127,15 @@ def _not_found(_err: Exception) -> Response:
 
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
-        authorize(
+        role = authorize(
             event.get("headers"), required_permission(event.get("httpMethod", "GET"), event.get("path", ""))
         )
     except ApiError as err:
         from shared.api.http import problem_response
 
         return problem_response(err, event)
-    return app.resolve(event, context)
+    token = _caller_role.set(role)
+    try:
+        return app.resolve(event, context)
+    finally:
+        _caller_role.reset(token)

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.bootstrap import notify_components as components
+from shared.core.observability import lambda_entry, metrics
+from shared.core.observability import log as logger
 from shared.notifications.dispatcher import Dispatcher
 from shared.notifications.engine import Engine
 
-logger = Logger(service="meterline-notify")
 __all__ = ["components", "lambda_handler"]  # `components` (built by shared.bootstrap) is reset by tests
 
 
@@ -21,6 +22,7 @@ def _time_left(context: Any) -> Any:
     return (lambda: getter() / 1000) if callable(getter) else None
 
 
+@lambda_entry("notify")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config, store, sender = components()
     # Per invocation: the time budget belongs to this invocation (locally they run concurrently).
@@ -31,6 +33,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("detail-type") == "Scheduled Event":
         due = dispatcher.sweep()
         logger.info("retry sweep", extra={"due": due})
+        metrics.add_metric("DeliveriesDue", MetricUnit.Count, due)
         return {"status": "swept", "due": due}
     created = 0
     for record in event.get("Records") or []:
@@ -39,4 +42,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         events = engine.handle(domain)
         created += len(events)
         dispatcher.deliver([(e, d) for e in events for d in e.deliveries])
+    metrics.add_metric("NotificationsCreated", MetricUnit.Count, created)
     return {"status": "ok", "created": created}

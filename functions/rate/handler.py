@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.bootstrap import entitlements
+from shared.core.observability import lambda_entry, metrics
+from shared.core.observability import log as logger
 from shared.core.timeutil import parse_rfc3339
-
-logger = Logger(service="meterline-rate")
 
 
 def _top_of_the_hour(event: dict[str, Any]) -> bool:
@@ -25,8 +26,10 @@ def _top_of_the_hour(event: dict[str, Any]) -> bool:
         return False
 
 
+@lambda_entry("rate", correlation_paths.EVENT_BRIDGE)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     reset = entitlements().sweep(reconcile=_top_of_the_hour(event))
+    metrics.add_metric("EntitlementsReset", MetricUnit.Count, reset)
     logger.info(
         "entitlement reset sweep done; rating: nothing to rate yet (billing is a later issue)",
         extra={"entitlements_reset": reset},

@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 
 from shared.aws.publisher import DomainPublisher
 from shared.core.decimals import wire
+from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock, ceil_minute, format_rfc3339, parse_rfc3339
 from shared.entitlements import engine
 from shared.entitlements.access import AccessState, AccessStore
@@ -28,7 +29,7 @@ from shared.entitlements.convert import to_engine_grants, to_terms
 from shared.entitlements.models import Entitlement, EntitlementType, GrantRecord
 from shared.entitlements.usage import EntitlementUsage, MeterlessFeature
 
-logger = Logger(service="meterline-entitlements", child=True)
+logger = Logger(service=SERVICE, child=True)
 
 # Fixed ladder of usage thresholds announced as crossed (percent of the total available grant
 # amount); notification rules with their own thresholds evaluate every published value.

@@ -18,6 +18,7 @@ from shared.api.problem import NotFound as ApiNotFound
 from shared.core import durations
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import is_ulid, new_id
+from shared.core.listing import Listed
 from shared.core.timeutil import Clock, ceil_minute, floor_minute, format_rfc3339
 from shared.customers.service import CustomerService
 from shared.entitlements import engine
@@ -251,7 +252,7 @@ class EntitlementService:
     def get(self, customer: str, id_or_feature_key: str) -> CurrentEntitlement:
         return self.current(self.find(customer, id_or_feature_key))
 
-    def list(self, customer: str, query: ListEntitlementsQuery) -> list[CurrentEntitlement]:
+    def list(self, customer: str, query: ListEntitlementsQuery) -> Listed[CurrentEntitlement]:
         """The customer's entitlements (deleted ones too), by feature key, creation and id."""
         ents = self.repo.for_customer(self._customer_id(customer))
         if query.feature_key is not None:
@@ -259,7 +260,7 @@ class EntitlementService:
         if query.type is not None:
             ents = [e for e in ents if e.type == query.type]
         ents.sort(key=lambda e: (e.feature_key, e.created_at, e.id))
-        return [self.current(e) for e in ents]
+        return Listed([self.current(e) for e in query.page.slice(ents)], len(ents))
 
     def delete(self, customer: str, id_or_feature_key: str) -> None:
         ent = self.find(customer, id_or_feature_key)
@@ -427,14 +428,14 @@ class EntitlementService:
 
     def list_grants(
         self, customer: str, id_or_feature_key: str, query: ListGrantsQuery
-    ) -> list[CurrentGrant]:
+    ) -> Listed[CurrentGrant]:
         ent = self._metered(customer, id_or_feature_key)
         grants = self.repo.grants(ent.id)
         if not query.include_voided:
             grants = [g for g in grants if g.voided_at is None]
         grants.sort(key=lambda g: (g.effective_at, g.created_at, g.id))
         now = self.clock.now()
-        return [self._current_grant(g, now) for g in grants]
+        return Listed([self._current_grant(g, now) for g in query.page.slice(grants)], len(grants))
 
     @staticmethod
     def _current_grant(g: GrantRecord, now: datetime) -> CurrentGrant:

@@ -5,13 +5,14 @@ The only module that knows the response shapes; the use cases return domain obje
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
 from shared.api.params import Page
 from shared.core.decimals import wire
+from shared.core.listing import Listed
 from shared.core.timeutil import format_optional, format_rfc3339
 from shared.entitlements import engine
 from shared.entitlements.access import AccessState
@@ -23,6 +24,8 @@ from shared.entitlements.models import (
     Period,
     PlainAccess,
 )
+
+T = TypeVar("T")
 
 
 def _period(p: Period) -> dict[str, str]:
@@ -154,5 +157,5 @@ def access(states: Sequence[AccessState]) -> dict[str, Any]:
     return {"data": [access_row(s) for s in states]}
 
 
-def page(page: Page, rows: Sequence[dict[str, Any]], total: int) -> dict[str, Any]:
-    return page.response(rows, total)
+def page(page: Page, listed: Listed[T], render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    return page.response([render(i) for i in listed.items], listed.total)

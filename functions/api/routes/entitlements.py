@@ -36,10 +36,8 @@ def create_entitlement(customer_id: str) -> Response:
 @router.get(BASE)
 def list_entitlements(customer_id: str) -> Response:
     query = requests.list_entitlements(query_params())
-    ents = bootstrap.entitlement_service().list(unquote(customer_id), query)
-    return json_response(
-        200, views.page(query.page, [views.entitlement(e) for e in query.page.slice(ents)], len(ents))
-    )
+    listed = bootstrap.entitlement_service().list(unquote(customer_id), query)
+    return json_response(200, views.page(query.page, listed, views.entitlement))
 
 
 @router.get(BASE + "/<entitlement_id>")
@@ -85,9 +83,8 @@ def create_grant(customer_id: str, entitlement_id: str) -> Response:
 @router.get(BASE + "/<entitlement_id>/grants")
 def list_grants(customer_id: str, entitlement_id: str) -> Response:
     query = requests.list_grants(query_params())
-    grants = bootstrap.entitlement_service().list_grants(unquote(customer_id), unquote(entitlement_id), query)
-    rows = [views.grant(g) for g in query.page.slice(grants)]
-    return json_response(200, views.page(query.page, rows, len(grants)))
+    listed = bootstrap.entitlement_service().list_grants(unquote(customer_id), unquote(entitlement_id), query)
+    return json_response(200, views.page(query.page, listed, views.grant))
 
 
 @router.post(BASE + "/<entitlement_id>/grants/<grant_id>/void")
