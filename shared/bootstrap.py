@@ -141,6 +141,10 @@ def ingest_service() -> IngestService:
     return IngestService(KinesisPublisher(s.events_stream), s.max_events_per_request, s.max_request_bytes)
 
 
+def _refresh_entitlements(touched: dict[str, dict[str, datetime]]) -> None:
+    entitlements().after_batch(touched)
+
+
 @lru_cache(maxsize=1)
 def aggregator() -> Aggregator:
     s = get_settings()
@@ -153,7 +157,7 @@ def aggregator() -> Aggregator:
         s.event_retention_days,
         # Entitlements on the meters and customers a batch touched get their access state refreshed
         # before the batch is acknowledged: a failure retries the (idempotent) batch.
-        after_batch=lambda touched: entitlements().after_batch(touched),
+        after_batch=_refresh_entitlements,
     )
 
 

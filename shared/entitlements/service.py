@@ -8,6 +8,7 @@ so publishes its domain events), invalidating snapshots from the change's effect
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -478,7 +479,7 @@ class EntitlementService:
         return self._current_grant(grant, now)
 
     # -- access ------------------------------------------------------------------------------------
-    def access(self, customer: str) -> list[AccessState]:
+    def access(self, customer: str) -> builtins.list[AccessState]:
         """The hot path: one Query of the customer's stored access states. The customer itself is
         looked up only when that finds nothing (to tell an unknown customer, 404, from none)."""
         now = self.clock.now()
@@ -487,7 +488,7 @@ class EntitlementService:
             states = self.store.states(self._customer_id(customer))
         return sorted(self._fresh(states, now), key=lambda s: s.feature_key)
 
-    def _fresh(self, states: list[AccessState], now: datetime) -> list[AccessState]:
+    def _fresh(self, states: builtins.list[AccessState], now: datetime) -> builtins.list[AccessState]:
         """States whose usage period has ended are recomputed on read, so a reset is visible at once,
         before the scheduled sweep reaches it."""
         stale = [s for s in states if s.period_to is not None and s.period_to <= now]
