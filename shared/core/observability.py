@@ -24,8 +24,14 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "meterline"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Meterline"
 
+# Tracing runs in Lambda only (Powertools' own rule); importing the X-Ray SDK costs ~1 s of cold
+# start, so outside Lambda (local runtime, tests) no Tracer is built at all.
+TRACING = bool(os.environ.get("LAMBDA_TASK_ROOT")) and os.environ.get(
+    "POWERTOOLS_TRACE_DISABLED", "false"
+).lower() not in ("true", "1")
+
 log = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer = Tracer(service=SERVICE) if TRACING else None
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 # Functions that publish no metric in an invocation are fine; Powertools would warn every time.
@@ -58,12 +64,11 @@ def lambda_entry(function: str, correlation_id_path: str | None = None) -> Calla
             metrics.add_dimension("function", function)
             return fn(event, context)
 
-        wrapped = log.inject_lambda_context(correlation_id_path=correlation_id_path, clear_state=True)(
-            tracer.capture_lambda_handler(
-                metrics.log_metrics(measured, capture_cold_start_metric=True),
-                capture_response=False,  # responses carry customer data; X-Ray keeps timings only
-            )
-        )
+        inner = metrics.log_metrics(measured, capture_cold_start_metric=True)
+        if tracer is not None:
+            # Responses carry customer data: X-Ray keeps the timings and the botocore subsegments only.
+            inner = tracer.capture_lambda_handler(inner, capture_response=False)
+        wrapped = log.inject_lambda_context(correlation_id_path=correlation_id_path, clear_state=True)(inner)
 
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any) -> Any:
