@@ -163,8 +163,8 @@ def measure_reads() -> None:
 
     from bench.harness import Bench
     from functions.api.handler import lambda_handler as api_handler
+    from shared import bootstrap as wiring
     from shared.aws import clients
-    from shared.entitlements import wiring
 
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
         b = Bench()

@@ -40,7 +40,7 @@ class Bench:
         # Process-wide factories hold the client they were built with: rebuild them on this one.
         from functions.aggregate import handler as aggregate_handler
         from functions.ingest import handler as ingest_handler
-        from shared.entitlements import wiring
+        from shared import bootstrap as wiring
 
         for cached in (ingest_handler.service, aggregate_handler.aggregator, wiring.entitlements):
             cached.cache_clear()

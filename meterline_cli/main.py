@@ -276,16 +276,14 @@ def _replay_one(
 def _aggregator(found: res.Resources) -> Any:
     """The aggregate function's own object graph, pointed at the stack's resources."""
     os.environ.update(found.env())
-    from functions.aggregate import handler
+    from shared import bootstrap
     from shared.aws import clients
-    from shared.entitlements import wiring
     from shared.settings import get_settings
 
     get_settings.cache_clear()
     clients.reset_clients()
-    handler.aggregator.cache_clear()
-    wiring.entitlements.cache_clear()
-    return handler.aggregator()
+    bootstrap.reset()
+    return bootstrap.aggregator()
 
 
 def main() -> None:

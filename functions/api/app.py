@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from shared.api.problem import PROBLEM_JSON, ApiError, MethodNotAllowed, NotFound
+from shared.api.problem import (
+    PROBLEM_JSON,
+    ApiError,
+    BadRequest,
+    Conflict,
+    MethodNotAllowed,
+    NotFound,
+    invalid_parameter,
+)
 from shared.api.validation import parse_json_body
-from shared.auth.tokens import Permission, authorize
+from shared.auth.tokens import Permission, Role, authorize
+from shared.core import errors
+from shared.core.observability import log as logger
 
-logger = Logger(service="meterline-api")
 PREFIX = "/v3/openmeter"
+# The caller's role, resolved once per request by `handle` (a context variable: the local runtime
+# serves concurrent requests on threads of one process).
+_caller_role: ContextVar[Role | None] = ContextVar("caller_role", default=None)
 app = APIGatewayRestResolver(strip_prefixes=[PREFIX], serializer=lambda obj: orjson.dumps(obj).decode())
 
 
@@ -35,6 +47,13 @@ def json_response(status: int, body: Any) -> Response:
 
 def no_content() -> Response:
     return Response(status_code=204, content_type="application/json", body="")
+
+
+def caller_role() -> Role:
+    role = _caller_role.get()
+    if role is None:  # only `handle` resolves requests; this is a wiring error, not an input
+        raise RuntimeError("no authorised caller for this request")
+    return role
 
 
 def body() -> Any:
@@ -83,6 +102,28 @@ def _api_error(err: ApiError) -> Response:
     return problem(err)
 
 
+def api_error(err: errors.DomainError) -> ApiError:
+    """The one mapping from domain errors to the contract's problem+json."""
+    if isinstance(err, errors.InvalidInput):
+        params = []
+        for f in err.fields:
+            param = invalid_parameter(f.field, f.reason, f.rule, f.source)
+            if f.choices is not None:
+                param["choices"] = list(f.choices)
+            params.append(param)
+        return BadRequest(err.message, params)
+    if isinstance(err, errors.NotFound):
+        return NotFound(err.message)
+    if isinstance(err, errors.Conflict):
+        return Conflict(err.message, **err.conflicting)
+    return ApiError(err.message)
+
+
+@app.exception_handler(errors.DomainError)
+def _domain_error(err: errors.DomainError) -> Response:
+    return _api_error(api_error(err))
+
+
 @app.exception_handler(Exception)
 def _unexpected(err: Exception) -> Response:
     # Anything unplanned is a 500 in the contract's shape, never a bare gateway error.
@@ -109,11 +150,15 @@ def _not_found(_err: Exception) -> Response:
 
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
-        authorize(
+        role = authorize(
             event.get("headers"), required_permission(event.get("httpMethod", "GET"), event.get("path", ""))
         )
     except ApiError as err:
         from shared.api.http import problem_response
 
         return problem_response(err, event)
-    return app.resolve(event, context)
+    token = _caller_role.set(role)
+    try:
+        return app.resolve(event, context)
+    finally:
+        _caller_role.reset(token)

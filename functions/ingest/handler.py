@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.api.http import empty_response, header, problem_response, raw_body
 from shared.api.problem import ApiError
 from shared.auth.tokens import Permission, authorize
-from shared.ingest.publisher import KinesisPublisher
-from shared.ingest.service import IngestService
-from shared.settings import get_settings
+from shared.bootstrap import ingest_service as service
+from shared.core.observability import lambda_entry, metrics
+from shared.core.observability import log as logger
 
-logger = Logger(service="meterline-ingest")
-
-
-@lru_cache(maxsize=1)
-def service() -> IngestService:
-    s = get_settings()
-    return IngestService(KinesisPublisher(s.events_stream), s.max_events_per_request, s.max_request_bytes)
+__all__ = ["lambda_handler", "service"]  # `service` (built by shared.bootstrap) is reset by tests
 
 
+@lambda_entry("ingest", correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         authorize(event.get("headers"), Permission.INGEST)
@@ -32,4 +27,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.error("ingest failed", extra={"detail": err.detail})
         return problem_response(err, event)
     logger.debug("ingested", extra={"events": count})
+    metrics.add_metric("EventsAccepted", MetricUnit.Count, count)
     return empty_response(202)

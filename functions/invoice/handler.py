@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
 
-logger = Logger(service="meterline-invoice")
+from shared.core.observability import lambda_entry
+from shared.core.observability import log as logger
 
 
+@lambda_entry("invoice", correlation_paths.EVENT_BRIDGE)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info("invoice: nothing to do yet (this function gets its work in a later issue)")
     return {"status": "noop", "function": "invoice"}

@@ -3,30 +3,18 @@ on the every-minute schedule, the retry sweep of deliveries whose next attempt i
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 
+from shared.bootstrap import notify_components as components
+from shared.core.observability import lambda_entry, metrics
+from shared.core.observability import log as logger
 from shared.notifications.dispatcher import Dispatcher
 from shared.notifications.engine import Engine
-from shared.notifications.repository import NotificationConfigRepository
-from shared.notifications.sender import Sender
-from shared.notifications.store import NotificationStore
-from shared.settings import get_settings
 
-logger = Logger(service="meterline-notify")
-
-
-@lru_cache(maxsize=1)
-def components() -> tuple[NotificationConfigRepository, NotificationStore, Sender]:
-    s = get_settings()
-    return (
-        NotificationConfigRepository(s.config_table),
-        NotificationStore(s.notifications_table),
-        Sender(allow_insecure_loopback=s.allow_insecure_loopback_webhooks),
-    )
+__all__ = ["components", "lambda_handler"]  # `components` (built by shared.bootstrap) is reset by tests
 
 
 def _time_left(context: Any) -> Any:
@@ -34,6 +22,7 @@ def _time_left(context: Any) -> Any:
     return (lambda: getter() / 1000) if callable(getter) else None
 
 
+@lambda_entry("notify")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config, store, sender = components()
     # Per invocation: the time budget belongs to this invocation (locally they run concurrently).
@@ -44,6 +33,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("detail-type") == "Scheduled Event":
         due = dispatcher.sweep()
         logger.info("retry sweep", extra={"due": due})
+        metrics.add_metric("DeliveriesDue", MetricUnit.Count, due)
         return {"status": "swept", "due": due}
     created = 0
     for record in event.get("Records") or []:
@@ -52,4 +42,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         events = engine.handle(domain)
         created += len(events)
         dispatcher.deliver([(e, d) for e in events for d in e.deliveries])
+    metrics.add_metric("NotificationsCreated", MetricUnit.Count, created)
     return {"status": "ok", "created": created}

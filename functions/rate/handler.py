@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 
+from shared.bootstrap import entitlements
+from shared.core.observability import lambda_entry, metrics
+from shared.core.observability import log as logger
 from shared.core.timeutil import parse_rfc3339
-from shared.entitlements.wiring import entitlements
 from shared.llmcost import wiring as llmcost
-
-logger = Logger(service="meterline-rate")
 
 
 def _top_of_the_hour(event: dict[str, Any]) -> bool:
@@ -30,8 +31,10 @@ def _top_of_the_hour(event: dict[str, Any]) -> bool:
         return False
 
 
+@lambda_entry("rate", correlation_paths.EVENT_BRIDGE)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     reset = entitlements().sweep(reconcile=_top_of_the_hour(event))
+    metrics.add_metric("EntitlementsReset", MetricUnit.Count, reset)
     prices = llmcost.prices()
     refreshed = None
     if prices.refresh_due():

@@ -5,13 +5,34 @@ We use the low-level client (not the resource API) for speed; numbers round-trip
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
+
+# Unprocessed items come back when a partition is throttled; botocore's retries don't cover them
+# (the call itself succeeded). Re-asking at once just gets throttled again, so back off with full
+# jitter (spreads concurrent writers), and give up after a bounded number of rounds: the caller
+# fails and its own retry (Lambda's, the client's) takes over, every write here being idempotent.
+MAX_UNPROCESSED_ROUNDS = 8
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+
+Sleep = Callable[[float], None]
+
+
+class UnprocessedItemsError(RuntimeError):
+    """DynamoDB still reported unprocessed items after MAX_UNPROCESSED_ROUNDS rounds."""
+
+
+def backoff_delay(round_no: int, rand: Callable[[], float] = random.random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2^round))."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**round_no) * rand()
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
@@ -37,24 +58,41 @@ def query_all(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = last
 
 
+def _drain(
+    call: Callable[[dict[str, Any]], dict[str, Any] | None], request: dict[str, Any], sleep: Sleep
+) -> None:
+    """Send `request`, then resend whatever `call` returns as unprocessed, with backoff."""
+    for round_no in range(MAX_UNPROCESSED_ROUNDS):
+        if round_no:
+            sleep(backoff_delay(round_no - 1))
+        request = call(request) or {}
+        if not request:
+            return
+    raise UnprocessedItemsError(f"unprocessed items left after {MAX_UNPROCESSED_ROUNDS} rounds")
+
+
 def batch_get(
-    client: Any, table: str, keys: list[dict[str, Any]], consistent: bool = True
+    client: Any, table: str, keys: list[dict[str, Any]], consistent: bool = True, sleep: Sleep = time.sleep
 ) -> list[dict[str, Any]]:
-    """BatchGetItem in chunks of 100, retrying unprocessed keys."""
+    """BatchGetItem in chunks of 100, retrying unprocessed keys with backoff."""
     out: list[dict[str, Any]] = []
+
+    def call(request: dict[str, Any]) -> dict[str, Any] | None:
+        resp = client.batch_get_item(RequestItems=request)
+        out.extend(resp.get("Responses", {}).get(table, []))
+        return resp.get("UnprocessedKeys")
+
     for start in range(0, len(keys), 100):
-        request: dict[str, Any] = {table: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}}
-        while request:
-            resp = client.batch_get_item(RequestItems=request)
-            out.extend(resp.get("Responses", {}).get(table, []))
-            request = resp.get("UnprocessedKeys") or {}
+        _drain(call, {table: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}}, sleep)
     return out
 
 
-def batch_put(client: Any, table: str, items: list[dict[str, Any]]) -> None:
-    """BatchWriteItem puts in chunks of 25 (the AWS cap moto does not enforce), retrying unprocessed."""
+def batch_put(client: Any, table: str, items: list[dict[str, Any]], sleep: Sleep = time.sleep) -> None:
+    """BatchWriteItem puts in chunks of 25 (the AWS cap moto does not enforce), retrying unprocessed
+    items with backoff."""
+
+    def call(request: dict[str, Any]) -> dict[str, Any] | None:
+        return client.batch_write_item(RequestItems=request).get("UnprocessedItems")
+
     for start in range(0, len(items), 25):
-        request: dict[str, Any] = {table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
-        while request:
-            resp = client.batch_write_item(RequestItems=request)
-            request = resp.get("UnprocessedItems") or {}
+        _drain(call, {table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}, sleep)

@@ -11,7 +11,7 @@ reset sweep reads only the states whose period has ended, not every entitlement.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -49,16 +49,6 @@ class AccessState:
     last_reset: datetime | None = None
     snapshot: dict[str, Any] | None = None  # engine Snapshot, serialised
 
-    def to_api(self) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "type": self.type,
-            "feature_key": self.feature_key,
-            "has_access": self.has_access,
-        }
-        if self.type == "static" and self.config is not None:
-            row["config"] = self.config
-        return row
-
     def value(self) -> dict[str, Any]:
         """The entitlement value as published in domain events (decimal strings, RFC 3339)."""
         return {
@@ -81,9 +71,6 @@ class AccessStore:
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table
-        # Set by the refresher: states whose usage period has ended are recomputed on read, so a
-        # reset is visible at once even before the scheduled sweep reaches it.
-        self.refresh_stale: Callable[[list[AccessState], datetime], list[AccessState]] | None = None
 
     def _key(self, customer_id: str, feature_key: str) -> dict[str, Any]:
         return {"pk": {"S": f"ACCESS#{customer_id}"}, "sk": {"S": f"FEAT#{feature_key}"}}
@@ -102,15 +89,6 @@ class AccessStore:
             ExpressionAttributeValues={":p": {"S": f"ACCESS#{customer_id}"}},
         )
         return [self._from_item(i) for i in items]
-
-    def list(self, customer_id: str, now: datetime | None = None) -> list[dict[str, Any]]:
-        states = self.states(customer_id)
-        if self.refresh_stale and now is not None:
-            stale = [s for s in states if s.period_to is not None and s.period_to <= now]
-            if stale:
-                fresh = {s.feature_key: s for s in self.refresh_stale(stale, now)}
-                states = [fresh.get(s.feature_key, s) for s in states]
-        return [s.to_api() for s in sorted(states, key=lambda s: s.feature_key)]
 
     def due(self, now: datetime) -> Iterator[tuple[str, str]]:
         """(customer id, entitlement id) of every metered state whose usage period ended by `now`."""

@@ -85,3 +85,42 @@ class GrantRecord:
     recurrence_anchor: datetime | None = None
     metadata: dict[str, str] | None = None
     annotations: dict[str, Any] = field(default_factory=dict)
+
+
+# -- what the use cases return (rendered by views.py) -------------------------------------------
+Period = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class CurrentEntitlement:
+    """An entitlement with its current usage period (metered and not deleted), as of the read."""
+
+    entitlement: Entitlement
+    usage_period: Period | None = None
+
+
+@dataclass(frozen=True)
+class CurrentGrant:
+    grant: GrantRecord
+    next_recurrence: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PlainAccess:
+    """The value of a boolean or static entitlement, or of none at all: access, no balance."""
+
+    has_access: bool
+    config: dict[str, Any] | None = None  # static entitlements only
+
+
+@dataclass(frozen=True)
+class WindowUsage:
+    period: Period
+    usage: Decimal
+    balance_at_start: Decimal
+
+
+@dataclass(frozen=True)
+class History:
+    windows: list[WindowUsage]
+    segments: list[Any]  # engine.Segment (kept out of this module's imports: the engine is pure)

@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 
 from shared.aws.publisher import DomainPublisher
 from shared.core.decimals import wire
+from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock, ceil_minute, format_rfc3339, parse_rfc3339
 from shared.entitlements import engine
 from shared.entitlements.access import AccessState, AccessStore
@@ -28,7 +29,7 @@ from shared.entitlements.convert import to_engine_grants, to_terms
 from shared.entitlements.models import Entitlement, EntitlementType, GrantRecord
 from shared.entitlements.usage import EntitlementUsage, MeterlessFeature
 
-logger = Logger(service="meterline-entitlements", child=True)
+logger = Logger(service=SERVICE, child=True)
 
 # Fixed ladder of usage thresholds announced as crossed (percent of the total available grant
 # amount); notification rules with their own thresholds evaluate every published value.
@@ -85,7 +86,6 @@ class AccessRefresher:
         self.store = store
         self.publisher = publisher
         self.clock = clock or Clock()
-        store.refresh_stale = self._refresh_states
 
     # -- entry points ------------------------------------------------------------------------------
     def refresh(
@@ -156,14 +156,16 @@ class AccessRefresher:
                 logger.exception("scheduled refresh failed", extra={"entitlement_id": eid})
         return count
 
-    # -- computation ------------------------------------------------------------------------------
-    def _refresh_states(self, states: list[AccessState], now: datetime) -> list[AccessState]:
+    def refresh_states(self, states: list[AccessState]) -> list[AccessState]:
+        """Recompute these stored states (their usage period ended): the new ones that exist."""
         fresh = []
         for state in states:
             ent = self.entitlements.get(state.entitlement_id)
             if ent is not None and (new := self.refresh(ent, "reset")) is not None:
                 fresh.append(new)
         return fresh
+
+    # -- computation ------------------------------------------------------------------------------
 
     def _compute(
         self,

@@ -1,4 +1,6 @@
-"""Request bodies of the entitlement and grant endpoints (engine-rules §2.4, §2.5), in the v3 style.
+"""Typed inputs of the entitlement and grant endpoints (engine-rules §2.4, §2.5), in the v3 style:
+request bodies (pydantic models) and query strings (parsed into dataclasses). The only module that
+knows the wire names; the service takes what it builds here.
 
 Intervals (usage periods, grant recurrences) take an ISO-8601 duration of at least one hour with
 whole minutes (`PT1H`, `P1D`, `P1M`, `P1Y`, `P1DT12H`) or one of the enum names DAY / WEEK / MONTH /
@@ -8,9 +10,12 @@ YEAR; both are normalised to the ISO form. Amounts take a number or a decimal st
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from pydantic import (
@@ -24,7 +29,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.api.validation import Rfc3339
+from shared.api.params import Page, page_params
+from shared.api.validation import Rfc3339, validate_model
+from shared.core.errors import InvalidInput, Source
+from shared.core.timeutil import parse_rfc3339
+from shared.entitlements.models import EntitlementType
 
 ENUM_INTERVALS = {"DAY": "P1D", "WEEK": "P1W", "MONTH": "P1M", "YEAR": "P1Y"}
 _DURATION = re.compile(
@@ -191,3 +200,105 @@ class VoidGrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     at: Rfc3339 | None = None
+
+
+# -- bodies -------------------------------------------------------------------------------------
+def create_entitlement(body: Any) -> CreateEntitlementRequest:
+    return validate_model(CreateEntitlementRequest, body)
+
+
+def create_grant(body: Any) -> CreateGrantRequest:
+    return validate_model(CreateGrantRequest, body)
+
+
+def reset(body: Any | None) -> ResetRequest:
+    """The body is optional: none means "reset now, with the entitlement's defaults"."""
+    return validate_model(ResetRequest, body if body is not None else {})
+
+
+def void_grant(body: Any | None) -> VoidGrantRequest:
+    return validate_model(VoidGrantRequest, body if body is not None else {})
+
+
+# -- query strings ------------------------------------------------------------------------------
+WINDOW_SIZES = {"PT1M": "PT1M", "PT1H": "PT1H", "P1D": "P1D", "P1M": "P1M"}
+WINDOW_ALIASES = {"MINUTE": "PT1M", "HOUR": "PT1H", "DAY": "P1D", "MONTH": "P1M"}
+
+
+def _time(params: dict[str, str], name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_rfc3339(raw)
+    except ValueError as exc:
+        raise InvalidInput.field(name, str(exc), "date_time", "query") from None
+
+
+@dataclass(frozen=True)
+class ListEntitlementsQuery:
+    page: Page
+    feature_key: str | None = None
+    type: EntitlementType | None = None
+
+
+def list_entitlements(params: dict[str, str] | None) -> ListEntitlementsQuery:
+    params = params or {}
+    page = page_params(params)
+    kind = params.get("filter[type]")
+    if kind is not None and kind not in {t.value for t in EntitlementType}:
+        raise InvalidInput.field("filter[type]", "must be metered, boolean or static", "enum", "query")
+    return ListEntitlementsQuery(
+        page, params.get("filter[feature_key]"), EntitlementType(kind) if kind else None
+    )
+
+
+@dataclass(frozen=True)
+class ValueQuery:
+    at: datetime | None = None  # None: now
+
+
+def value(params: dict[str, str] | None) -> ValueQuery:
+    return ValueQuery(_time(params or {}, "time"))
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    # Rules that need the entitlement (bounds against measure_usage_from) are checked by the
+    # service; it names these fields, and SOURCE says where they came from.
+    SOURCE: ClassVar[Source] = "query"
+
+    window_size: str  # ISO form: PT1M, PT1H, P1D or P1M
+    time_zone: ZoneInfo
+    start: datetime | None = None  # `from`; None: the current usage period's start
+    end: datetime | None = None  # `to`; None: now
+
+
+def history(params: dict[str, str] | None) -> HistoryQuery:
+    params = params or {}
+    raw_size = params.get("window_size")
+    if raw_size is None:
+        raise InvalidInput.field("window_size", "is required: PT1M, PT1H, P1D or P1M", "required", "query")
+    size = WINDOW_SIZES.get(raw_size) or WINDOW_ALIASES.get(raw_size.upper())
+    if size is None:
+        raise InvalidInput.field("window_size", "must be PT1M, PT1H, P1D or P1M", "enum", "query")
+    try:
+        tz = ZoneInfo(params.get("window_time_zone", "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput.field("window_time_zone", "unknown IANA time zone", "enum", "query") from None
+    return HistoryQuery(size, tz, _time(params, "from"), _time(params, "to"))
+
+
+@dataclass(frozen=True)
+class ListGrantsQuery:
+    page: Page
+    include_voided: bool = True
+
+
+def list_grants(params: dict[str, str] | None) -> ListGrantsQuery:
+    params = params or {}
+    page = page_params(params)
+    include_voided = params.get("include_voided", "true")
+    if include_voided not in ("true", "false"):
+        raise InvalidInput.field("include_voided", "must be true or false", "enum", "query")
+    return ListGrantsQuery(page, include_voided == "true")

@@ -1,4 +1,4 @@
-"""Channel and rule CRUD rules.
+"""Channel and rule use cases: typed requests in (`requests.py`), domain objects out, domain errors.
 
 Channels: `webhook` (url, custom_headers, signing_secret generated when absent) or `sns` (topic_arn).
 Types are immutable; PUT replaces the rest (an omitted signing_secret keeps the current one, so an
@@ -11,30 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
-
-from shared.api.params import page_params, sort_items, string_filters
-from shared.api.problem import BadRequest, Conflict, NotFound, invalid_parameter
-from shared.api.validation import validate_model
+from shared.api.params import sort_items
+from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import new_id
+from shared.core.listing import Listed
 from shared.core.timeutil import Clock
 from shared.notifications import signing
-from shared.notifications.models import (
-    RESERVED_HEADERS,
-    Channel,
-    ChannelType,
-    Rule,
-    RuleRequest,
-    RuleType,
-    SnsChannelRequest,
-    Threshold,
-    WebhookChannelRequest,
-)
+from shared.notifications.models import RESERVED_HEADERS, Channel, ChannelType, Rule, RuleType, Threshold
 from shared.notifications.repository import ChannelInUse, NotificationConfigRepository, WriteConflict
+from shared.notifications.requests import ChannelRequest, ListQuery, RuleRequest, WebhookChannelRequest
 from shared.notifications.urls import UrlRejected, check_syntax
 from shared.settings import get_settings
+
+T = TypeVar("T")
 
 SORTS: dict[str, Callable[[Any], Any]] = {
     "name": lambda x: (x.name, x.id),
@@ -44,27 +35,9 @@ SORTS: dict[str, Callable[[Any], Any]] = {
 ENTITLEMENT_RULES = (RuleType.BALANCE_THRESHOLD, RuleType.ENTITLEMENT_RESET)
 
 
-def _enum_error(field: str, choices: list[str]) -> BadRequest:
-    reason = f"must be one of {', '.join(choices)}"
-    return BadRequest(
-        f"Invalid [{field}]: {reason}", [{**invalid_parameter(field, reason, "enum"), "choices": choices}]
-    )
-
-
-def _typed(body: Any, models: dict[str, type[BaseModel]]) -> BaseModel:
-    if not isinstance(body, dict):
-        raise BadRequest.field("body", "must be a JSON object", "is_object")
-    kind = body.get("type")
-    if kind is None:
-        raise BadRequest.field("type", f"is required: one of {', '.join(models)}", "required")
-    if kind not in models:
-        raise _enum_error("type", list(models))
-    return validate_model(models[kind], body)
-
-
-def _immutable_type(current: str, body: Any) -> None:
-    if isinstance(body, dict) and body.get("type") not in (None, current):
-        raise BadRequest.field("type", f"is immutable (this one is {current})", "invalid")
+def _immutable_type(current: str, requested: str) -> None:
+    if requested != current:
+        raise InvalidInput.field("type", f"is immutable (this one is {current})", "invalid")
 
 
 class NotificationConfigService:
@@ -73,8 +46,7 @@ class NotificationConfigService:
         self.clock = clock or Clock()
 
     # -- channels --------------------------------------------------------------------------------
-    def _channel_from(self, req: BaseModel, channel_id: str, previous: Channel | None) -> Channel:
-        assert isinstance(req, WebhookChannelRequest | SnsChannelRequest)
+    def _channel_from(self, req: ChannelRequest, channel_id: str, previous: Channel | None) -> Channel:
         now = self.clock.now()
         channel = Channel(
             id=channel_id,
@@ -89,24 +61,23 @@ class NotificationConfigService:
             try:
                 check_syntax(req.url, get_settings().allow_insecure_loopback_webhooks)
             except UrlRejected as exc:
-                raise BadRequest.field("url", str(exc), "invalid") from None
+                raise InvalidInput.field("url", str(exc), "invalid") from None
             for name in req.custom_headers:
                 if name.lower().startswith(RESERVED_HEADERS):
-                    raise BadRequest.field(f"custom_headers.{name}", "is a reserved header", "invalid")
+                    raise InvalidInput.field(f"custom_headers.{name}", "is a reserved header", "invalid")
             secret = (
                 req.signing_secret or (previous.signing_secret if previous else None) or signing.new_secret()
             )
             try:
                 signing.secret_key(secret)
             except ValueError as exc:
-                raise BadRequest.field("signing_secret", str(exc), "is_base64") from None
+                raise InvalidInput.field("signing_secret", str(exc), "is_base64") from None
             channel.url, channel.custom_headers, channel.signing_secret = req.url, req.custom_headers, secret
         else:
             channel.topic_arn = req.topic_arn
         return channel
 
-    def create_channel(self, body: Any) -> Channel:
-        req = _typed(body, {"webhook": WebhookChannelRequest, "sns": SnsChannelRequest})
+    def create_channel(self, req: ChannelRequest) -> Channel:
         channel = self._channel_from(req, new_id(), None)
         self.repo.put_channel(channel, create=True)
         return channel
@@ -117,11 +88,9 @@ class NotificationConfigService:
             raise NotFound(f"Notification channel [{channel_id}] not found")
         return channel
 
-    def update_channel(self, channel_id: str, body: Any) -> Channel:
+    def update_channel(self, channel_id: str, req: ChannelRequest) -> Channel:
         current = self.get_channel(channel_id)
-        _immutable_type(current.type.value, body)
-        models = {"webhook": WebhookChannelRequest, "sns": SnsChannelRequest}
-        req = _typed(body, {current.type.value: models[current.type.value]})
+        _immutable_type(current.type.value, req.type)
         channel = self._channel_from(req, channel_id, current)
         if not self.repo.put_channel(channel, create=False):
             raise NotFound(f"Notification channel [{channel_id}] not found")
@@ -138,31 +107,28 @@ class NotificationConfigService:
         if not deleted:
             raise NotFound(f"Notification channel [{channel_id}] not found")
 
-    def list_channels(
-        self, params: dict[str, str] | None, render: Callable[[Channel], dict[str, Any]] = Channel.to_api
-    ) -> dict[str, Any]:
-        return self._list(self.repo.list_channels(), params, ("name", "type"), render)
+    def list_channels(self, query: ListQuery) -> Listed[Channel]:
+        return self._list(self.repo.list_channels(), query)
 
     # -- rules -----------------------------------------------------------------------------------
-    def _rule_from(self, body: Any, rule_id: str, previous: Rule | None) -> Rule:
-        req = validate_model(RuleRequest, body)
+    def _rule_from(self, req: RuleRequest, rule_id: str, previous: Rule | None) -> Rule:
         if len(set(req.channels)) != len(req.channels):
-            raise BadRequest.field("channels", "must not repeat a channel", "invalid")
+            raise InvalidInput.field("channels", "must not repeat a channel", "invalid")
         for i, cid in enumerate(req.channels):
             if self.repo.get_channel(cid) is None:
-                raise BadRequest.field(f"channels[{i}]", f"channel [{cid}] not found", "missing_reference")
+                raise InvalidInput.field(f"channels[{i}]", f"channel [{cid}] not found", "missing_reference")
         if req.type is RuleType.BALANCE_THRESHOLD:
             if not req.thresholds:
-                raise BadRequest.field("thresholds", "is required for this rule type", "required")
+                raise InvalidInput.field("thresholds", "is required for this rule type", "required")
             keys = [(t.type, t.value) for t in req.thresholds]
             if len(set(keys)) != len(keys):
-                raise BadRequest.field("thresholds", "must not repeat a threshold", "invalid")
+                raise InvalidInput.field("thresholds", "must not repeat a threshold", "invalid")
         elif req.thresholds is not None:
-            raise BadRequest.field(
+            raise InvalidInput.field(
                 "thresholds", f"is not allowed for {req.type.value} rules", "unknown_property"
             )
         if req.features is not None and req.type not in ENTITLEMENT_RULES:
-            raise BadRequest.field(
+            raise InvalidInput.field(
                 "features", f"is not allowed for {req.type.value} rules", "unknown_property"
             )
         now = self.clock.now()
@@ -188,13 +154,13 @@ class NotificationConfigService:
             for reason, cid in zip(exc.reasons[1:], added, strict=False):
                 if reason == "ConditionalCheckFailed":
                     idx = rule.channel_ids.index(cid)
-                    raise BadRequest.field(
+                    raise InvalidInput.field(
                         f"channels[{idx}]", f"channel [{cid}] not found", "missing_reference"
                     ) from None
             raise Conflict(f"Notification rule [{rule.id}] was modified concurrently; retry") from None
 
-    def create_rule(self, body: Any) -> Rule:
-        rule = self._rule_from(body, new_id(), None)
+    def create_rule(self, req: RuleRequest) -> Rule:
+        rule = self._rule_from(req, new_id(), None)
         self._write(rule, None)
         return rule
 
@@ -204,10 +170,10 @@ class NotificationConfigService:
             raise NotFound(f"Notification rule [{rule_id}] not found")
         return rule
 
-    def update_rule(self, rule_id: str, body: Any) -> Rule:
+    def update_rule(self, rule_id: str, req: RuleRequest) -> Rule:
         current = self.get_rule(rule_id)
-        _immutable_type(current.type.value, body)
-        rule = self._rule_from(body, rule_id, current)
+        _immutable_type(current.type.value, req.type.value)
+        rule = self._rule_from(req, rule_id, current)
         self._write(rule, current)
         return rule
 
@@ -216,20 +182,18 @@ class NotificationConfigService:
         if not self.repo.delete_rule(rule):
             raise NotFound(f"Notification rule [{rule_id}] not found")
 
-    def list_rules(self, params: dict[str, str] | None) -> dict[str, Any]:
-        channels = {c.id: c for c in self.repo.list_channels()}
-        return self._list(self.repo.list_rules(), params, ("name", "type"), lambda r: r.to_api(channels))
+    def list_rules(self, query: ListQuery) -> Listed[Rule]:
+        return self._list(self.repo.list_rules(), query)
 
-    def rule_api(self, rule: Rule) -> dict[str, Any]:
-        channels = {c: ch for c in rule.channel_ids if (ch := self.repo.get_channel(c)) is not None}
-        return rule.to_api(channels)
+    def channels_of(self, rules: list[Rule]) -> dict[str, Channel]:
+        """The channels the rules use, by id (to show their summaries): one listing for many rules,
+        single reads for one."""
+        wanted = {c for r in rules for c in r.channel_ids}
+        if len(rules) > 1:
+            return {c.id: c for c in self.repo.list_channels() if c.id in wanted}
+        return {c: ch for c in wanted if (ch := self.repo.get_channel(c)) is not None}
 
     @staticmethod
-    def _list(
-        items: list[Any], params: dict[str, str] | None, fields: tuple[str, ...], render: Any
-    ) -> dict[str, Any]:
-        page = page_params(params)
-        filters = string_filters(params, fields)
-        items = [i for i in items if all(f.matches(str(getattr(i, f.field))) for f in filters)]
-        items = sort_items(items, (params or {}).get("sort"), SORTS, "created_at")
-        return page.response([render(i) for i in page.slice(items)], len(items))
+    def _list(items: list[T], query: ListQuery) -> Listed[T]:
+        items = [i for i in items if all(f.matches(str(getattr(i, f.field))) for f in query.filters)]
+        return Listed.of(query.page, sort_items(items, query.sort, SORTS, "created_at"))

@@ -17,10 +17,10 @@ from typing import Any
 
 from shared.core.timeutil import Clock
 from shared.notifications import retry
-from shared.notifications.models import Channel
+from shared.notifications.models import Attempt, Channel, Delivery, NotificationEvent, State
 from shared.notifications.repository import NotificationConfigRepository
 from shared.notifications.sender import Sender
-from shared.notifications.store import Attempt, Delivery, NotificationEvent, NotificationStore, State
+from shared.notifications.store import NotificationStore
 
 log = logging.getLogger(__name__)
 

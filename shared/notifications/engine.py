@@ -22,17 +22,9 @@ from typing import Any
 
 from shared.core.ids import new_id
 from shared.core.timeutil import Clock, format_rfc3339, parse_rfc3339
-from shared.notifications.models import Channel, Rule, RuleType
+from shared.notifications.models import Channel, Delivery, Emission, NotificationEvent, Rule, RuleType, State
 from shared.notifications.repository import NotificationConfigRepository
-from shared.notifications.store import (
-    Delivery,
-    Duplicate,
-    Emission,
-    NotificationEvent,
-    NotificationStore,
-    State,
-    StateRace,
-)
+from shared.notifications.store import Duplicate, NotificationStore, StateRace
 from shared.notifications.thresholds import Snapshot, most_advanced
 
 log = logging.getLogger(__name__)
@@ -155,7 +147,7 @@ class Engine:
             state = self.store.threshold_state(pk, f"{period}#{kind.value}")
             if state.as_of is not None and state.as_of > as_of:
                 continue  # an older snapshot delivered late
-            picked = pick.to_api()
+            picked = pick.to_payload()
             if state.threshold == picked:
                 continue  # fire once per key
             payload = {

@@ -8,37 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from shared.api.params import nested, page_params
-from shared.api.problem import BadRequest, NotFound
-from shared.api.validation import validate_model
-from shared.core.timeutil import Clock, format_rfc3339, parse_rfc3339
+from shared.core.errors import InvalidInput, NotFound
+from shared.core.listing import Listed
+from shared.core.timeutil import Clock, format_rfc3339
 from shared.notifications.engine import build_event
-from shared.notifications.models import Rule, RuleType
+from shared.notifications.models import Emission, NotificationEvent, Rule, RuleType
 from shared.notifications.repository import NotificationConfigRepository
-from shared.notifications.store import Emission, NotificationEvent, NotificationStore
+from shared.notifications.requests import EventsQuery, ResendRequest
+from shared.notifications.store import NotificationStore
 
 TEST_ANNOTATION = "notification.rule.test"
-ID_FILTERS = {"rule_id": "rule", "channel_id": "channel", "customer_id": "customer", "feature": "feature"}
-TIME_OPS = ("gte", "lte")
-
-
-class ResendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    channels: list[str] | None = Field(default=None, min_length=1, max_length=5)
-
-
-def _values(name: str, spec: Any) -> set[str]:
-    """`filter[x]=a` or `filter[x][eq]=a` or `filter[x][oeq]=a,b`."""
-    if isinstance(spec, str):
-        return {spec}
-    if len(spec) == 1:
-        op, value = next(iter(spec.items()))
-        if op in ("eq", "oeq") and isinstance(value, str):
-            return {v for v in value.split(",") if v} if op == "oeq" else {value}
-    raise BadRequest.field(f"filter[{name}]", "use filter[...]=value, [eq] or [oeq]", "invalid", "query")
 
 
 def _matches(event: NotificationEvent, field: str, wanted: set[str]) -> bool:
@@ -77,7 +56,9 @@ def sample_data(rule: Rule) -> dict[str, Any]:
     }
     if rule.type is RuleType.BALANCE_THRESHOLD:
         threshold = (
-            rule.thresholds[0].to_api() if rule.thresholds else {"value": "80", "type": "usage_percentage"}
+            rule.thresholds[0].to_payload()
+            if rule.thresholds
+            else {"value": "80", "type": "usage_percentage"}
         )
         return {**base, "threshold": threshold}
     if rule.type is RuleType.ENTITLEMENT_RESET:
@@ -106,38 +87,21 @@ class NotificationEventService:
             raise NotFound(f"Notification event [{event_id}] not found")
         return event
 
-    def list(self, params: dict[str, str] | None) -> dict[str, Any]:
-        page = page_params(params)
-        filters = nested(params, "filter")
-        start = end = None
-        for name, spec in filters.items():
-            if name == "created_at":
-                if isinstance(spec, str) or set(spec) - set(TIME_OPS):
-                    raise BadRequest.field("filter[created_at]", "use [gte] and/or [lte]", "invalid", "query")
-                try:
-                    start = parse_rfc3339(spec["gte"]) if "gte" in spec else None
-                    end = parse_rfc3339(spec["lte"]) if "lte" in spec else None
-                except ValueError as exc:
-                    raise BadRequest.field("filter[created_at]", str(exc), "is_date_time", "query") from None
-            elif name not in ID_FILTERS:
-                supported = ", ".join(("created_at", *ID_FILTERS))
-                raise BadRequest.field(
-                    f"filter[{name}]", f"unknown filter; supported: {supported}", "unknown_property", "query"
-                )
-        wanted = {name: _values(name, spec) for name, spec in filters.items() if name in ID_FILTERS}
+    def list(self, query: EventsQuery) -> Listed[NotificationEvent]:
+        """Newest first; only the page's events are read with their deliveries."""
         heads = [
-            e for e in self.store.list_heads(start, end) if all(_matches(e, f, w) for f, w in wanted.items())
+            e
+            for e in self.store.list_heads(query.created_from, query.created_to)
+            if all(_matches(e, f, w) for f, w in query.ids.items())
         ]
-        items = [self.get(e.id).to_api() for e in page.slice(heads)]  # deliveries for the page only
-        return page.response(items, len(heads))
+        return Listed([self.get(e.id) for e in query.page.slice(heads)], len(heads))
 
-    def resend(self, event_id: str, body: Any) -> NotificationEvent:
-        req = validate_model(ResendRequest, body if body is not None else {})
+    def resend(self, event_id: str, req: ResendRequest) -> NotificationEvent:
         event = self.get(event_id)
         channels = req.channels or event.channel_ids
         for i, cid in enumerate(channels):
             if cid not in event.channel_ids:
-                raise BadRequest.field(
+                raise InvalidInput.field(
                     f"channels[{i}]", f"channel [{cid}] is not a channel of this event", "invalid"
                 )
         now = self.clock.now()
@@ -148,7 +112,7 @@ class NotificationEventService:
     def test_rule(self, rule: Rule) -> NotificationEvent:
         channels = [c for cid in rule.channel_ids if (c := self.config.get_channel(cid)) is not None]
         if not channels:
-            raise BadRequest.field("channels", "the rule has no existing channel to test", "invalid")
+            raise InvalidInput.field("channels", "the rule has no existing channel to test", "invalid")
         event = build_event(rule, channels, sample_data(rule), self.clock.now(), {TEST_ANNOTATION: True})
         self.store.create(None, rule.id, [Emission(event)])
         return event

@@ -1,4 +1,6 @@
-"""Channels and rules: domain values, API shapes and request models.
+"""Notification domain types: channels and rules (config table), notification events with their
+deliveries and attempts, threshold state (notifications table). Wire shapes: `requests.py` (in),
+`views.py` (out); persistence: `repository.py` (config table), `store.py` (notifications table).
 
 Threshold values are decimals (accepted as JSON numbers or decimal strings, returned as decimal
 strings like every amount in v3) and never pass through float.
@@ -11,12 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-
-from shared.core.labels import check_labels
-from shared.core.timeutil import format_rfc3339
+import orjson
 
 MAX_CHANNELS_PER_RULE = 5
 MAX_THRESHOLDS = 10
@@ -49,66 +48,13 @@ class ThresholdType(StrEnum):
 THRESHOLD_ALIASES = {"NUMBER": "usage_value", "PERCENT": "usage_percentage"}
 
 
-def _decimal_input(value: Any) -> Any:
-    # Body numbers arrive as Decimal (routes parse JSON with parse_float=Decimal); strings are checked too.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | Decimal):
-        return str(value)
-    return value
-
-
-DecimalStr = Annotated[str, BeforeValidator(_decimal_input), Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]
-Labels = Annotated[dict[str, str] | None, AfterValidator(check_labels)]
-
-
-class WebhookChannelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["webhook"]
-    name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
-    url: str = Field(min_length=1, max_length=2048)
-    custom_headers: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_HEADERS)
-    signing_secret: str | None = Field(default=None, pattern=r"^(whsec_)?[a-zA-Z0-9+/=]{32,100}$")
-    labels: Labels = None
-
-
-class SnsChannelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["sns"]
-    name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
-    topic_arn: str = Field(pattern=SNS_TOPIC_ARN)
-    labels: Labels = None
-
-
-class ThresholdRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    value: DecimalStr
-    type: Annotated[ThresholdType, BeforeValidator(lambda v: THRESHOLD_ALIASES.get(v, v))]
-
-
-class RuleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: RuleType
-    name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
-    channels: list[str] = Field(min_length=1, max_length=MAX_CHANNELS_PER_RULE)
-    thresholds: list[ThresholdRequest] | None = Field(default=None, min_length=1, max_length=MAX_THRESHOLDS)
-    features: list[str] | None = Field(default=None, max_length=100)
-    labels: Labels = None
-
-
 @dataclass(frozen=True)
 class Threshold:
     value: Decimal
     type: ThresholdType
 
-    def to_api(self) -> dict[str, Any]:
+    def to_payload(self) -> dict[str, str]:
+        """As webhook payloads, threshold state and the API show it (value a decimal string)."""
         return {"value": format(self.value, "f"), "type": self.type.value}
 
 
@@ -125,23 +71,6 @@ class Channel:
     signing_secret: str | None = None
     topic_arn: str | None = None
     labels: dict[str, str] | None = None
-
-    def to_api(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type.value,
-            "name": self.name,
-            "disabled": self.disabled,
-            "created_at": format_rfc3339(self.created_at),
-            "updated_at": format_rfc3339(self.updated_at),
-        }
-        if self.type is ChannelType.WEBHOOK:
-            body.update(url=self.url, custom_headers=self.custom_headers, signing_secret=self.signing_secret)
-        else:
-            body["topic_arn"] = self.topic_arn
-        if self.labels is not None:
-            body["labels"] = self.labels
-        return body
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type.value, "name": self.name}
@@ -165,25 +94,75 @@ class Rule:
             return True
         return feature.get("id") in self.features or feature.get("key") in self.features
 
-    def to_api(self, channels: dict[str, Channel] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type.value,
-            "name": self.name,
-            "disabled": self.disabled,
-            "channels": [
-                channels[c].summary() if channels and c in channels else {"id": c} for c in self.channel_ids
-            ],
-            "created_at": format_rfc3339(self.created_at),
-            "updated_at": format_rfc3339(self.updated_at),
-        }
-        if self.type is RuleType.BALANCE_THRESHOLD:
-            body["thresholds"] = [t.to_api() for t in self.thresholds]
-        if self.type in (RuleType.BALANCE_THRESHOLD, RuleType.ENTITLEMENT_RESET) and self.features:
-            body["features"] = list(self.features)
-        if self.labels is not None:
-            body["labels"] = self.labels
-        return body
-
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type.value, "name": self.name}
+
+
+# -- notification events and their deliveries (notifications table) ---------------------------
+class State:
+    PENDING = "PENDING"
+    SENDING = "SENDING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+@dataclass
+class Attempt:
+    state: str
+    timestamp: datetime
+    status_code: int | None
+    duration_ms: int
+    body: str
+    url: str | None = None
+
+
+@dataclass
+class Delivery:
+    event_id: str
+    channel_id: str
+    channel: dict[str, Any]  # summary {id, type, name} at creation
+    state: str
+    updated_at: datetime
+    window_start: datetime  # the retry window (24 h) counts from here; a resend restarts it
+    attempt_count: int = 0
+    next_attempt: datetime | None = None
+    reason: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class NotificationEvent:
+    id: str
+    type: str
+    created_at: datetime
+    rule: dict[str, Any]
+    payload: dict[str, Any]
+    channel_ids: list[str]
+    annotations: dict[str, Any] = field(default_factory=dict)
+    feature_id: str | None = None
+    feature_key: str | None = None
+    customer_id: str | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def payload_bytes(self) -> bytes:
+        return orjson.dumps(self.payload)
+
+
+@dataclass(frozen=True)
+class ThresholdState:
+    """The last threshold emitted for a (rule, entitlement, feature, period, kind) key."""
+
+    pk: str
+    sk: str
+    threshold: dict[str, str] | None  # {value, type} or None if never emitted
+    as_of: datetime | None
+
+
+@dataclass
+class Emission:
+    """One event to create, with (for threshold rules) the state it moves from and to."""
+
+    event: NotificationEvent
+    state: ThresholdState | None = None
+    new_threshold: dict[str, str] | None = None
+    as_of: datetime | None = None

@@ -15,7 +15,6 @@ keeps a `due_sk` at its lease end, so a sender that died mid-attempt is retried.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,17 +24,18 @@ from botocore.exceptions import ClientError
 from shared.aws.dynamo import from_item, query_all, to_item
 from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
+from shared.notifications.models import (
+    Attempt,
+    Delivery,
+    Emission,
+    NotificationEvent,
+    State,
+    ThresholdState,
+)
 
 RETENTION = timedelta(days=90)
 CLAIM_RETENTION = timedelta(days=7)  # far beyond SNS/Lambda async redelivery (6 h max event age)
 DUE = "DUE"
-
-
-class State:
-    PENDING = "PENDING"
-    SENDING = "SENDING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
 
 
 class Duplicate(Exception):
@@ -56,120 +56,27 @@ def _epoch(value: datetime) -> int:
     return int(value.timestamp())
 
 
-@dataclass
-class Attempt:
-    state: str
-    timestamp: datetime
-    status_code: int | None
-    duration_ms: int
-    body: str
-    url: str | None = None
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "timestamp": format_rfc3339(self.timestamp),
-            "status_code": self.status_code,
-            "duration_ms": self.duration_ms,
-            "body": self.body,
-            "url": self.url,
-        }
-
-    @staticmethod
-    def from_record(rec: dict[str, Any]) -> Attempt:
-        code = rec.get("status_code")
-        return Attempt(
-            state=rec["state"],
-            timestamp=parse_rfc3339(rec["timestamp"]),
-            status_code=int(code) if code is not None else None,
-            duration_ms=int(rec.get("duration_ms") or 0),
-            body=rec.get("body") or "",
-            url=rec.get("url"),
-        )
-
-    def to_api(self) -> dict[str, Any]:
-        response: dict[str, Any] = {"status_code": self.status_code, "duration_ms": self.duration_ms}
-        if self.body:
-            response["body"] = self.body
-        if self.url:
-            response["url"] = self.url
-        return {"state": self.state, "timestamp": format_rfc3339(self.timestamp), "response": response}
+def _attempt_record(a: Attempt) -> dict[str, Any]:
+    return {
+        "state": a.state,
+        "timestamp": format_rfc3339(a.timestamp),
+        "status_code": a.status_code,
+        "duration_ms": a.duration_ms,
+        "body": a.body,
+        "url": a.url,
+    }
 
 
-@dataclass
-class Delivery:
-    event_id: str
-    channel_id: str
-    channel: dict[str, Any]  # summary {id, type, name} at creation
-    state: str
-    updated_at: datetime
-    window_start: datetime  # the retry window (24 h) counts from here; a resend restarts it
-    attempt_count: int = 0
-    next_attempt: datetime | None = None
-    reason: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-
-    def to_api(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "channel": self.channel,
-            "state": self.state,
-            "updated_at": format_rfc3339(self.updated_at),
-            "attempts": [a.to_api() for a in self.attempts],
-        }
-        if self.reason:
-            body["reason"] = self.reason
-        if self.next_attempt is not None and self.state in (State.PENDING, State.SENDING):
-            body["next_attempt"] = format_rfc3339(self.next_attempt)
-        return body
-
-
-@dataclass
-class NotificationEvent:
-    id: str
-    type: str
-    created_at: datetime
-    rule: dict[str, Any]
-    payload: dict[str, Any]
-    channel_ids: list[str]
-    annotations: dict[str, Any] = field(default_factory=dict)
-    feature_id: str | None = None
-    feature_key: str | None = None
-    customer_id: str | None = None
-    deliveries: list[Delivery] = field(default_factory=list)
-
-    def payload_bytes(self) -> bytes:
-        return orjson.dumps(self.payload)
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "created_at": format_rfc3339(self.created_at),
-            "rule": self.rule,
-            "annotations": self.annotations,
-            "payload": self.payload,
-            "delivery_status": [d.to_api() for d in self.deliveries],
-        }
-
-
-@dataclass(frozen=True)
-class ThresholdState:
-    """The last threshold emitted for a (rule, entitlement, feature, period, kind) key."""
-
-    pk: str
-    sk: str
-    threshold: dict[str, str] | None  # {value, type} or None if never emitted
-    as_of: datetime | None
-
-
-@dataclass
-class Emission:
-    """One event to create, with (for threshold rules) the state it moves from and to."""
-
-    event: NotificationEvent
-    state: ThresholdState | None = None
-    new_threshold: dict[str, str] | None = None
-    as_of: datetime | None = None
+def _attempt_from(rec: dict[str, Any]) -> Attempt:
+    code = rec.get("status_code")
+    return Attempt(
+        state=rec["state"],
+        timestamp=parse_rfc3339(rec["timestamp"]),
+        status_code=int(code) if code is not None else None,
+        duration_ms=int(rec.get("duration_ms") or 0),
+        body=rec.get("body") or "",
+        url=rec.get("url"),
+    )
 
 
 def _event_record(e: NotificationEvent) -> dict[str, Any]:
@@ -242,7 +149,7 @@ def _delivery_from(rec: dict[str, Any]) -> Delivery:
         attempt_count=int(rec.get("attempt_count") or 0),
         next_attempt=parse_rfc3339(rec["next_attempt"]) if rec.get("next_attempt") else None,
         reason=rec.get("reason"),
-        attempts=[Attempt.from_record(a) for a in rec.get("attempts") or []],
+        attempts=[_attempt_from(a) for a in rec.get("attempts") or []],
     )
 
 
@@ -440,7 +347,7 @@ class NotificationStore(TableRepository):
         values: dict[str, Any] = {
             ":state": state,
             ":now": format_rfc3339(attempt.timestamp),
-            ":attempt": [attempt.record()],
+            ":attempt": [_attempt_record(attempt)],
             ":n": d.attempt_count,
             ":sending": State.SENDING,
         }

@@ -29,13 +29,14 @@ import orjson
 from aws_lambda_powertools import Logger
 
 from shared.aws.dynamo import batch_get, batch_put, from_item, to_item
+from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock, event_time_problem, format_rfc3339, parse_rfc3339
 from shared.events.keys import index_attributes
 from shared.meters.repository import MeterRepository
 from shared.usage.counters import CounterWriter, PendingCounter, encode_position, pre_aggregate
 from shared.usage.extract import METER_UNAVAILABLE, Contribution, MeterIndex, ValidationIssue, contributions
 
-logger = Logger(service="meterline-aggregate", child=True)
+logger = Logger(service=SERVICE, child=True)
 Step = Callable[[str], None]
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from shared.aws import clients as shared_clients
 from shared.notifications.signing import SECRET_PATTERN, secret_key
 from shared.settings import get_settings
-from tests.support.harness import VIEWER, Stack
+from tests.support.harness import ADMIN, VIEWER, Stack
 
 N = "/notification"
 
@@ -262,3 +263,27 @@ def test_channel_deleted_while_a_rule_is_written_is_a_missing_reference(
     assert stack.request("GET", f"{N}/rules").json()["data"] == []  # nothing half-written
     monkeypatch.undo()
     assert stack.request("DELETE", f"{N}/channels/{real['id']}").status == 204  # no dangling reference
+
+
+def test_listing_channels_authorises_once_per_request(stack: Stack) -> None:
+    """The viewer/admin decision (hide signing secrets) reuses the request's authorisation: one
+    token GetItem per request, not one per listed channel."""
+    for n in range(3):
+        webhook(stack, name=f"ops-{n}")
+    token_reads: list[str] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key", {}).get("pk", {}).get("S", "").startswith("TOKEN#"):
+            token_reads.append(params["Key"]["pk"]["S"])
+
+    events = shared_clients.dynamodb().meta.events
+    events.register("provide-client-params.dynamodb.GetItem", count)
+    try:
+        for token in (VIEWER, ADMIN):
+            token_reads.clear()
+            listed = stack.request("GET", f"{N}/channels", token=token).json()["data"]
+            assert len(listed) == 3
+            assert all(("signing_secret" in c) is (token == ADMIN) for c in listed)
+            assert len(token_reads) == 1
+    finally:
+        events.unregister("provide-client-params.dynamodb.GetItem", count)

@@ -19,9 +19,9 @@ from functions.ingest import handler as ingest_handler
 from local.http_front import build_proxy_event
 from local.kinesis_poller import to_lambda_record
 from local.provision import Provisioned, provision
+from shared import bootstrap as entitlement_wiring
 from shared.auth.tokens import ensure_token
 from shared.aws import clients as shared_clients
-from shared.entitlements import wiring as entitlement_wiring
 from shared.settings import get_settings
 
 SERVICES = ("dynamodb", "kinesis", "s3", "sns", "sqs")

@@ -8,10 +8,9 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 
 from functions.api.app import app, body, json_response, no_content, query_params
-from shared.api.problem import NotFound
+from shared import bootstrap
 from shared.customers.repository import CustomerRepository
 from shared.customers.service import CustomerService
-from shared.entitlements.wiring import entitlements
 from shared.settings import get_settings
 
 
@@ -43,11 +42,6 @@ def upsert_customer(customer_id: str) -> Response:
 
 @app.delete("/customers/<customer_id>")
 def delete_customer(customer_id: str) -> Response:
-    customer = customers().get(unquote(customer_id), include_deleted=True)
-    if customer.deleted_at is not None:
-        # Already deleted (404), but finish ending its entitlements if that was interrupted.
-        entitlements().service.end_for_customer(customer.id)
-        raise NotFound(f"Customer [{customer_id}] not found")
-    customers().delete(customer.id)
-    entitlements().service.end_for_customer(customer.id)
+    # Ends the customer's entitlements too (shared/customers/deletion.py).
+    bootstrap.customer_deletion().delete(unquote(customer_id))
     return no_content()

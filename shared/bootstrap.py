@@ -1,0 +1,178 @@
+"""The composition root: builds every service once per process (per Lambda container), and is the
+only module that knows which implementation backs which port (DynamoDB repositories, the SNS
+publisher, the clock).
+
+Routes and handlers ask this module for a service and never construct one. Each factory is one
+`lru_cache`d function, so tests reset a single one with `.cache_clear()` (or everything with
+`reset()`) after they point the AWS clients elsewhere. A domain joins by adding its factory here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from shared.aws import clients
+from shared.aws.publisher import DomainPublisher
+from shared.core.timeutil import Clock
+from shared.customers.attribution import Attribution
+from shared.customers.deletion import CustomerDeletion
+from shared.customers.repository import CustomerRepository
+from shared.customers.service import CustomerService
+from shared.entitlements.access import AccessStore
+from shared.entitlements.realtime import AccessRefresher
+from shared.entitlements.repository import EntitlementRepository
+from shared.entitlements.service import EntitlementService
+from shared.entitlements.usage import EntitlementUsage
+from shared.features.repository import FeatureRepository
+from shared.features.service import FeatureService
+from shared.ingest.publisher import KinesisPublisher
+from shared.ingest.service import IngestService
+from shared.meters.repository import MeterRepository
+from shared.notifications.config_service import NotificationConfigService
+from shared.notifications.event_service import NotificationEventService
+from shared.notifications.repository import NotificationConfigRepository
+from shared.notifications.sender import Sender
+from shared.notifications.store import NotificationStore
+from shared.settings import get_settings
+from shared.usage.aggregator import Aggregator
+from shared.usage.query import UsageQueryService
+
+
+# -- entitlements (api, aggregate, rate) --------------------------------------------------------
+@dataclass(frozen=True)
+class Entitlements:
+    repo: EntitlementRepository
+    attribution: Attribution
+    refresher: AccessRefresher
+    service: EntitlementService
+
+    def after_batch(self, touched: dict[str, dict[str, datetime]]) -> int:
+        """The aggregate function's hook: refresh the entitlements a batch's usage touched."""
+        subjects = {s for by_subject in touched.values() for s in by_subject}
+        customers = {s: ref.id for s, ref in self.attribution.resolve_subjects(subjects).items()}
+        return self.refresher.refresh_for_usage(touched, customers)
+
+    def sweep(self, reconcile: bool = False) -> int:
+        """The scheduled job: every metered entitlement whose usage period ended gets its reset;
+        with `reconcile`, every metered entitlement is checked (not only the due index)."""
+        return self.refresher.sweep(self.repo.all_metered() if reconcile else None)
+
+
+def build_entitlements(clock: Clock | None = None) -> Entitlements:
+    """A fresh object graph (tests build one on a fixed clock); `entitlements()` is the shared one."""
+    s = get_settings()
+    ddb = clients.dynamodb()
+    attribution = Attribution(ddb, s.config_table)
+    meters = MeterRepository(s.config_table, ddb)
+    features = FeatureRepository(s.config_table, ddb)
+    usage = EntitlementUsage(
+        UsageQueryService(ddb, s.usage_table, attribution=attribution, consistent=True),
+        attribution,
+        meters,
+        features,
+    )
+    repo = EntitlementRepository(s.config_table, ddb)
+    store = AccessStore(ddb, s.config_table)
+    publisher = DomainPublisher(s.domain_topic_arn) if s.domain_topic_arn else None
+    refresher = AccessRefresher(repo, usage, store, publisher, clock=clock)
+    service = EntitlementService(
+        repo,
+        CustomerService(CustomerRepository(s.config_table, ddb)),
+        FeatureService(features, meters),
+        usage,
+        store,
+        refresher,
+        clock=clock,
+    )
+    return Entitlements(repo, attribution, refresher, service)
+
+
+@lru_cache(maxsize=1)
+def entitlements() -> Entitlements:
+    return build_entitlements()
+
+
+def entitlement_service() -> EntitlementService:
+    return entitlements().service
+
+
+# -- customers ----------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def customers() -> CustomerService:
+    return CustomerService(CustomerRepository(get_settings().config_table))
+
+
+def customer_deletion() -> CustomerDeletion:
+    # Not cached: it holds the cached services, so it follows when either is rebuilt.
+    return CustomerDeletion(customers(), entitlement_service())
+
+
+# -- notifications (api, notify) ----------------------------------------------------------------
+@lru_cache(maxsize=1)
+def notification_config() -> NotificationConfigService:
+    return NotificationConfigService(NotificationConfigRepository(get_settings().config_table))
+
+
+@lru_cache(maxsize=1)
+def notification_events() -> NotificationEventService:
+    s = get_settings()
+    return NotificationEventService(
+        NotificationStore(s.notifications_table), NotificationConfigRepository(s.config_table)
+    )
+
+
+@lru_cache(maxsize=1)
+def notify_components() -> tuple[NotificationConfigRepository, NotificationStore, Sender]:
+    """The notify function's long-lived parts; its engine and dispatcher are per invocation."""
+    s = get_settings()
+    return (
+        NotificationConfigRepository(s.config_table),
+        NotificationStore(s.notifications_table),
+        Sender(allow_insecure_loopback=s.allow_insecure_loopback_webhooks),
+    )
+
+
+# -- ingest and aggregate -----------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def ingest_service() -> IngestService:
+    s = get_settings()
+    return IngestService(KinesisPublisher(s.events_stream), s.max_events_per_request, s.max_request_bytes)
+
+
+def _refresh_entitlements(touched: dict[str, dict[str, datetime]]) -> None:
+    entitlements().after_batch(touched)
+
+
+@lru_cache(maxsize=1)
+def aggregator() -> Aggregator:
+    s = get_settings()
+    client = clients.dynamodb()
+    return Aggregator(
+        client,
+        s.events_table,
+        s.usage_table,
+        MeterRepository(s.config_table, client),
+        s.event_retention_days,
+        # Entitlements on the meters and customers a batch touched get their access state refreshed
+        # before the batch is acknowledged: a failure retries the (idempotent) batch.
+        after_batch=_refresh_entitlements,
+    )
+
+
+_CACHED = (
+    entitlements,
+    customers,
+    notification_config,
+    notification_events,
+    notify_components,
+    ingest_service,
+    aggregator,
+)
+
+
+def reset() -> None:
+    """Forget every built service (after the settings or the AWS endpoints changed)."""
+    for factory in _CACHED:
+        factory.cache_clear()

@@ -1,0 +1,79 @@
+"""Logging, tracing and metrics for every Lambda entry point (Powertools), configured one way.
+
+The service name comes from the environment (`POWERTOOLS_SERVICE_NAME`, set on every function by
+the stack; "meterline" when unset, as locally); each function is told apart by its `function_name`
+(injected from the Lambda context into every log line) and a `function` metric dimension. Log lines
+carry the correlation id (the API Gateway request id, also the problem+json `instance`) when the
+event has one. Library modules log through `Logger(service=SERVICE, child=True)`, a child of the
+function's logger (same keys, same format).
+Tracing is off outside Lambda and wherever POWERTOOLS_TRACE_DISABLED is set (the local runtime).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "meterline"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Meterline"
+
+# Tracing runs in Lambda only (Powertools' own rule); importing the X-Ray SDK costs ~1 s of cold
+# start, so outside Lambda (local runtime, tests) no Tracer is built at all.
+TRACING = bool(os.environ.get("LAMBDA_TASK_ROOT")) and os.environ.get(
+    "POWERTOOLS_TRACE_DISABLED", "false"
+).lower() not in ("true", "1")
+
+log = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE) if TRACING else None
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+# Functions that publish no metric in an invocation are fine; Powertools would warn every time.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class _InvokeContext:
+    """What Powertools reads from a Lambda context, for callers that pass none (tests, scripts)."""
+
+    function_name: str
+    memory_limit_in_mb: int = 0
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+
+
+def lambda_entry(function: str, correlation_id_path: str | None = None) -> Callable[[Handler], Handler]:
+    """Decorate a Lambda handler: context and correlation id in every log line, an X-Ray segment,
+    metrics flushed (with a cold-start metric) at the end of the invocation."""
+
+    def decorate(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        def measured(event: dict[str, Any], context: Any) -> Any:
+            metrics.add_dimension("function", function)
+            return fn(event, context)
+
+        inner = metrics.log_metrics(measured, capture_cold_start_metric=True)
+        if tracer is not None:
+            # Responses carry customer data: X-Ray keeps the timings and the botocore subsegments only.
+            inner = tracer.capture_lambda_handler(inner, capture_response=False)
+        wrapped = log.inject_lambda_context(correlation_id_path=correlation_id_path, clear_state=True)(inner)
+
+        @functools.wraps(fn)
+        def handler(event: dict[str, Any], context: Any) -> Any:
+            return wrapped(event, context if context is not None else _InvokeContext(f"meterline-{function}"))
+
+        return handler
+
+    return decorate

@@ -1,0 +1,26 @@
+"""Deleting a customer ends its entitlements: a use case spanning two domains, kept out of routes.
+
+Idempotent: a retried delete (the first one crashed between the two steps) finds the customer
+already deleted, still ends whatever entitlements are left, and answers 404 like any delete of a
+deleted customer.
+"""
+
+from __future__ import annotations
+
+from shared.core.errors import NotFound
+from shared.customers.service import CustomerService
+from shared.entitlements.service import EntitlementService
+
+
+class CustomerDeletion:
+    def __init__(self, customers: CustomerService, entitlements: EntitlementService) -> None:
+        self.customers = customers
+        self.entitlements = entitlements
+
+    def delete(self, customer_ref: str) -> None:
+        customer = self.customers.get(customer_ref, include_deleted=True)
+        if customer.deleted_at is not None:
+            self.entitlements.end_for_customer(customer.id)  # finish an interrupted delete
+            raise NotFound(f"Customer [{customer_ref}] not found")
+        self.customers.delete(customer.id)
+        self.entitlements.end_for_customer(customer.id)
