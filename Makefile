@@ -26,6 +26,7 @@ wipe: $(STAMP)  ## delete the local stack's saved data (.local/state); the admin
 
 test: $(STAMP)  ## lint + the whole suite (unit, integration, infra, contract, e2e)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache  # layering contracts in pyproject.toml; no cache: it can go stale
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
