@@ -13,6 +13,7 @@ from shared.settings import get_settings
 from tests.support import contract
 from tests.support.contract import full_headers  # noqa: F401  (fixture)
 from tests.support.harness import VIEWER, Stack
+from tests.support.problems import problem
 
 pytestmark = pytest.mark.usefixtures("full_headers")
 
@@ -47,15 +48,6 @@ def create(stack: Stack, key: str = "acme", **overrides: Any) -> dict[str, Any]:
     resp = stack.request("POST", "/customers", customer_body(key, **overrides))
     assert resp.status == 201, resp
     return contract.validate(resp, "create-customer")
-
-
-def problem(resp: Any, status: int) -> dict[str, Any]:
-    assert resp.status == status, resp
-    assert resp.headers.get("content-type") == "application/problem+json", resp.headers
-    body = resp.json()
-    assert body["status"] == status
-    assert body["instance"].startswith("kong:trace:")
-    return body
 
 
 def params(resp: Any) -> list[tuple[str, str | None]]:

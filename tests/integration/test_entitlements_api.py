@@ -17,6 +17,7 @@ import pytest
 from tests.support import contract
 from tests.support.contract import fast_boto3, full_headers  # noqa: F401  (fixtures)
 from tests.support.harness import VIEWER, Stack
+from tests.support.problems import problem
 
 pytestmark = pytest.mark.usefixtures("fast_boto3", "full_headers")
 
@@ -149,14 +150,6 @@ def access(stack: Stack, customer: str = "acme") -> dict[str, dict[str, Any]]:
     assert resp.status == 200, resp
     contract.validate(resp, "list-customer-entitlement-access")
     return {row["feature_key"]: row for row in resp.json()["data"]}
-
-
-def problem(resp: Any, status: int) -> dict[str, Any]:
-    assert resp.status == status, resp
-    assert resp.headers.get("content-type") == "application/problem+json", resp.headers
-    body = resp.json()
-    assert body["status"] == status
-    return body
 
 
 def fields(resp: Any) -> list[str]:

@@ -16,6 +16,7 @@ from shared.settings import get_settings
 from tests.support import contract
 from tests.support.contract import fast_boto3, full_headers  # noqa: F401  (fixtures)
 from tests.support.harness import VIEWER, Stack
+from tests.support.problems import problem
 
 pytestmark = pytest.mark.usefixtures("fast_boto3", "full_headers")
 
@@ -53,15 +54,6 @@ def create(stack: Stack, key: str = "gpt_4_tokens", **overrides: Any) -> dict[st
     resp = stack.request("POST", "/features", feature_body(key, **overrides))
     assert resp.status == 201, resp
     return contract.validate(resp, "create-feature")
-
-
-def problem(resp: Any, status: int) -> dict[str, Any]:
-    assert resp.status == status, resp
-    assert resp.headers.get("content-type") == "application/problem+json", resp.headers
-    body = resp.json()
-    assert body["status"] == status
-    assert body["instance"].startswith("kong:trace:")
-    return body
 
 
 def params(resp: Any) -> list[tuple[str, str | None]]:

@@ -10,6 +10,7 @@ from functions.api.routes import meters as meter_routes
 from tests.support import contract
 from tests.support.contract import fast_boto3, full_headers  # noqa: F401  (fixtures)
 from tests.support.harness import VIEWER, Stack
+from tests.support.problems import problem
 
 pytestmark = pytest.mark.usefixtures("fast_boto3", "full_headers")
 
@@ -35,15 +36,6 @@ def create(stack: Stack, key: str = "tokens_total", **overrides: Any) -> dict[st
     resp = stack.request("POST", "/meters", meter_body(key, **overrides))
     assert resp.status == 201, resp
     return resp.json()
-
-
-def problem(resp: Any, status: int) -> dict[str, Any]:
-    assert resp.status == status, resp
-    assert resp.headers.get("content-type") == "application/problem+json", resp.headers
-    body = resp.json()
-    assert body["status"] == status
-    assert body["instance"].startswith("kong:trace:")
-    return body
 
 
 def params(resp: Any) -> list[tuple[str, str | None]]:

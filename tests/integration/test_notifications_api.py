@@ -11,6 +11,7 @@ from shared.aws import clients as shared_clients
 from shared.notifications.signing import SECRET_PATTERN, secret_key
 from shared.settings import get_settings
 from tests.support.harness import ADMIN, VIEWER, Stack
+from tests.support.problems import fields
 
 N = "/notification"
 
@@ -41,11 +42,6 @@ def threshold_rule(stack: Stack, channels: list[str], **extra: Any) -> dict[str,
     resp = stack.request("POST", f"{N}/rules", body)
     assert resp.status == 201, resp
     return resp.json()
-
-
-def problem_fields(resp: Any) -> list[str]:
-    assert resp.headers["content-type"] == "application/problem+json", resp
-    return [p["field"] for p in resp.json()["invalid_parameters"]]
 
 
 def test_webhook_channel_crud_and_generated_secret(stack: Stack) -> None:
@@ -81,7 +77,7 @@ def test_sns_channel_and_immutable_type(stack: Stack) -> None:
     change = stack.request(
         "PUT", f"{N}/channels/{cid}", {"type": "webhook", "name": "x", "url": "https://a.b"}
     )
-    assert change.status == 400 and problem_fields(change) == ["type"]
+    assert change.status == 400 and fields(change) == ["type"]
 
 
 @pytest.mark.parametrize(
@@ -113,7 +109,7 @@ def test_sns_channel_and_immutable_type(stack: Stack) -> None:
 def test_channel_validation_names_the_field(stack: Stack, body: dict[str, Any], field: str) -> None:
     resp = stack.request("POST", f"{N}/channels", body)
     assert resp.status == 400, resp
-    assert field in problem_fields(resp)
+    assert field in fields(resp)
 
 
 def test_http_loopback_url_only_in_local_mode(stack: Stack, local_mode: None) -> None:
@@ -124,7 +120,7 @@ def test_http_loopback_url_only_in_local_mode(stack: Stack, local_mode: None) ->
     remote = stack.request(
         "POST", f"{N}/channels", {"type": "webhook", "name": "r", "url": "http://example.com/"}
     )
-    assert remote.status == 400 and problem_fields(remote) == ["url"]
+    assert remote.status == 400 and fields(remote) == ["url"]
 
 
 @pytest.mark.parametrize("url", ["https://169.254.169.254/latest/meta-data", "https://10.0.0.1/hook"])
@@ -132,10 +128,10 @@ def test_local_mode_allows_loopback_but_no_other_private_target(
     stack: Stack, local_mode: None, url: str
 ) -> None:
     created = stack.request("POST", f"{N}/channels", {"type": "webhook", "name": "p", "url": url})
-    assert created.status == 400 and problem_fields(created) == ["url"]
+    assert created.status == 400 and fields(created) == ["url"]
     cid = webhook(stack)["id"]
     updated = stack.request("PUT", f"{N}/channels/{cid}", {"type": "webhook", "name": "p", "url": url})
-    assert updated.status == 400 and problem_fields(updated) == ["url"]
+    assert updated.status == 400 and fields(updated) == ["url"]
     assert stack.request("GET", f"{N}/channels/{cid}").json()["url"] == "https://hooks.example.com/meterline"
 
 
@@ -192,7 +188,7 @@ def test_rule_validation_names_the_field(stack: Stack, change: dict[str, Any], f
     body = {k: v for k, v in body.items() if v is not None}
     resp = stack.request("POST", f"{N}/rules", body)
     assert resp.status == 400, resp
-    assert field in problem_fields(resp)
+    assert field in fields(resp)
 
 
 def test_rule_type_is_immutable_and_viewer_cannot_write(stack: Stack) -> None:
@@ -201,7 +197,7 @@ def test_rule_type_is_immutable_and_viewer_cannot_write(stack: Stack) -> None:
     resp = stack.request(
         "PUT", f"{N}/rules/{rule['id']}", {"type": "invoice.created", "name": "x", "channels": [cid]}
     )
-    assert resp.status == 400 and problem_fields(resp) == ["type"]
+    assert resp.status == 400 and fields(resp) == ["type"]
     assert stack.request("POST", f"{N}/channels", {"type": "sns"}, token=VIEWER).status == 403
     assert stack.request("GET", f"{N}/rules", token=VIEWER).json()["meta"]["page"]["total"] == 1
 
@@ -230,13 +226,13 @@ def test_rule_test_action_creates_an_annotated_event_and_resend(stack: Stack) ->
         stack.request("GET", f"{N}/events?filter[created_at][gte]=2999-01-01T00:00:00Z").json()["data"] == []
     )
     bad = stack.request("GET", f"{N}/events?filter[colour]=red")
-    assert bad.status == 400 and problem_fields(bad) == ["filter[colour]"]
+    assert bad.status == 400 and fields(bad) == ["filter[colour]"]
 
     resent = stack.request("POST", f"{N}/events/{event['id']}/resend", {"channels": [cid]})
     assert resent.status == 202
     assert resent.json()["delivery_status"][0]["reason"].startswith("resend requested")
     not_on_event = stack.request("POST", f"{N}/events/{event['id']}/resend", {"channels": [other]})
-    assert not_on_event.status == 400 and problem_fields(not_on_event) == ["channels[0]"]
+    assert not_on_event.status == 400 and fields(not_on_event) == ["channels[0]"]
     assert stack.request("POST", f"{N}/events/{event['id']}/resend").status == 202  # body optional
     assert stack.request("POST", f"{N}/events/01JNOSUCHEVENT000000000000/resend").status == 404
 

@@ -15,15 +15,10 @@ from shared.core.timeutil import format_rfc3339
 from shared.ingest.publisher import partition_key
 from shared.settings import get_settings
 from tests.support.harness import Stack
+from tests.support.problems import problem
 
 T = "2026-03-01T10:05:00Z"
 WINDOW = {"from": "2026-03-01T10:00:00Z", "to": "2026-03-01T11:00:00Z"}
-
-
-def problem(resp: Any, status: int) -> dict[str, Any]:
-    assert resp.status == status, resp
-    assert resp.headers.get("content-type") == "application/problem+json", resp.headers
-    return resp.json()
 
 
 def fields(resp: Any) -> list[str]:

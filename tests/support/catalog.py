@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.support import contract
 from tests.support.harness import Response, Stack
+from tests.support.problems import problem
 
 UNKNOWN = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
@@ -134,12 +135,6 @@ def full_phases(f: dict[str, str], tax_code_id: str | None = None) -> list[dict[
 def check(resp: Response, operation_id: str, status: int) -> Any:
     assert resp.status == status, resp
     return contract.validate(resp, operation_id)
-
-
-def problem(resp: Response, status: int) -> dict[str, Any]:
-    assert resp.status == status, resp
-    assert resp.headers.get("content-type") == "application/problem+json", resp.headers
-    return resp.json()
 
 
 def fields(resp: Response) -> list[tuple[str, str | None]]:
