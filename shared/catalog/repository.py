@@ -77,6 +77,25 @@ def _base_record(obj: Plan | Addon) -> dict[str, Any]:
     }
 
 
+def _base_fields(rec: dict[str, Any]) -> dict[str, Any]:
+    """The fields every catalog version shares, read back from `_base_record`'s item."""
+    return {
+        "id": rec["id"],
+        "key": rec["key"],
+        "version": int(rec["version"]),
+        "name": rec["name"],
+        "description": rec.get("description"),
+        "labels": rec.get("labels"),
+        "currency": rec["currency"],
+        "created_at": parse_rfc3339(rec["created_at"]),
+        "updated_at": parse_rfc3339(rec["updated_at"]),
+        "effective_from": _dt(rec, "effective_from"),
+        "effective_to": _dt(rec, "effective_to"),
+        "deleted_at": _dt(rec, "deleted_at"),
+        "validation_errors": _issues(rec.get("validation_errors")),
+    }
+
+
 def plan_record(p: Plan) -> dict[str, Any]:
     rec = _base_record(p)
     rec.update(
@@ -90,23 +109,11 @@ def plan_record(p: Plan) -> dict[str, Any]:
 
 def plan_from_record(rec: dict[str, Any]) -> Plan:
     return Plan(
-        id=rec["id"],
-        key=rec["key"],
-        version=int(rec["version"]),
-        name=rec["name"],
-        description=rec.get("description"),
-        labels=rec.get("labels"),
-        currency=rec["currency"],
         billing_cadence=rec["billing_cadence"],
         pro_rating_enabled=bool(rec["pro_rating_enabled"]),
         settlement_mode=rec.get("settlement_mode", "credit_then_invoice"),
         phases=requests.phases(orjson.loads(rec["phases"])),
-        created_at=parse_rfc3339(rec["created_at"]),
-        updated_at=parse_rfc3339(rec["updated_at"]),
-        effective_from=_dt(rec, "effective_from"),
-        effective_to=_dt(rec, "effective_to"),
-        deleted_at=_dt(rec, "deleted_at"),
-        validation_errors=_issues(rec.get("validation_errors")),
+        **_base_fields(rec),
     )
 
 
@@ -121,21 +128,9 @@ def addon_record(a: Addon) -> dict[str, Any]:
 
 def addon_from_record(rec: dict[str, Any]) -> Addon:
     return Addon(
-        id=rec["id"],
-        key=rec["key"],
-        version=int(rec["version"]),
-        name=rec["name"],
-        description=rec.get("description"),
-        labels=rec.get("labels"),
-        currency=rec["currency"],
         instance_type=InstanceType(rec["instance_type"]),
         rate_cards=requests.rate_cards(orjson.loads(rec["rate_cards"]), "rate_cards"),
-        created_at=parse_rfc3339(rec["created_at"]),
-        updated_at=parse_rfc3339(rec["updated_at"]),
-        effective_from=_dt(rec, "effective_from"),
-        effective_to=_dt(rec, "effective_to"),
-        deleted_at=_dt(rec, "deleted_at"),
-        validation_errors=_issues(rec.get("validation_errors")),
+        **_base_fields(rec),
     )
 
 
