@@ -21,7 +21,6 @@ from local.kinesis_poller import to_lambda_record
 from local.provision import provision
 from shared.auth.tokens import ensure_token
 from shared.aws import clients
-from shared.settings import get_settings
 
 moto_speedups.apply()
 TOKEN = "mlt_bench_admin"
@@ -35,15 +34,10 @@ class Bench:
         self.aws = {s: session.client(s) for s in ("dynamodb", "kinesis", "s3", "sns", "sqs")}
         self.env = provision(self.aws).env
         os.environ.update(self.env)
-        get_settings.cache_clear()
-        clients.reset_clients()
         # Process-wide factories hold the client they were built with: rebuild them on this one.
-        from functions.aggregate import handler as aggregate_handler
-        from functions.ingest import handler as ingest_handler
-        from shared import bootstrap as wiring
+        from shared import bootstrap
 
-        for cached in (ingest_handler.service, aggregate_handler.aggregator, wiring.entitlements):
-            cached.cache_clear()
+        bootstrap.reset()
         ensure_token(TOKEN, "admin", "bench")
         self.calls: Counter[str] = Counter()
         self.items_written = 0

@@ -63,7 +63,7 @@ def api(b: Bench, method: str, path: str, body: Any) -> Any:
 def run(customers: int) -> None:
     from functions.aggregate import handler as agg
     from functions.ingest.handler import lambda_handler as ingest
-    from shared.llmcost import wiring
+    from shared import bootstrap as wiring
 
     b = Bench()
     agg.aggregator.cache_clear()
@@ -91,14 +91,15 @@ def run(customers: int) -> None:
 
     b.reset_counts()
     t0 = time.perf_counter()
-    report = wiring.prices().refresh()
+    report = wiring.llm_prices().refresh()
     ms = (time.perf_counter() - t0) * 1000
     print(
-        f"catalog load ({wiring.catalog().version}): {report.models} models, {report.added} price versions,"
+        f"catalog load ({wiring.llm_catalog().version}): {report.models} models,"
+        f" {report.added} price versions,"
         f" {b.writes()} write requests ({b.items_written} items), {ms:.0f} ms"
     )
     b.reset_counts()
-    report = wiring.prices().refresh()
+    report = wiring.llm_prices().refresh()
     print(f"daily refresh, nothing changed: {report.added} versions added, {dict(b.calls)} requests")
 
     events = month_of_usage(customers)
@@ -130,7 +131,7 @@ def run(customers: int) -> None:
             )
         b.reset_counts()
         t0 = time.perf_counter()
-        result = wiring.costs().query(feature["id"], body)
+        result = wiring.llm_costs().query(feature["id"], body)
         ms = (time.perf_counter() - t0) * 1000
         total = sum((r.cost for r in result.rows if r.cost is not None), Decimal(0))
         unpriced = sum(1 for r in result.rows if r.cost is None)

@@ -51,14 +51,11 @@ class RuntimeConfig:
 
 
 def _reset_shared_caches() -> None:
-    """Cached clients/settings built against another endpoint must not survive (tests restart)."""
-    try:
-        from shared.aws.clients import reset_clients
-        from shared.settings import get_settings
-    except ImportError:  # pragma: no cover - shared code is part of the repo
-        return
-    reset_clients()
-    get_settings.cache_clear()
+    """Clients, settings and services built against another endpoint must not survive: a service
+    keeps the client it was built with (tests restart a runtime in one process)."""
+    from shared import bootstrap
+
+    bootstrap.reset()
 
 
 class LocalRuntime:

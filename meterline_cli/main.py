@@ -277,11 +277,7 @@ def _aggregator(found: res.Resources) -> Any:
     """The aggregate function's own object graph, pointed at the stack's resources."""
     os.environ.update(found.env())
     from shared import bootstrap
-    from shared.aws import clients
-    from shared.settings import get_settings
 
-    get_settings.cache_clear()
-    clients.reset_clients()
     bootstrap.reset()
     return bootstrap.aggregator()
 

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
+from shared.auth.store import TokenStore
 from shared.aws import clients
 from shared.aws.publisher import DomainPublisher
+from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
+from shared.catalog.service import AddonService, PlanService, TaxCodeService
 from shared.core.timeutil import Clock
 from shared.customers.attribution import Attribution
 from shared.customers.deletion import CustomerDeletion
@@ -29,7 +32,11 @@ from shared.features.repository import FeatureRepository
 from shared.features.service import FeatureService
 from shared.ingest.publisher import KinesisPublisher
 from shared.ingest.service import IngestService
+from shared.llmcost.catalog import Catalog
+from shared.llmcost.repository import PriceRepository
+from shared.llmcost.service import CostService, PriceService
 from shared.meters.repository import MeterRepository
+from shared.meters.service import MeterService
 from shared.notifications.config_service import NotificationConfigService
 from shared.notifications.event_service import NotificationEventService
 from shared.notifications.repository import NotificationConfigRepository
@@ -161,6 +168,65 @@ def aggregator() -> Aggregator:
     )
 
 
+# -- meters, usage, features, tokens (api) ------------------------------------------------------
+@lru_cache(maxsize=1)
+def meters() -> MeterService:
+    return MeterService(MeterRepository(get_settings().config_table))
+
+
+@lru_cache(maxsize=1)
+def usage() -> UsageQueryService:
+    s = get_settings()
+    ddb = clients.dynamodb()
+    return UsageQueryService(ddb, s.usage_table, attribution=Attribution(ddb, s.config_table))
+
+
+@lru_cache(maxsize=1)
+def features() -> FeatureService:
+    table = get_settings().config_table
+    return FeatureService(FeatureRepository(table), MeterRepository(table))
+
+
+@lru_cache(maxsize=1)
+def tokens() -> TokenStore:
+    return TokenStore(get_settings().config_table)
+
+
+# -- product catalog (api) ----------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def tax_codes() -> TaxCodeService:
+    return TaxCodeService(TaxCodeRepository(get_settings().config_table))
+
+
+@lru_cache(maxsize=1)
+def plans() -> PlanService:
+    table = get_settings().config_table
+    return PlanService(PlanRepository(table), AddonRepository(table), FeatureRepository(table), tax_codes())
+
+
+@lru_cache(maxsize=1)
+def addons() -> AddonService:
+    table = get_settings().config_table
+    return AddonService(AddonRepository(table), FeatureRepository(table), tax_codes())
+
+
+# -- LLM cost (api, rate) -----------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def llm_catalog() -> Catalog:
+    """The installed genai-prices snapshot (tests swap this function for a catalog of their own)."""
+    return Catalog()
+
+
+def llm_prices() -> PriceService:
+    # Not cached: it reads `llm_catalog` at call time, so a swapped catalog takes effect.
+    return PriceService(PriceRepository(get_settings().config_table), llm_catalog())
+
+
+def llm_costs() -> CostService:
+    table = get_settings().config_table
+    return CostService(features(), meters(), usage(), PriceRepository(table), llm_catalog())
+
+
 _CACHED = (
     entitlements,
     customers,
@@ -169,10 +235,22 @@ _CACHED = (
     notify_components,
     ingest_service,
     aggregator,
+    meters,
+    usage,
+    features,
+    tokens,
+    tax_codes,
+    plans,
+    addons,
+    llm_catalog,
 )
 
 
 def reset() -> None:
-    """Forget every built service (after the settings or the AWS endpoints changed)."""
+    """Forget the settings, the AWS clients and every built service: after the environment or the
+    AWS endpoints changed (tests, the bench, a local stack restarted in the same process). A
+    service built earlier holds the client it was built with, so all three go together."""
+    get_settings.cache_clear()
+    clients.reset_clients()
     for factory in _CACHED:
         factory.cache_clear()

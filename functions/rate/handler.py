@@ -16,11 +16,11 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from shared import bootstrap
 from shared.bootstrap import entitlements
 from shared.core.observability import lambda_entry, metrics
 from shared.core.observability import log as logger
 from shared.core.timeutil import parse_rfc3339
-from shared.llmcost import wiring as llmcost
 
 
 def _top_of_the_hour(event: dict[str, Any]) -> bool:
@@ -35,7 +35,7 @@ def _top_of_the_hour(event: dict[str, Any]) -> bool:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     reset = entitlements().sweep(reconcile=_top_of_the_hour(event))
     metrics.add_metric("EntitlementsReset", MetricUnit.Count, reset)
-    prices = llmcost.prices()
+    prices = bootstrap.llm_prices()
     refreshed = None
     if prices.refresh_due():
         report = prices.refresh()

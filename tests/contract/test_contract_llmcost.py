@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from shared import bootstrap as wiring
 from shared.core.timeutil import Clock
-from shared.llmcost import wiring
 from shared.llmcost.repository import PriceRepository
 from shared.llmcost.service import PriceService
 from shared.settings import get_settings
@@ -55,7 +55,7 @@ class _At(Clock):
 @pytest.fixture
 def priced(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     cat = llm_catalog.catalog()
-    monkeypatch.setattr(wiring, "catalog", lambda: cat)
+    monkeypatch.setattr(wiring, "llm_catalog", lambda: cat)
     PriceService(PriceRepository(get_settings().config_table), cat, _At()).refresh()
     return stack
 

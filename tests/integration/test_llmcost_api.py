@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from shared import bootstrap as wiring
 from shared.core.timeutil import Clock
-from shared.llmcost import wiring
 from shared.llmcost.catalog import Catalog
 from shared.llmcost.repository import PriceRepository
 from shared.llmcost.service import PriceService
@@ -45,7 +45,7 @@ def refresh(cat: Catalog, now: datetime) -> Any:
 @pytest.fixture
 def prices(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Catalog:
     cat = llm_catalog.catalog()
-    monkeypatch.setattr(wiring, "catalog", lambda: cat)
+    monkeypatch.setattr(wiring, "llm_catalog", lambda: cat)
     refresh(cat, datetime(2026, 1, 1, tzinfo=UTC))
     return cat
 
@@ -243,7 +243,7 @@ def test_refresh_adds_a_version_without_touching_past_costs(
     report = refresh(moved, datetime(2026, 2, 1, tzinfo=UTC))
     assert (report.added, report.closed) == (1, 1)
     assert refresh(moved, datetime(2026, 2, 1, 0, 5, tzinfo=UTC)).added == 0  # idempotent
-    monkeypatch.setattr(wiring, "catalog", lambda: moved)
+    monkeypatch.setattr(wiring, "llm_catalog", lambda: moved)
     # The January window costs what it cost: 600,000 x 0.0000025 = 1.5
     assert by_dims(cost_query(stack, feature, jan))[("gpt-4o-2024-08-06",)] == ("600000", "1.5")
     # February usage takes the new price: 600,000 x 0.000002 = 1.2
@@ -302,11 +302,11 @@ def test_the_rate_schedule_refreshes_when_due(stack: Stack, monkeypatch: pytest.
     from functions.rate import handler as rate_handler
 
     cat = llm_catalog.catalog()
-    monkeypatch.setattr(wiring, "catalog", lambda: cat)
+    monkeypatch.setattr(wiring, "llm_catalog", lambda: cat)
     # An empty price table (a fresh deploy): the first run loads the catalog (2 models, 1 version each).
     assert rate_handler.lambda_handler({}, None)["llm_prices"] == {"models": 2, "added": 2, "closed": 0}
     assert rate_handler.lambda_handler({}, None)["llm_prices"] is None  # refreshed less than a day ago
     # A deploy bringing another catalog version refreshes at once.
     moved = llm_catalog.catalog(llm_catalog.gpt_4o("2"), version="test-2")
-    monkeypatch.setattr(wiring, "catalog", lambda: moved)
+    monkeypatch.setattr(wiring, "llm_catalog", lambda: moved)
     assert rate_handler.lambda_handler({}, None)["llm_prices"] == {"models": 2, "added": 1, "closed": 1}

@@ -148,9 +148,8 @@ def test_runtime_stopped_mid_ingest_and_restarted_counts_every_accepted_event_on
     )
     rt = LocalRuntime(config)
     rt.start()
-    # The same moto port after the restart: handler modules of this process keep clients built for it
-    # (a real restart is a new process).
-    config.moto_port = int(rt.moto.url.rsplit(":", 1)[1])
+    # The restart is in this process, on another moto port: services built by the first runtime
+    # (and their AWS clients) must be rebuilt against the second, as a new process would.
     try:
         create_meters(rt.api_url, rt.token)
         load = Load(rt.api_url, rt.token, threads=8)

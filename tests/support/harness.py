@@ -19,10 +19,8 @@ from functions.ingest import handler as ingest_handler
 from local.http_front import build_proxy_event
 from local.kinesis_poller import to_lambda_record
 from local.provision import Provisioned, provision
-from shared import bootstrap as entitlement_wiring
+from shared import bootstrap
 from shared.auth.tokens import ensure_token
-from shared.aws import clients as shared_clients
-from shared.settings import get_settings
 
 SERVICES = ("dynamodb", "kinesis", "s3", "sns", "sqs")
 ADMIN = "mlt_test_admin_token"
@@ -61,10 +59,7 @@ class Stack:
         self.clients = _clients()
         self.provisioned: Provisioned = provision(self.clients)
         os.environ.update(self.provisioned.env)
-        get_settings.cache_clear()
-        shared_clients.reset_clients()
-        for cached in (ingest_handler.service, aggregate_handler.aggregator, entitlement_wiring.entitlements):
-            cached.cache_clear()
+        bootstrap.reset()  # settings, clients and services follow the new environment
         ensure_token(ADMIN, "admin", "test-admin")
         ensure_token(VIEWER, "viewer", "test-viewer")
         ensure_token(INGESTER, "ingest", "test-ingest")

@@ -3,7 +3,6 @@ plans, their add-ons, add-ons, tax codes and the default tax codes. Parse, call,
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -12,12 +11,10 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from functions.api.app import app, body, json_response, no_content, problem, query_params
 from shared.api.params import Page, StringFilter, nested, page_params, sort_items, string_filters, ulid_filter
 from shared.api.problem import ApiError, BadRequest, Conflict, NotFound
+from shared.bootstrap import addons, plans, tax_codes
 from shared.catalog import requests, views
 from shared.catalog.errors import CatalogError, ConflictError, GoneError, InvalidError, NotFoundError
-from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
-from shared.catalog.service import AddonService, PlanService, TaxCodeService
-from shared.features.repository import FeatureRepository
-from shared.settings import get_settings
+from shared.catalog.service import AddonService, PlanService
 
 router = APIGatewayRouter()
 
@@ -48,24 +45,6 @@ def to_api_error(err: CatalogError) -> ApiError:
 @router.exception_handler(CatalogError)
 def _catalog_error(err: CatalogError) -> Response:
     return problem(to_api_error(err))
-
-
-# -- wiring ---------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def taxes() -> TaxCodeService:
-    return TaxCodeService(TaxCodeRepository(get_settings().config_table))
-
-
-@lru_cache(maxsize=1)
-def plans() -> PlanService:
-    table = get_settings().config_table
-    return PlanService(PlanRepository(table), AddonRepository(table), FeatureRepository(table), taxes())
-
-
-@lru_cache(maxsize=1)
-def addons() -> AddonService:
-    table = get_settings().config_table
-    return AddonService(AddonRepository(table), FeatureRepository(table), taxes())
 
 
 # -- list parameters ------------------------------------------------------------------------------
@@ -251,43 +230,43 @@ def _include_deleted(params: dict[str, str]) -> bool:
 
 @router.post("/tax-codes")
 def create_tax_code() -> Response:
-    return json_response(201, views.tax_code(taxes().create(requests.create_tax_code(body()))))
+    return json_response(201, views.tax_code(tax_codes().create(requests.create_tax_code(body()))))
 
 
 @router.get("/tax-codes")
 def list_tax_codes() -> Response:
     params = query_params()
     page = page_params({k: v for k, v in params.items() if k != "include_deleted"})
-    codes = taxes().list(_include_deleted(params))
+    codes = tax_codes().list(_include_deleted(params))
     return json_response(200, _page([views.tax_code(c) for c in codes], page))
 
 
 @router.get("/tax-codes/<tax_id>")
 def get_tax_code(tax_id: str) -> Response:
-    return json_response(200, views.tax_code(taxes().get(requests.path_id(tax_id, "taxCodeId"))))
+    return json_response(200, views.tax_code(tax_codes().get(requests.path_id(tax_id, "taxCodeId"))))
 
 
 @router.put("/tax-codes/<tax_id>")
 def update_tax_code(tax_id: str) -> Response:
     tid = requests.path_id(tax_id, "taxCodeId")
-    return json_response(200, views.tax_code(taxes().update(tid, requests.update_tax_code(body()))))
+    return json_response(200, views.tax_code(tax_codes().update(tid, requests.update_tax_code(body()))))
 
 
 @router.delete("/tax-codes/<tax_id>")
 def delete_tax_code(tax_id: str) -> Response:
-    taxes().delete(requests.path_id(tax_id, "taxCodeId"))
+    tax_codes().delete(requests.path_id(tax_id, "taxCodeId"))
     return no_content()
 
 
 @router.get("/defaults/tax-codes")
 def get_default_tax_codes() -> Response:
-    return json_response(200, views.default_tax_codes(taxes().defaults()))
+    return json_response(200, views.default_tax_codes(tax_codes().defaults()))
 
 
 @router.put("/defaults/tax-codes")
 def update_default_tax_codes() -> Response:
     inp = requests.update_default_tax_codes(body())
-    return json_response(200, views.default_tax_codes(taxes().set_defaults(inp)))
+    return json_response(200, views.default_tax_codes(tax_codes().set_defaults(inp)))
 
 
 app.include_router(router)

@@ -2,42 +2,33 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 
 from functions.api.app import app, body, json_response, no_content, query_params
 from shared import bootstrap
-from shared.customers.repository import CustomerRepository
-from shared.customers.service import CustomerService
-from shared.settings import get_settings
-
-
-@lru_cache(maxsize=1)
-def customers() -> CustomerService:
-    return CustomerService(CustomerRepository(get_settings().config_table))
 
 
 @app.post("/customers")
 def create_customer() -> Response:
-    return json_response(201, customers().create(body()).to_api())
+    return json_response(201, bootstrap.customers().create(body()).to_api())
 
 
 @app.get("/customers")
 def list_customers() -> Response:
-    return json_response(200, customers().list(query_params()))
+    return json_response(200, bootstrap.customers().list(query_params()))
 
 
 @app.get("/customers/<customer_id>")
 def get_customer(customer_id: str) -> Response:
     # A deleted customer stays readable by id, with `deleted_at`.
-    return json_response(200, customers().get(unquote(customer_id), include_deleted=True).to_api())
+    return json_response(200, bootstrap.customers().get(unquote(customer_id), include_deleted=True).to_api())
 
 
 @app.put("/customers/<customer_id>")
 def upsert_customer(customer_id: str) -> Response:
-    return json_response(200, customers().update(unquote(customer_id), body()).to_api())
+    return json_response(200, bootstrap.customers().update(unquote(customer_id), body()).to_api())
 
 
 @app.delete("/customers/<customer_id>")

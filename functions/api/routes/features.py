@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from aws_lambda_powertools.event_handler import Response
 
 from functions.api.app import app, body, json_response, no_content, query_params
-from shared.features.repository import FeatureRepository
-from shared.features.service import FeatureService
-from shared.meters.repository import MeterRepository
-from shared.settings import get_settings
-
-
-@lru_cache(maxsize=1)
-def features() -> FeatureService:
-    table = get_settings().config_table
-    return FeatureService(FeatureRepository(table), MeterRepository(table))
+from shared.bootstrap import features
 
 
 @app.post("/features")

@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from aws_lambda_powertools.event_handler import Response
 
 from functions.api.app import app, body, json_response, no_content, query_params
-from shared.aws import clients
-from shared.customers.attribution import Attribution
-from shared.meters.repository import MeterRepository
-from shared.meters.service import MeterService
-from shared.settings import get_settings
-from shared.usage.query import UsageQueryService, parse_query, to_api, to_csv
-
-
-@lru_cache(maxsize=1)
-def meters() -> MeterService:
-    return MeterService(MeterRepository(get_settings().config_table))
-
-
-@lru_cache(maxsize=1)
-def usage() -> UsageQueryService:
-    settings = get_settings()
-    return UsageQueryService(
-        clients.dynamodb(),
-        settings.usage_table,
-        attribution=Attribution(clients.dynamodb(), settings.config_table),
-    )
+from shared.bootstrap import meters, usage
+from shared.usage.query import parse_query, to_api, to_csv
 
 
 @app.post("/meters")

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from aws_lambda_powertools.event_handler import Response
 
 from functions.api.app import app, body, json_response, no_content, query_params
-from shared.auth.store import TokenStore
-from shared.settings import get_settings
-
-
-@lru_cache(maxsize=1)
-def tokens() -> TokenStore:
-    return TokenStore(get_settings().config_table)
+from shared.bootstrap import tokens
 
 
 @app.post("/tokens")
