@@ -102,7 +102,7 @@ def test_threaded_sns_poller_delivers(aws: dict[str, Any]) -> None:
     poller.start()
     try:
         aws["sns"].publish(TopicArn=poller.topic_arn, Message="hello")
-        assert got.wait(2)
+        assert got.wait(30)
     finally:
         poller.stop()
     assert received[0]["Records"][0]["Sns"]["Subject"] is None  # published without one

@@ -93,7 +93,7 @@ def test_runtime_runs_the_pipeline_and_cleans_up(tmp_path: Path) -> None:
         assert os.environ[r.CONFIG_TABLE.env_var] == r.CONFIG_TABLE.local_name
         resp = requests.post(f"{rt.api_url}/events", json={"id": "e1"}, timeout=5)
         assert resp.status_code == 202
-        assert pipeline.done.wait(3), "event did not flow ingest -> kinesis -> aggregate -> sns -> notify"
+        assert pipeline.done.wait(30), "event did not flow ingest -> kinesis -> aggregate -> sns -> notify"
         assert pipeline.aggregated == [{"id": "e1"}]
         assert pipeline.notified[0]["Records"][0]["Sns"]["Message"] == "usage.updated"
         assert sorted(pipeline.scheduled) == ["invoice", "rate"]  # both ran once at start-up
@@ -104,7 +104,7 @@ def test_runtime_runs_the_pipeline_and_cleans_up(tmp_path: Path) -> None:
 
     # second start reuses the token from the env file; the context manager stops it
     with LocalRuntime(config, pipeline.handlers(), ensure_token=lambda *a: tokens.append(a)) as rt2:
-        rt2.drain(5)
+        rt2.drain(30)
     assert tokens == [("mlt_fixed", "admin", "local-admin")] * 2
 
 

@@ -47,7 +47,7 @@ def test_scheduler_runs_at_start_then_every_interval_and_survives_errors() -> No
     )
     scheduler.start()
     try:
-        assert three.wait(2)
+        assert three.wait(30)
     finally:
         scheduler.stop()
     assert rate_job.failures == 1 and rate_job.runs >= 3
