@@ -81,7 +81,8 @@ def _rate_flat(line: BillableLine, precision: int) -> RatedLine:
     billed_here = line.is_first_in_period if advance else line.is_last_in_period
     drafts: list[Draft] = []
     if billed_here:
-        amount = prorated(line.price.amount, line.period, line.proration, precision)
+        # A split flat line serves its whole split period: that is what proration compares.
+        amount = prorated(line.price.amount, line.full_period, line.proration, precision)
         if amount:
             drafts.append(
                 Draft(
