@@ -29,9 +29,14 @@ bills nothing; OpenMeter never splits a volume line).
 
 The maximum and minimum spend need what the period's earlier lines billed. Because their amounts
 telescope, that is the cumulative net amount at the line's start, capped by the maximum — derived
-from `pre_line_quantity`, with no stored state. A late-usage line (after the period's last line was
-invoiced) should be rated as a middle line (its split period ending after it), so the minimum spend
-is not charged twice.
+from `pre_line_quantity`, with no stored state.
+
+Late usage (metered in a period whose last line was already invoiced) is a `late` line: everything
+billed is its `pre_line_quantity`, and it bills the difference like any later line (tiers continue,
+the maximum spend still caps the period) but never the flat fee or the minimum spend again. The
+minimum already charged is not reduced by late usage: with a $10 minimum, $2 billed and $3 arriving
+late, the period bills 2 + 8 + 3 = $13 (issued invoices are immutable). Volume prices have no late
+line: more usage can make a period cheaper, which a positive line can't express.
 
 Every input is checked; a bad one raises `InvalidInput` naming the field, and nothing is returned.
 """
@@ -63,7 +68,7 @@ def rate(line: BillableLine) -> RatedLine:
     with localcontext(CONTEXT):
         _validate(line)
         if line.price.type is PriceType.FREE:
-            return RatedLine(line.currency, precision, ())
+            return _finish(line, precision, [])
         if line.price.type is PriceType.FLAT:
             return _rate_flat(line, precision)
         return _rate_usage(line, precision)
@@ -105,14 +110,16 @@ def _rate_flat(line: BillableLine, precision: int) -> RatedLine:
 def _rate_usage(line: BillableLine, precision: int) -> RatedLine:
     units = billable(line.pre_line_quantity, line.quantity, line.unit_config, line.discounts)
     calculate = _CALCULATORS[line.price.type]
+    before: dict[str, prices.Component] = {}
     if line.price.type is PriceType.VOLUME:
         # Only the last line prices the period, all of it; nothing was billed before it.
         after = calculate(line.price, units.after, precision) if line.is_last_in_period else []
-        before: dict[str, prices.Component] = {}
     else:
         after = calculate(line.price, units.after, precision)
-        first = line.is_first_in_period
-        before = {} if first else {c.key: c for c in calculate(line.price, units.before, precision)}
+        # Before the period's first line nothing is billed; before any other, what the cumulative
+        # usage at its start prices.
+        if not line.is_first_in_period:
+            before = {c.key: c for c in calculate(line.price, units.before, precision)}
 
     drafts = []
     for c in after:
@@ -121,7 +128,7 @@ def _rate_usage(line: BillableLine, precision: int) -> RatedLine:
         if quantity or c.amount != (b.amount if b else ZERO):
             drafts.append(
                 Draft(
-                    f"{c.key}",
+                    c.key,
                     f"{line.name}: {c.label}",
                     Category.REGULAR,
                     quantity,
@@ -214,6 +221,12 @@ def _validate(line: BillableLine) -> None:
         _non_negative(line.pre_line_quantity, "pre_line_quantity")
         if line.is_first_in_period and line.pre_line_quantity:
             raise _bad("pre_line_quantity", "must be 0 on the first line of a period")
+        if line.payment_term is PaymentTerm.IN_ADVANCE:
+            raise _bad("payment_term", "in_advance applies to flat prices only")
+        if line.late and price.type is PriceType.VOLUME:
+            # More usage can move the period to a cheaper tier: the difference may be negative, and
+            # a maximum spend over signed lines is not what §2.7 defines. Re-rate the period instead.
+            raise _bad("late", "a volume price re-prices its whole period: it has no late line")
     elif line.unit_config is not None:
         raise _bad("unit_config", f"does not apply to a {price.type} price")
 
@@ -226,7 +239,8 @@ def _validate(line: BillableLine) -> None:
 
     discounts = line.discounts
     if discounts is not None:
-        if discounts.percentage is not None and not (0 <= discounts.percentage <= 100):
+        pct = discounts.percentage
+        if pct is not None and not (pct.is_finite() and 0 <= pct <= 100):
             raise _bad("discounts.percentage", "must be between 0 and 100")
         _non_negative(discounts.usage, "discounts.usage")
         if discounts.usage and not usage:

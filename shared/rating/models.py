@@ -78,6 +78,10 @@ class BillableLine:
     commitments: Commitments | None = None
     proration: Proration | None = None  # flat prices
     credits: Decimal = ZERO  # credit amount to apply to this line, last
+    # Usage of `full_period` that arrived after its last line was invoiced (`pre_line_quantity`: all
+    # that was billed). It bills only the difference: no flat fee, no minimum spend again. Unit and
+    # graduated prices only (a volume price can fall when usage grows).
+    late: bool = False
 
     @property
     def full_period(self) -> Period:
@@ -85,11 +89,11 @@ class BillableLine:
 
     @property
     def is_first_in_period(self) -> bool:
-        return self.period.start == self.full_period.start
+        return not self.late and self.period.start == self.full_period.start
 
     @property
     def is_last_in_period(self) -> bool:
-        return self.period.end == self.full_period.end
+        return not self.late and self.period.end == self.full_period.end
 
     @classmethod
     def from_rate_card(
@@ -103,6 +107,7 @@ class BillableLine:
         split_period: Period | None = None,
         proration: Proration | None = None,
         credits: Decimal = ZERO,
+        late: bool = False,
     ) -> BillableLine:
         """A line priced by a catalog rate card: its name, price, payment term, unit config, discounts
         and commitments."""
@@ -120,6 +125,7 @@ class BillableLine:
             commitments=rate_card.commitments,
             proration=proration,
             credits=credits,
+            late=late,
         )
 
 

@@ -46,8 +46,6 @@ class Billable:
 
     before: Decimal
     after: Decimal
-    converted_before: Decimal
-    converted_after: Decimal
     usage_discount: UsageDiscount | None
 
 
@@ -58,10 +56,10 @@ def billable(
     after = convert(pre + quantity, config)
     free = discounts.usage if discounts is not None else None
     if not free:
-        return Billable(before, after, before, after, None)
+        return Billable(before, after, None)
     taken_before = min(free, before)
     taken_after = min(free, after)
     applied = None
     if taken_after != taken_before:
         applied = UsageDiscount(quantity=taken_after - taken_before, pre_line_period_quantity=taken_before)
-    return Billable(before - taken_before, after - taken_after, before, after, applied)
+    return Billable(before - taken_before, after - taken_after, applied)

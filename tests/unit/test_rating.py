@@ -509,6 +509,26 @@ def test_flat_fee_split_bills_on_its_first_or_last_line():
     assert advance[0].detailed[0].payment_term is PaymentTerm.IN_ADVANCE
 
 
+def test_late_usage_continues_the_tiers_without_a_second_minimum():
+    # EX2 tiers, min 1500. The period was billed: 6000 units = 1200 + commitment 300.
+    # 100 units arrive late: tier 3 continues, 100 x 0.1 = 10; no commitment again. 1510 in all.
+    card = {"commitments": Commitments(minimum=D(1500))}
+    (whole,) = split(graduated(*EX2), [(32, "6000")], **card)
+    assert total(whole) == 1510 - 10
+    late = rate(line(graduated(*EX2), 100, pre_line_quantity="6000", late=True, **card))
+    assert rows(late) == [("tier-3-usage", 100, 10)] and total(late) == 10
+    # a late flat fee bills nothing: it was billed with the period
+    assert rows(rate(line(flat("30"), late=True))) == []
+
+
+def test_late_usage_respects_the_maximum():
+    # $1 a unit, max 100: 120 units were billed as 100 (20 off). 5 more arrive late: all 5 off.
+    late = rate(
+        line(unit("1"), 5, pre_line_quantity="120", late=True, commitments=Commitments(maximum=D(100)))
+    )
+    assert (late.totals.amount, late.totals.discounts_total, total(late)) == (D(5), D(5), D(0))
+
+
 # -- 6. flat-fee proration -----------------------------------------------------------------------
 NOV = Period(day(1, 11), day(1, 12))  # 30 days
 
@@ -639,6 +659,11 @@ def test_invoice_totals_are_sums_of_the_lines():
             "unit_config.conversion_factor",
         ),
         (lambda: line(unit("1"), 1, credits="-1"), "credits"),
+        (lambda: line(unit("1"), 1, discounts=Discounts(percentage=D("NaN"))), "discounts.percentage"),
+        (lambda: line(unit("1"), D("Infinity")), "quantity"),
+        (lambda: line(unit("1"), 1, payment_term=PaymentTerm.IN_ADVANCE), "payment_term"),
+        # a volume price has no late line (more usage can make the period cheaper)
+        (lambda: line(volume(*EX2), 1, pre_line_quantity="10", late=True), "late"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(make, field):

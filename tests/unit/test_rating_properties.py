@@ -111,10 +111,8 @@ def cases(draw, kind: PriceType):
     return common, [Decimal(0), *cuts, total], [START + timedelta(hours=h) for h in (0, *hours, HOURS)]
 
 
-def _check(case) -> None:
-    common, quantities, instants = case
-    whole = rate(BillableLine(period=MONTH, quantity=quantities[-1], **common))
-    pieces = [
+def _rate_split(common, quantities, instants):
+    return [
         rate(
             BillableLine(
                 period=Period(instants[i], instants[i + 1]),
@@ -126,6 +124,12 @@ def _check(case) -> None:
         )
         for i in range(len(instants) - 1)
     ]
+
+
+def _check(case) -> None:
+    common, quantities, instants = case
+    whole = rate(BillableLine(period=MONTH, quantity=quantities[-1], **common))
+    pieces = _rate_split(common, quantities, instants)
     assert sum((p.totals for p in pieces), Totals()) == whole.totals
     grid = Decimal(1).scaleb(-whole.precision)
     for r in (whole, *pieces):
@@ -163,3 +167,19 @@ def test_split_never_changes_the_total_flat(case):
 @given(cases(PriceType.FREE))
 def test_split_never_changes_the_total_free(case):
     _check(case)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([PriceType.UNIT, PriceType.GRADUATED]).flatmap(cases), decimals(0, 1000, 3))
+def test_late_usage_bills_what_the_whole_usage_would_have(case, late):
+    # Without a minimum spend (charged once, with the period), a period billed in N lines plus a
+    # late line bills exactly what the whole usage bills as one line.
+    common, quantities, instants = case
+    if common["commitments"] is not None:
+        common = {**common, "commitments": Commitments(maximum=common["commitments"].maximum)}
+    pieces = _rate_split(common, quantities, instants)
+    pieces.append(
+        rate(BillableLine(period=MONTH, pre_line_quantity=quantities[-1], quantity=late, late=True, **common))
+    )
+    whole = rate(BillableLine(period=MONTH, quantity=quantities[-1] + late, **common))
+    assert sum((p.totals for p in pieces), Totals()) == whole.totals

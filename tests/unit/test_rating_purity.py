@@ -16,11 +16,21 @@ from decimal import Decimal
 from shared.catalog.models import Price, PriceType
 from shared.rating import BillableLine, Period, rate
 p = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
-assert rate(BillableLine("x", "USD", Price(PriceType.UNIT, amount=Decimal(1)), p, Decimal(2))).totals.total == 2
+line = BillableLine("x", "USD", Price(PriceType.UNIT, amount=Decimal(1)), p, Decimal(2))
+assert rate(line).totals.total == 2
 print(" ".join(sorted(m for m in sys.modules)))
 """
 
-FORBIDDEN = ("boto3", "botocore", "requests", "urllib3", "httpx", "shared.aws", "shared.api", "shared.settings")
+FORBIDDEN = (
+    "boto3",
+    "botocore",
+    "requests",
+    "urllib3",
+    "httpx",
+    "shared.aws",
+    "shared.api",
+    "shared.settings",
+)
 
 
 def test_rating_loads_no_io_module():
