@@ -10,7 +10,7 @@
    `ErrInvoiceLineCreditsNotConsumedFully`: they were allocated against usage that isn't there).
 
 Every adjustment is rounded half away from zero to the currency. "Billed in the period" is net of
-discounts and credits-free; see the engine for how it is known on a split line.
+discounts, before credits; the engine explains how a split line knows it.
 """
 
 from __future__ import annotations

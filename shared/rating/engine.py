@@ -29,7 +29,9 @@ bills nothing; OpenMeter never splits a volume line).
 
 The maximum and minimum spend need what the period's earlier lines billed. Because their amounts
 telescope, that is the cumulative net amount at the line's start, capped by the maximum — derived
-from `pre_line_quantity`, with no stored state.
+from `pre_line_quantity`, with no stored state. Net of discounts: OpenMeter sums the earlier lines'
+amounts before discounts, so with a 10 % discount and a $150 maximum two $100 lines bill 90 + 50
+there and 90 + 60 here, which is what the unsplit $200 bills (180, capped at 150).
 
 Late usage (metered in a period whose last line was already invoiced) is a `late` line: everything
 billed is its `pre_line_quantity`, and it bills the difference like any later line (tiers continue,
@@ -98,7 +100,7 @@ def _rate_flat(line: BillableLine, precision: int) -> RatedLine:
                     amount,
                     ZERO,
                     amount,
-                    line.period,
+                    line.full_period,  # what the fee pays for, on whichever line bills it
                     line.payment_term,
                 )
             )
@@ -111,7 +113,9 @@ def _rate_usage(line: BillableLine, precision: int) -> RatedLine:
     units = billable(line.pre_line_quantity, line.quantity, line.unit_config, line.discounts)
     calculate = _CALCULATORS[line.price.type]
     before: dict[str, prices.Component] = {}
+    period = line.period
     if line.price.type is PriceType.VOLUME:
+        period = line.full_period  # its lines price the whole period
         # Only the last line prices the period, all of it; nothing was billed before it.
         after = calculate(line.price, units.after, precision) if line.is_last_in_period else []
     else:
@@ -135,7 +139,7 @@ def _rate_usage(line: BillableLine, precision: int) -> RatedLine:
                     c.unit_price,
                     b.amount if b else ZERO,
                     c.amount,
-                    line.period,
+                    period,
                     PaymentTerm.IN_ARREARS,
                 )
             )

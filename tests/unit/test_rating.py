@@ -453,6 +453,7 @@ def test_volume_bills_the_whole_period_on_its_last_line():
     first, last = split(volume(*EX2), [(15, "800"), (32, "5200")])
     assert rows(first) == [] and total(first) == 0
     assert rows(last) == [("volume-usage", 6000, 600)]
+    assert last.detailed[0].period == JAN  # it prices the whole period
 
 
 def test_package_split_counts_each_package_once():
@@ -507,6 +508,7 @@ def test_flat_fee_split_bills_on_its_first_or_last_line():
     assert [total(r) for r in advance] == [30, 0]
     assert [total(r) for r in arrears] == [0, 30]
     assert advance[0].detailed[0].payment_term is PaymentTerm.IN_ADVANCE
+    assert advance[0].detailed[0].period == JAN  # the fee pays for the whole period
 
 
 def test_late_usage_continues_the_tiers_without_a_second_minimum():
