@@ -139,19 +139,19 @@ def _check(case) -> None:
             assert all(x.amount > 0 for x in d.discounts)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cases(PriceType.UNIT))
 def test_split_never_changes_the_total_unit(case):
     _check(case)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cases(PriceType.GRADUATED))
 def test_split_never_changes_the_total_graduated(case):
     _check(case)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cases(PriceType.VOLUME))
 def test_split_never_changes_the_total_volume(case):
     _check(case)
@@ -169,7 +169,7 @@ def test_split_never_changes_the_total_free(case):
     _check(case)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from([PriceType.UNIT, PriceType.GRADUATED]).flatmap(cases), decimals(0, 1000, 3))
 def test_late_usage_bills_what_the_whole_usage_would_have(case, late):
     # Without a minimum spend (charged once, with the period), a period billed in N lines plus a
