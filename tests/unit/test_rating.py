@@ -483,6 +483,15 @@ def test_split_lines_do_not_drift_below_the_currency_unit():
     assert total(rate(line(unit("0.004"), 3))) == D("0.01")
 
 
+def test_percentage_discount_split_does_not_drift():
+    # $0.05 a unit, 10 % off, one unit per line. Cumulative amounts 0.05 / 0.10 / 0.15, their
+    # discounts round(0.005) = 0.01 / round(0.010) = 0.01 / round(0.015) = 0.02, so the lines take
+    # 0.01 / 0.00 / 0.01 = 0.02: the unsplit 0.15 x 10 % = 0.015 -> 0.02.
+    lines = split(unit("0.05"), [(10, "1"), (20, "1"), (32, "1")], discounts=Discounts(percentage=D(10)))
+    assert [r.totals.discounts_total for r in lines] == [D("0.01"), D("0.00"), D("0.01")]
+    assert [total(r) for r in lines] == [D("0.04"), D("0.05"), D("0.04")]
+
+
 def test_maximum_spend_across_split_lines():
     # $1 a unit, max 100. Line 1: 80 -> 80 billed. Line 2: 50 -> 80 + 50 = 130, 30 off -> 20.
     # Line 3: 10 -> the maximum is reached: all 10 off -> 0. 100 in all.
