@@ -3,7 +3,8 @@
 Prints: ingest and aggregate throughput through the real handlers beside a ceiling measured in
 the same run (decoding and validating the same events with nothing else), DynamoDB write
 requests per 1,000 events for a realistic mix, and items read per meter query for a month at P1D;
-then on the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py).
+then on the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py);
+last the rating engine alone, lines rated per second (bench/rating.py).
 """
 
 from __future__ import annotations
@@ -230,6 +231,10 @@ def main() -> None:
     measure()
     measure_reads()
     measure_local(customers=args.customers)
+
+    from bench.rating import report as rating_report
+
+    rating_report()
 
 
 if __name__ == "__main__":
