@@ -32,7 +32,11 @@ def _timing(value: Any) -> Any:
             return parse_rfc3339(value)
         except ValueError as exc:
             raise PydanticCustomError("datetime_parsing", str(exc)) from None
-    raise PydanticCustomError("enum", "must be immediate, next_billing_cycle or an RFC 3339 date-time")
+    raise PydanticCustomError(
+        "enum",
+        "must be immediate, next_billing_cycle or an RFC 3339 date-time",
+        {"expected": "'immediate' or 'next_billing_cycle'"},
+    )
 
 
 TimingField = Annotated[Timing | datetime, BeforeValidator(_timing)]
