@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from functions.rate import handler as rate
 from shared import bootstrap
 from shared.core.timeutil import floor_minute, format_rfc3339
 from tests.support.catalog import features, full_phases, usage_card
@@ -125,3 +126,21 @@ def test_an_immediate_upgrade_keeps_the_usage_of_the_current_period(stack: Stack
     assert value.status == 200, value
     assert Decimal(value.json()["usage"]) == 30
     assert Decimal(value.json()["balance"]) == 970  # premium's 1000, minus what basic already used
+
+
+def test_the_rate_function_advances_subscriptions_on_each_customers_time(stack: Stack) -> None:
+    clock = install_clock(d("2027-03-09T00:00:00Z"))
+    f = features(stack)
+    published_plan(stack, phases=full_phases(f))
+    a = customer(stack)
+    clock.at = d("2027-03-10T12:00:00Z")
+    assert subscribe(stack, a["id"]).status == 201
+    event = {"time": "2027-03-10T12:05:00Z", "detail-type": "Scheduled Event"}
+    assert rate.lambda_handler(event, None)["subscriptions_advanced"] == 0  # nothing due yet
+    clock.at = d("2027-03-24T12:00:00Z")  # the trial's 14 days are over
+    assert rate.lambda_handler(event, None)["subscriptions_advanced"] == 1
+    assert {k: v["type"] for k, v in entitlements(stack, a["id"]).items()} == {
+        "tokens": "metered",
+        "sso": "static",
+    }
+    assert rate.lambda_handler(event, None)["subscriptions_advanced"] == 0
