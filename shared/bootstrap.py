@@ -227,6 +227,7 @@ def subscriptions() -> SubscriptionService:
         customers(),
         entitlement_service(),
         now_for=_process_now,
+        addons=AddonRepository(table),
     )
 
 

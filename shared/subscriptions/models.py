@@ -127,3 +127,44 @@ class Span:
 class ChangeResult:
     current: Subscription
     next: Subscription
+
+
+@dataclass(frozen=True)
+class QuantitySegment:
+    """From `start` on (until the next segment or the subscription's end), `quantity` instances."""
+
+    start: datetime
+    quantity: int
+
+
+@dataclass
+class SubscriptionAddon:
+    """An add-on on a subscription, with its quantity timeline (engine-rules §2.8 "Add-ons")."""
+
+    id: str
+    subscription_id: str
+    addon_id: str
+    name: str
+    segments: tuple[QuantitySegment, ...]
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    labels: dict[str, str] | None = None
+
+    def quantity_at(self, t: datetime) -> int:
+        current = 0
+        for seg in self.segments:
+            if seg.start <= t:
+                current = seg.quantity
+        return current
+
+    def shown_at(self, now: datetime) -> tuple[int, datetime]:
+        """(quantity, when) as the contract shows it (`quantity` >= 1): the quantity in force now, else
+        the next one to come, else the last one there was."""
+        if self.quantity_at(now) >= 1:
+            return self.quantity_at(now), now
+        upcoming = [s for s in self.segments if s.start > now and s.quantity >= 1]
+        if upcoming:
+            return upcoming[0].quantity, upcoming[0].start
+        past = [s for s in self.segments if s.quantity >= 1]
+        return (past[-1].quantity, past[-1].start) if past else (1, self.segments[0].start)

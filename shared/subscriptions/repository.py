@@ -17,7 +17,14 @@ import orjson
 from shared.aws.dynamo import batch_get, from_item, query_all, to_item, to_value
 from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_optional, parse_rfc3339
-from shared.subscriptions.models import PhaseSpan, SettlementMode, Span, Subscription
+from shared.subscriptions.models import (
+    PhaseSpan,
+    QuantitySegment,
+    SettlementMode,
+    Span,
+    Subscription,
+    SubscriptionAddon,
+)
 
 
 class TimelineChanged(Exception):
@@ -76,6 +83,39 @@ def from_record(rec: dict[str, Any]) -> Subscription:
     )
 
 
+def addon_record(a: SubscriptionAddon) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "subscription_id": a.subscription_id,
+        "addon_id": a.addon_id,
+        "name": a.name,
+        "description": a.description,
+        "labels": a.labels,
+        "segments": orjson.dumps(
+            [{"start": format_rfc3339(s.start), "quantity": s.quantity} for s in a.segments]
+        ).decode(),
+        "created_at": format_rfc3339(a.created_at),
+        "updated_at": format_rfc3339(a.updated_at),
+    }
+
+
+def addon_from_record(rec: dict[str, Any]) -> SubscriptionAddon:
+    return SubscriptionAddon(
+        id=rec["id"],
+        subscription_id=rec["subscription_id"],
+        addon_id=rec["addon_id"],
+        name=rec["name"],
+        description=rec.get("description"),
+        labels=rec.get("labels"),
+        segments=tuple(
+            QuantitySegment(parse_rfc3339(s["start"]), int(s["quantity"]))
+            for s in orjson.loads(rec["segments"])
+        ),
+        created_at=parse_rfc3339(rec["created_at"]),
+        updated_at=parse_rfc3339(rec["updated_at"]),
+    )
+
+
 class SubscriptionRepository(TableRepository):
     @staticmethod
     def _key(sub_id: str) -> dict[str, Any]:
@@ -121,8 +161,26 @@ class SubscriptionRepository(TableRepository):
         )
         return [from_record(from_item(i)) for i in items]
 
+    def addons(self, sub_id: str) -> list[SubscriptionAddon]:
+        """The subscription's add-ons (`SUB#<id> / ADDON#<addon id>`: one per add-on), oldest first."""
+        items = query_all(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+            ExpressionAttributeValues={":p": to_value(f"SUB#{sub_id}"), ":s": to_value("ADDON#")},
+            ConsistentRead=True,
+        )
+        return sorted((addon_from_record(from_item(i)) for i in items), key=lambda a: (a.created_at, a.id))
+
     # -- writes ----------------------------------------------------------------------------------
-    def save(self, customer_id: str, rev: int, spans: list[Span], subs: list[Subscription]) -> int:
+    def save(
+        self,
+        customer_id: str,
+        rev: int,
+        spans: list[Span],
+        subs: list[Subscription],
+        addons: tuple[SubscriptionAddon, ...] = (),
+    ) -> int:
         """The subscriptions and the customer's timeline in one transaction, conditional on `rev`
         (TimelineChanged if another write got there first). Returns the new revision."""
         timeline = {
@@ -152,5 +210,8 @@ class SubscriptionRepository(TableRepository):
                 **to_item({**rec, "gsi1pk": "SUB", "gsi1sk": f"{rec['created_at']}#{s.id}"}),
             }
             items.append({"Put": {"TableName": self.table, "Item": item}})
+        for a in addons:
+            key = {"pk": {"S": f"SUB#{a.subscription_id}"}, "sk": {"S": f"ADDON#{a.addon_id}"}}
+            items.append({"Put": {"TableName": self.table, "Item": {**key, **to_item(addon_record(a))}}})
         self._transact(items, TimelineChanged)
         return rev + 1

@@ -163,3 +163,49 @@ def list_subscriptions(params: dict[str, str]) -> ListSubscriptionsQuery:
         filters.append(f)
     sort_items([], params.get("sort"), SORTS, "active_from")  # validates `sort` before any read
     return ListSubscriptionsQuery(page, tuple(filters), params.get("sort"))
+
+
+# -- add-ons (create and update are beyond the contract, in the style of engine-rules §2.8) ---------
+class AddonRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ULID)
+
+
+class CreateSubscriptionAddonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    addon: AddonRef
+    quantity: StrictInt = Field(ge=1)
+    timing: TimingField = Timing.IMMEDIATE
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+    description: str | None = Field(default=None, max_length=1024)
+    labels: Labels = None
+
+
+class UpdateSubscriptionAddonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: StrictInt = Field(ge=0)  # 0 removes the add-on from `timing` on
+    timing: TimingField = Timing.IMMEDIATE
+
+
+def create_subscription_addon(body: Any) -> CreateSubscriptionAddonRequest:
+    return validate_model(CreateSubscriptionAddonRequest, body)
+
+
+def update_subscription_addon(body: Any) -> UpdateSubscriptionAddonRequest:
+    return validate_model(UpdateSubscriptionAddonRequest, body)
+
+
+def list_subscription_addons(params: dict[str, str]) -> tuple[Page, str | None]:
+    page = page_params(params)
+    sort_items([], params.get("sort"), ADDON_SORTS, "created_at")
+    return page, params.get("sort")
+
+
+ADDON_SORTS: dict[str, Any] = {
+    "id": lambda a: a.id,
+    "created_at": lambda a: (a.created_at, a.id),
+    "updated_at": lambda a: (a.updated_at, a.id),
+}

@@ -11,6 +11,7 @@ materialised (`applied`), written with the customer's timeline under its revisio
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -18,9 +19,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from shared.catalog.models import EntitlementType, Plan, PriceType, RateCard
+from shared.catalog.models import Addon, EntitlementType, InstanceType, Plan, PriceType, RateCard
 from shared.catalog.models import Status as PlanStatus
-from shared.catalog.repository import PlanRepository
+from shared.catalog.repository import AddonRepository, PlanRepository
 from shared.core import durations
 from shared.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from shared.core.ids import new_id
@@ -35,19 +36,23 @@ from shared.subscriptions.models import (
     ONLY_SINGLE_SUBSCRIPTION,
     ChangeResult,
     PhaseSpan,
+    QuantitySegment,
     SettlementMode,
     Span,
     Subscription,
+    SubscriptionAddon,
     Timing,
     TimingSpec,
 )
 from shared.subscriptions.repository import SubscriptionRepository, TimelineChanged
 from shared.subscriptions.requests import (
     ChangeSubscriptionRequest,
+    CreateSubscriptionAddonRequest,
     CreateSubscriptionRequest,
     CustomerRef,
     ListSubscriptionsQuery,
     PlanRef,
+    UpdateSubscriptionAddonRequest,
 )
 
 logger = Logger(service="meterline", child=True)
@@ -62,8 +67,10 @@ class SubscriptionService:
         customers: CustomerService,
         entitlements: EntitlementService,
         now_for: Callable[[str], datetime],
+        addons: AddonRepository | None = None,
     ) -> None:
         self.repo = repo
+        self.addon_versions = addons
         self.plans = plans
         self.customers = customers
         self.entitlements = entitlements
@@ -220,13 +227,18 @@ class SubscriptionService:
         return [*others, Span(sub.id, sub.active_from, sub.active_to)]
 
     def _write(
-        self, customer_id: str, subs: list[Subscription], timeline: Callable[[list[Span]], list[Span]]
+        self,
+        customer_id: str,
+        subs: list[Subscription],
+        timeline: Callable[[list[Span]], list[Span]],
+        addon: Callable[[], SubscriptionAddon] | None = None,
     ) -> None:
         """Check against the customer's timeline and write, re-checking after a lost race."""
         for _ in range(ATTEMPTS):
             spans, rev = self.repo.timeline(customer_id)
             try:
-                self.repo.save(customer_id, rev, timeline(spans), subs)
+                new_spans = timeline(spans)
+                self.repo.save(customer_id, rev, new_spans, subs, (addon(),) if addon else ())
                 return
             except TimelineChanged:
                 continue
@@ -440,3 +452,98 @@ class SubscriptionService:
         elif t.type == EntitlementType.STATIC:
             body["config"] = t.config
         return CreateEntitlementRequest.model_validate(body)
+
+    # -- add-ons ---------------------------------------------------------------------------------
+    def addons(self, sub_id: str) -> builtins.list[SubscriptionAddon]:
+        self.get(sub_id)
+        return self.repo.addons(sub_id)
+
+    def addon(self, sub_id: str, sub_addon_id: str) -> SubscriptionAddon:
+        found = next((a for a in self.addons(sub_id) if a.id == sub_addon_id), None)
+        if found is None:
+            raise NotFound(f"Add-on [{sub_addon_id}] of subscription [{sub_id}] not found")
+        return found
+
+    def addon_version(self, addon_id: str) -> Addon | None:
+        found = self.addon_versions.get(addon_id) if self.addon_versions else None
+        return found[0] if found else None
+
+    def _quantity(self, addon: Addon, quantity: int, max_quantity: int | None) -> None:
+        if addon.instance_type == InstanceType.SINGLE and quantity > 1:
+            raise InvalidInput.field("quantity", f"add-on [{addon.key}] is single-instance: quantity is 1")
+        if max_quantity is not None and quantity > max_quantity:
+            raise InvalidInput.field(
+                "quantity", f"the plan offers at most {max_quantity} of add-on [{addon.key}]"
+            )
+
+    def _offer(self, sub: Subscription, addon_id: str) -> Any:
+        return next((link for link in self.plans.links(sub.plan_id) if link.addon_id == addon_id), None)
+
+    def add_addon(self, sub_id: str, req: CreateSubscriptionAddonRequest) -> SubscriptionAddon:
+        sub = self.get(sub_id)
+        now = self.now_for(sub.customer_id)
+        self._ended(sub, now)
+        addon = self.addon_version(req.addon.id)
+        if addon is None or addon.deleted_at is not None:
+            raise InvalidInput.field("addon.id", f"add-on [{req.addon.id}] not found", "missing_reference")
+        if addon.status(now) != PlanStatus.ACTIVE:
+            raise InvalidInput.field(
+                "addon.id", f"add-on [{addon.key}] is {addon.status(now).value}, not active"
+            )
+        if addon.currency != sub.currency:
+            raise InvalidInput.field(
+                "addon.id",
+                f"add-on currency {addon.currency} does not match the subscription's {sub.currency}",
+            )
+        link = self._offer(sub, addon.id)
+        if link is None:
+            raise InvalidInput.field("addon.id", f"plan [{sub.plan_key}] does not offer add-on [{addon.key}]")
+        self._quantity(addon, req.quantity, link.max_quantity)
+        at = self._boundary(sub, req.timing, now)
+        phase = next((p for p in sub.phases if p.key == link.from_plan_phase), None)
+        if phase is not None and at < phase.start:
+            raise InvalidInput.field(
+                "timing",
+                f"add-on [{addon.key}] is offered from phase [{phase.key}] ({format_rfc3339(phase.start)})",
+            )
+        created = SubscriptionAddon(
+            id=new_id(),
+            subscription_id=sub.id,
+            addon_id=addon.id,
+            name=req.name or addon.name,
+            description=req.description,
+            labels=req.labels,
+            segments=(QuantitySegment(at, req.quantity),),
+            created_at=now,
+            updated_at=now,
+        )
+
+        def check() -> SubscriptionAddon:
+            if any(a.addon_id == addon.id for a in self.repo.addons(sub.id)):
+                raise Conflict(
+                    f"Subscription [{sub.id}] already has add-on [{addon.key}]",
+                    conflicting_entity_id=addon.id,
+                )
+            return created
+
+        self._write(sub.customer_id, [], lambda spans: spans, check)
+        return created
+
+    def update_addon(
+        self, sub_id: str, sub_addon_id: str, req: UpdateSubscriptionAddonRequest
+    ) -> SubscriptionAddon:
+        sub = self.get(sub_id)
+        now = self.now_for(sub.customer_id)
+        self._ended(sub, now)
+        current = self.addon(sub_id, sub_addon_id)
+        addon = self.addon_version(current.addon_id)
+        link = self._offer(sub, current.addon_id)
+        if addon is not None:
+            self._quantity(addon, req.quantity, link.max_quantity if link else None)
+        at = max(self._boundary(sub, req.timing, now), current.segments[0].start)
+        # A later change replaces whatever was scheduled from its time on.
+        kept = tuple(s for s in current.segments if s.start < at)
+        current.segments = (*kept, QuantitySegment(at, req.quantity))
+        current.updated_at = now
+        self._write(sub.customer_id, [], lambda spans: spans, lambda: current)
+        return current

@@ -1,5 +1,5 @@
-"""Every subscription operation of the contract that Meterline serves, answering in the contract's
-shapes (response schema validation), and the add-on ones it does not serve yet."""
+"""Every subscription operation of the contract, served and answering in the contract's shapes
+(response schema validation)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from tests.contract.test_contract_routes import contract_operation, served_routes
 from tests.integration import conftest as integration
 from tests.support import contract
-from tests.support.catalog import UNKNOWN
+from tests.support.catalog import UNKNOWN, flat_card, plan_body
 from tests.support.contract import fast_boto3, full_headers  # noqa: F401  (fixtures)
 from tests.support.harness import Stack
 from tests.support.subscriptions import customer, d, install_clock, published_plan
@@ -18,8 +18,6 @@ from tests.support.subscriptions import customer, d, install_clock, published_pl
 pytestmark = pytest.mark.usefixtures("fast_boto3", "full_headers")
 _moto = integration._moto
 stack = integration.stack
-
-NOT_YET = {"list-subscription-addons", "get-subscription-addon"}  # subscription add-ons: not built yet
 
 
 def subscription_operations() -> set[str]:
@@ -30,10 +28,10 @@ def subscription_operations() -> set[str]:
     }
 
 
-def test_every_subscription_operation_but_add_ons_is_served() -> None:
+def test_every_subscription_operation_is_served() -> None:
     served = {op.operation_id for m, p in served_routes() if (op := contract_operation(m, p))}
     assert len(subscription_operations()) == 8
-    assert subscription_operations() - served == NOT_YET
+    assert subscription_operations() - served == set()
 
 
 def test_every_subscription_operation_answers_in_the_contract_shape(stack: Stack) -> None:
@@ -48,7 +46,22 @@ def test_every_subscription_operation_answers_in_the_contract_shape(stack: Stack
         return contract.validate(resp, op.operation_id)
 
     clock = install_clock(d("2027-03-09T00:00:00Z"))
-    published_plan(stack)
+    boost = stack.request(
+        "POST",
+        "/addons",
+        {
+            "key": "boost",
+            "name": "Boost",
+            "instance_type": "multiple",
+            "currency": "USD",
+            "rate_cards": [flat_card()],
+        },
+    ).json()
+    stack.request("POST", f"/addons/{boost['id']}/publish")
+    draft = stack.request("POST", "/plans", plan_body()).json()
+    link = {"name": "Boost", "addon": {"id": boost["id"]}, "from_plan_phase": "default"}
+    assert stack.request("POST", f"/plans/{draft['id']}/addons", link).status == 201
+    stack.request("POST", f"/plans/{draft['id']}/publish")
     published_plan(stack, "premium")
     a = customer(stack)
     clock.at = d("2027-03-10T12:00:00Z")
@@ -60,6 +73,14 @@ def test_every_subscription_operation_answers_in_the_contract_shape(stack: Stack
     call("GET", f"/subscriptions?filter[customer_id]={a['id']}&sort=active_to desc&page[size]=5", 200)
     call("GET", f"/subscriptions/{sub['id']}", 200)
     call("GET", f"/subscriptions/{UNKNOWN}", 404)
+    added = stack.request(
+        "POST", f"/subscriptions/{sub['id']}/addons", {"addon": {"id": boost["id"]}, "quantity": 2}
+    )
+    assert added.status == 201, added
+    call("GET", f"/subscriptions/{sub['id']}/addons", 200)
+    call("GET", f"/subscriptions/{sub['id']}/addons?sort=updated_at desc&page[size]=1", 200)
+    call("GET", f"/subscriptions/{sub['id']}/addons/{added.json()['id']}", 200)
+    call("GET", f"/subscriptions/{sub['id']}/addons/{UNKNOWN}", 404)
     call("POST", f"/subscriptions/{sub['id']}/cancel", 200, {"timing": "next_billing_cycle"})
     call("POST", f"/subscriptions/{sub['id']}/cancel", 400, {"timing": "2027-03-20T00:00:00Z"})
     call("POST", f"/subscriptions/{sub['id']}/unschedule-cancelation", 200)
@@ -69,4 +90,4 @@ def test_every_subscription_operation_answers_in_the_contract_shape(stack: Stack
     assert result["current"]["status"] == "inactive" and result["next"]["status"] == "active"
     call("POST", f"/subscriptions/{sub['id']}/change", 409, change)
     call("POST", f"/subscriptions/{sub['id']}/cancel", 409)
-    assert subscription_operations() - NOT_YET - seen == set()
+    assert subscription_operations() - seen == set()

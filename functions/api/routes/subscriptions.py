@@ -1,5 +1,6 @@
-"""Subscriptions (contract tag `OpenMeter Subscriptions`): create, list, get, cancel, change and
-unschedule-cancelation. Parse, call, render; errors are the service's domain errors."""
+"""Subscriptions (contract tag `OpenMeter Subscriptions`): create, list, get, cancel, change,
+unschedule-cancelation, and their add-ons (list and get per the contract; create and quantity changes
+beyond it, README "API"). Parse, call, render; errors are the service's domain errors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.api.app import body, json_response, optional_body, query_params
 from shared import bootstrap
+from shared.api.params import sort_items
 from shared.subscriptions import requests, views
 
 router = APIGatewayRouter()
@@ -55,3 +57,47 @@ def change_subscription(subscription_id: str) -> Response:
     sub_id = requests.path_id(subscription_id)
     result = svc.change(sub_id, requests.change_subscription(body()))
     return json_response(200, views.change(result, svc.now_for(result.current.customer_id)))
+
+
+@router.get("/subscriptions/<subscription_id>/addons")
+def list_subscription_addons(subscription_id: str) -> Response:
+    svc = bootstrap.subscriptions()
+    sub = svc.get(requests.path_id(subscription_id))
+    page, sort = requests.list_subscription_addons(query_params())
+    items = sort_items(svc.addons(sub.id), sort, requests.ADDON_SORTS, "created_at")
+    now = svc.now_for(sub.customer_id)
+    rendered = [
+        views.subscription_addon(a, svc.addon_version(a.addon_id), sub, now) for a in page.slice(items)
+    ]
+    return json_response(200, page.response(rendered, len(items)))
+
+
+@router.post("/subscriptions/<subscription_id>/addons")
+def create_subscription_addon(subscription_id: str) -> Response:
+    svc = bootstrap.subscriptions()
+    sub_id = requests.path_id(subscription_id)
+    created = svc.add_addon(sub_id, requests.create_subscription_addon(body()))
+    return _addon(201, created.subscription_id, created.id)
+
+
+@router.get("/subscriptions/<subscription_id>/addons/<subscription_addon_id>")
+def get_subscription_addon(subscription_id: str, subscription_addon_id: str) -> Response:
+    sub_id = requests.path_id(subscription_id)
+    return _addon(200, sub_id, requests.path_id(subscription_addon_id, "subscriptionAddonId"))
+
+
+@router.patch("/subscriptions/<subscription_id>/addons/<subscription_addon_id>")
+def update_subscription_addon(subscription_id: str, subscription_addon_id: str) -> Response:
+    svc = bootstrap.subscriptions()
+    sub_id = requests.path_id(subscription_id)
+    addon_id = requests.path_id(subscription_addon_id, "subscriptionAddonId")
+    svc.update_addon(sub_id, addon_id, requests.update_subscription_addon(body()))
+    return _addon(200, sub_id, addon_id)
+
+
+def _addon(status: int, sub_id: str, sub_addon_id: str) -> Response:
+    svc = bootstrap.subscriptions()
+    sub = svc.get(sub_id)
+    a = svc.addon(sub_id, sub_addon_id)
+    now = svc.now_for(sub.customer_id)
+    return json_response(status, views.subscription_addon(a, svc.addon_version(a.addon_id), sub, now))
