@@ -17,11 +17,21 @@ from shared.api.problem import BadRequest
 from shared.api.validation import Rfc3339, validate_model
 from shared.core.errors import InvalidInput
 from shared.core.labels import check_labels
-from shared.core.timeutil import parse_rfc3339
+from shared.core.timeutil import EARLIEST_INSTANT, LATEST_INSTANT, parse_rfc3339
 from shared.subscriptions.models import Status, Subscription, Timing, TimingSpec
 
 ULID = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
 Labels = Annotated[dict[str, str] | None, AfterValidator(check_labels)]
+
+
+def _in_range(value: datetime) -> datetime:
+    """Billing instants stay inside the engine's range (docs/architecture.md "Accepted time range"):
+    periods and phases are computed past them, and year 9999 has no next period."""
+    if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+        raise PydanticCustomError(
+            "datetime_parsing", "must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z"
+        )
+    return value
 
 
 def _timing(value: Any) -> Any:
@@ -29,7 +39,7 @@ def _timing(value: Any) -> Any:
         return Timing(value)
     if isinstance(value, str) and value[:1].isdigit():
         try:
-            return parse_rfc3339(value)
+            return _in_range(parse_rfc3339(value))
         except ValueError as exc:
             raise PydanticCustomError("datetime_parsing", str(exc)) from None
     raise PydanticCustomError(
@@ -62,7 +72,7 @@ class CreateSubscriptionRequest(BaseModel):
 
     customer: CustomerRef
     plan: PlanRef
-    billing_anchor: Rfc3339 | None = None
+    billing_anchor: Annotated[Rfc3339, AfterValidator(_in_range)] | None = None
     labels: Labels = None
     settlement_mode: Literal["credit_then_invoice", "credit_only"] | None = None
     timing: TimingField = Timing.IMMEDIATE  # beyond the contract (see the module docstring)
@@ -198,14 +208,23 @@ def update_subscription_addon(body: Any) -> UpdateSubscriptionAddonRequest:
     return validate_model(UpdateSubscriptionAddonRequest, body)
 
 
-def list_subscription_addons(params: dict[str, str]) -> tuple[Page, str | None]:
-    page = page_params(params)
-    sort_items([], params.get("sort"), ADDON_SORTS, "created_at")
-    return page, params.get("sort")
-
-
 ADDON_SORTS: dict[str, Any] = {
     "id": lambda a: a.id,
     "created_at": lambda a: (a.created_at, a.id),
     "updated_at": lambda a: (a.updated_at, a.id),
 }
+
+
+@dataclass(frozen=True)
+class ListSubscriptionAddonsQuery:
+    page: Page
+    sort: str | None
+
+    def order(self, addons: list[Any]) -> list[Any]:
+        return sort_items(addons, self.sort, ADDON_SORTS, "created_at")
+
+
+def list_subscription_addons(params: dict[str, str]) -> ListSubscriptionAddonsQuery:
+    page = page_params(params)
+    sort_items([], params.get("sort"), ADDON_SORTS, "created_at")  # validates `sort` before any read
+    return ListSubscriptionAddonsQuery(page, params.get("sort"))

@@ -50,6 +50,7 @@ from shared.subscriptions.requests import (
     CreateSubscriptionAddonRequest,
     CreateSubscriptionRequest,
     CustomerRef,
+    ListSubscriptionAddonsQuery,
     ListSubscriptionsQuery,
     PlanRef,
     UpdateSubscriptionAddonRequest,
@@ -424,6 +425,14 @@ class SubscriptionService:
                     )
                     continue
                 created = ent  # ours, from a run that crashed before it recorded it
+            except DomainError as exc:
+                # The catalog changed since the plan was published (a feature archived, a meter
+                # deleted): the subscription stands, without that entitlement, and says why.
+                logger.warning(
+                    "subscription entitlement not materialised",
+                    extra={"subscription": sub.id, "feature": rc.feature_id, "reason": exc.message},
+                )
+                continue
             sub.entitlements[created.feature_key] = created.id
 
     def _entitlement_request(
@@ -457,6 +466,9 @@ class SubscriptionService:
     def addons(self, sub_id: str) -> builtins.list[SubscriptionAddon]:
         self.get(sub_id)
         return self.repo.addons(sub_id)
+
+    def list_addons(self, sub_id: str, query: ListSubscriptionAddonsQuery) -> Listed[SubscriptionAddon]:
+        return Listed.of(query.page, query.order(self.addons(sub_id)))
 
     def addon(self, sub_id: str, sub_addon_id: str) -> SubscriptionAddon:
         found = next((a for a in self.addons(sub_id) if a.id == sub_addon_id), None)

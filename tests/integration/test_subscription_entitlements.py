@@ -144,3 +144,16 @@ def test_the_rate_function_advances_subscriptions_on_each_customers_time(stack: 
         "sso": "static",
     }
     assert rate.lambda_handler(event, None)["subscriptions_advanced"] == 0
+
+
+def test_a_feature_archived_after_publishing_leaves_the_subscription_without_its_entitlement(
+    stack: Stack,
+) -> None:
+    clock = install_clock(d("2027-03-09T00:00:00Z"))
+    f = features(stack)
+    published_plan(stack, phases=[{**full_phases(f)[1], "key": "only"}])  # the paid phase alone
+    assert stack.request("DELETE", f"/features/{f['sso']}").status == 204
+    a = customer(stack)
+    clock.at = d("2027-03-10T12:00:00Z")
+    assert subscribe(stack, a["id"]).status == 201
+    assert {k: v["type"] for k, v in entitlements(stack, a["id"]).items()} == {"tokens": "metered"}

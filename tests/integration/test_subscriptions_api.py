@@ -159,6 +159,18 @@ def test_two_concurrent_creates_yield_one_201_and_one_409(stack: Stack, clock: M
             "timing",
         ),
         (lambda c, p: {"customer": {"id": c}, "plan": {"key": "pro"}, "timing": "soon"}, "timing"),
+        (
+            lambda c, p: {"customer": {"id": c}, "plan": {"key": "pro"}, "timing": "9999-12-31T00:00:00Z"},
+            "timing",
+        ),
+        (
+            lambda c, p: {
+                "customer": {"id": c},
+                "plan": {"key": "pro"},
+                "billing_anchor": "1900-01-01T00:00:00Z",
+            },
+            "billing_anchor",
+        ),
         (lambda c, p: {"customer": {}, "plan": {"key": "pro"}}, "customer.id"),
         (lambda c, p: {"customer": {"id": c}, "plan": {}}, "plan.key"),
         (

@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.api.app import body, json_response, optional_body, query_params
 from shared import bootstrap
-from shared.api.params import sort_items
 from shared.subscriptions import requests, views
 
 router = APIGatewayRouter()
@@ -63,13 +62,11 @@ def change_subscription(subscription_id: str) -> Response:
 def list_subscription_addons(subscription_id: str) -> Response:
     svc = bootstrap.subscriptions()
     sub = svc.get(requests.path_id(subscription_id))
-    page, sort = requests.list_subscription_addons(query_params())
-    items = sort_items(svc.addons(sub.id), sort, requests.ADDON_SORTS, "created_at")
+    query = requests.list_subscription_addons(query_params())
+    listed = svc.list_addons(sub.id, query)
     now = svc.now_for(sub.customer_id)
-    rendered = [
-        views.subscription_addon(a, svc.addon_version(a.addon_id), sub, now) for a in page.slice(items)
-    ]
-    return json_response(200, page.response(rendered, len(items)))
+    rendered = [views.subscription_addon(a, svc.addon_version(a.addon_id), sub, now) for a in listed.items]
+    return json_response(200, query.page.response(rendered, listed.total))
 
 
 @router.post("/subscriptions/<subscription_id>/addons")
