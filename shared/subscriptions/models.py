@@ -99,12 +99,17 @@ class Subscription:
         phase = self.phase_at(t)
         return phase.key if phase is not None else ENDED
 
-    def due_instants(self, until: datetime) -> list[datetime]:
-        """The instants up to `until` at which something changes (start, phase starts, end)."""
-        out = [p.start for p in self.phases if p.start <= until]
-        if self.active_to is not None and self.active_to <= until:
-            out = [t for t in out if t < self.active_to] + [self.active_to]
-        return out
+    def rank(self, target: str | None) -> int:
+        """How far along a target is (not started < each phase in order < ended): run_due only
+        moves forward, so a run for an earlier instant never undoes a later one."""
+        if target is None:
+            return -1
+        if target == ENDED:
+            return len(self.phases)
+        return next((i for i, p in enumerate(self.phases) if p.key == target), -1)
+
+    def due_at(self, until: datetime) -> bool:
+        return self.rank(self.target_at(until)) > self.rank(self.applied)
 
 
 @dataclass(frozen=True)

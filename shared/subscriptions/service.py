@@ -212,7 +212,9 @@ class SubscriptionService:
                 )
 
     @staticmethod
-    def _check_free(spans: list[Span], sub: Subscription, replacing: Subscription | None) -> list[Span]:
+    def _check_free(
+        spans: builtins.list[Span], sub: Subscription, replacing: Subscription | None
+    ) -> builtins.list[Span]:
         """The timeline with `sub` added (and `replacing` shortened), or 409 if it would overlap."""
         others = [s for s in spans if replacing is None or s.subscription_id != replacing.id]
         for span in others:
@@ -230,8 +232,8 @@ class SubscriptionService:
     def _write(
         self,
         customer_id: str,
-        subs: list[Subscription],
-        timeline: Callable[[list[Span]], list[Span]],
+        subs: builtins.list[Subscription],
+        timeline: Callable[[builtins.list[Span]], builtins.list[Span]],
         addon: Callable[[], SubscriptionAddon] | None = None,
     ) -> None:
         """Check against the customer's timeline and write, re-checking after a lost race."""
@@ -316,7 +318,7 @@ class SubscriptionService:
         return self.get(sub.id)
 
     @staticmethod
-    def _replace_span(spans: list[Span], sub: Subscription) -> list[Span]:
+    def _replace_span(spans: builtins.list[Span], sub: Subscription) -> builtins.list[Span]:
         if not any(s.subscription_id == sub.id for s in spans):
             raise Conflict(f"Subscription [{sub.id}] is no longer on its customer's timeline")
         return [
@@ -355,7 +357,8 @@ class SubscriptionService:
     def run_due(self, customer_ids: Sequence[str], until: datetime) -> int:
         """Perform what is due up to `until` for these customers, in time order: a subscription that
         ended (or left a phase) gives up its entitlements before the next one (or phase) takes its
-        own. Idempotent: a second run finds each subscription's `applied` already at its target.
+        own. Idempotent and forward-only: a second run (or one for an earlier instant) finds each
+        subscription's `applied` at or past its target.
         Returns how many subscriptions changed."""
         changed = 0
         for customer_id in dict.fromkeys(customer_ids):
@@ -368,14 +371,14 @@ class SubscriptionService:
         due: dict[str, datetime] = {}
         for sub in self.repo.list_all():
             now = due.get(sub.customer_id) or self.now_for(sub.customer_id)
-            if sub.target_at(now) != sub.applied:
+            if sub.due_at(now):
                 due[sub.customer_id] = now
         return sum(self.run_due([customer_id], now) for customer_id, now in due.items())
 
     def _advance(self, customer_id: str, until: datetime) -> int:
         for _ in range(ATTEMPTS):
             spans, subs, rev = self.repo.for_customer(customer_id)
-            due = [s for s in subs if s.target_at(until) != s.applied]
+            due = [s for s in subs if s.due_at(until)]
             if not due:
                 return 0
             # Teardown first (a subscription ending at T frees its features for the one starting at T).

@@ -58,6 +58,7 @@ def test_phases_materialise_their_entitlements_on_time_and_idempotently(stack: S
     # Running it again (or for an earlier instant) changes nothing.
     assert svc.run_due([a["id"]], d("2027-03-24T12:00:00Z")) == 0
     assert svc.run_due([a["id"], a["id"]], d("2027-03-25T00:00:00Z")) == 0
+    assert svc.run_due([a["id"]], d("2027-03-11T00:00:00Z")) == 0  # an earlier instant undoes nothing
     assert entitlements(stack, a["id"]) == paid
 
     # A grant on the subscription-managed entitlement (OpenMeter #3293).
