@@ -181,7 +181,10 @@ class SubscriptionService:
         for phase in plan.phases:
             spans.append(PhaseSpan(phase.key, t))
             if phase.duration is not None:
-                t = durations.step(t, phase.duration, 1)
+                try:
+                    t = durations.step(t, phase.duration, 1)
+                except (OverflowError, ValueError):
+                    break  # the phase outlasts the calendar (year 9999): no later phase ever starts
         return Subscription(
             id=new_id(),
             customer_id=customer_id,
