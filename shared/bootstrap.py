@@ -43,6 +43,8 @@ from shared.notifications.repository import NotificationConfigRepository
 from shared.notifications.sender import Sender
 from shared.notifications.store import NotificationStore
 from shared.settings import get_settings
+from shared.subscriptions.repository import SubscriptionRepository
+from shared.subscriptions.service import SubscriptionService
 from shared.usage.aggregator import Aggregator
 from shared.usage.query import UsageQueryService
 
@@ -210,6 +212,25 @@ def addons() -> AddonService:
     return AddonService(AddonRepository(table), FeatureRepository(table), tax_codes())
 
 
+# -- subscriptions (api) ------------------------------------------------------------------------
+def _process_now(_customer_id: str) -> datetime:
+    """Every customer's now is the process clock until test clocks hook in here."""
+    return Clock().now()
+
+
+@lru_cache(maxsize=1)
+def subscriptions() -> SubscriptionService:
+    table = get_settings().config_table
+    return SubscriptionService(
+        SubscriptionRepository(table),
+        PlanRepository(table),
+        customers(),
+        entitlement_service(),
+        now_for=_process_now,
+        addons=AddonRepository(table),
+    )
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -242,6 +263,7 @@ _CACHED = (
     tax_codes,
     plans,
     addons,
+    subscriptions,
     llm_catalog,
 )
 

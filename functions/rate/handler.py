@@ -1,4 +1,5 @@
-"""The rate function, every 5 minutes: the entitlement reset sweep. Rating arrives with a later issue.
+"""The rate function, every 5 minutes: subscriptions advance (phase changes and ends materialise their
+entitlements, shared/subscriptions), then the entitlement reset sweep. Rating arrives with a later issue.
 
 The sweep gives every metered entitlement whose usage period has ended its reset (a fresh access
 state and an `entitlements.reset` domain event), also for customers with no new usage. It reads
@@ -33,6 +34,9 @@ def _top_of_the_hour(event: dict[str, Any]) -> bool:
 
 @lambda_entry("rate", correlation_paths.EVENT_BRIDGE)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Subscriptions first: a phase that began materialises its entitlements before the reset sweep.
+    advanced = bootstrap.subscriptions().sweep()
+    metrics.add_metric("SubscriptionsAdvanced", MetricUnit.Count, advanced)
     reset = entitlements().sweep(reconcile=_top_of_the_hour(event))
     metrics.add_metric("EntitlementsReset", MetricUnit.Count, reset)
     prices = bootstrap.llm_prices()
@@ -43,6 +47,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("llm price catalog refreshed", extra=refreshed)
     logger.info(
         "entitlement reset sweep done; rating: nothing to rate yet (billing is a later issue)",
-        extra={"entitlements_reset": reset},
+        extra={"entitlements_reset": reset, "subscriptions_advanced": advanced},
     )
-    return {"status": "ok", "function": "rate", "entitlements_reset": reset, "llm_prices": refreshed}
+    return {
+        "status": "ok",
+        "function": "rate",
+        "entitlements_reset": reset,
+        "subscriptions_advanced": advanced,
+        "llm_prices": refreshed,
+    }

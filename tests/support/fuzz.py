@@ -173,6 +173,11 @@ def with_departures(raw: dict[str, Any]) -> dict[str, Any]:
                 op["responses"].setdefault("409", _problem("Conflict"))
             if op["operationId"] in UNSUPPORTED_MEDIA_TYPE_OPERATIONS:
                 op["responses"].setdefault("415", _problem("UnsupportedMediaType"))
+    # `create-subscription` also takes `timing`, as change and cancel do (engine-rules §2.8).
+    create = spec["components"]["schemas"]["BillingSubscriptionCreate"]
+    create["properties"]["timing"] = spec["components"]["schemas"]["BillingSubscriptionCancel"]["properties"][
+        "timing"
+    ]
     event = spec["components"]["schemas"]["MeteringEvent"]
     event["required"] = [r for r in event["required"] if r != "specversion"]  # defaults to 1.0
     event["properties"]["specversion"] = {**event["properties"]["specversion"], "enum": ["1.0"]}
