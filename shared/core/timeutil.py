@@ -37,7 +37,7 @@ class Clock:
 
 
 class CustomerClock(Protocol):
-    """"Now" as one customer sees it: a test clock's frozen time for a customer created on one,
+    """ "Now" as one customer sees it: a test clock's frozen time for a customer created on one,
     wall time for everyone else (shared/testclocks/resolver.py is the implementation)."""
 
     def now_for(self, customer_id: str) -> datetime: ...

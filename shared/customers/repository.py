@@ -183,7 +183,9 @@ class CustomerRepository(TableRepository):
         items += [self._release_claim(s, new) for s in old.subjects if s not in set(new_subjects)]
         self._transact(items)
 
-    def soft_delete(self, old: Customer, deleted: Customer, extra: list[dict[str, Any]] | None = None) -> None:
+    def soft_delete(
+        self, old: Customer, deleted: Customer, extra: list[dict[str, Any]] | None = None
+    ) -> None:
         """Mark deleted and release the key and every subject, atomically (with `extra` items:
         releasing its test clock)."""
         self._transact(
