@@ -9,6 +9,7 @@ step, and sets the clock `ready` when it reaches the target.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -31,8 +32,9 @@ logger = Logger(service=SERVICE, child=True)
 
 # A runner holds a clock for this long per step; a crashed one is taken over after it.
 LEASE_SECONDS = 120
-# Stop stepping when less than this is left of the invocation: the next run continues.
-RESERVE_SECONDS = 30.0
+# Stop stepping when less than this, or twice the longest step so far, is left of the invocation
+# (every run makes at least one step); the next run continues from the stored step.
+MIN_RESERVE_SECONDS = 2.0
 
 
 class AdvanceTrigger(Protocol):
@@ -146,13 +148,16 @@ class ClockAdvancer:
         customers = self.repo.customer_ids(clock_id)
         t = clock.frozen_time
         done: dict[str, int] = {}
+        longest = 0.0
         while True:
+            started = time.monotonic()
             self.resolver.pin(clock_id, t)
             for provider in self.providers:
                 done[provider.name] = done.get(provider.name, 0) + provider.run_due(customers, t)
             if t >= target:
                 break
-            if time_left is not None and time_left() < RESERVE_SECONDS:
+            longest = max(longest, time.monotonic() - started)
+            if time_left is not None and time_left() < max(MIN_RESERVE_SECONDS, 2 * longest):
                 self.repo.release(clock_id, token)
                 logger.info("advance paused", extra={"test_clock_id": clock_id, "at": str(t), **done})
                 return False
