@@ -26,8 +26,13 @@ EXPECTED = {
 
 
 # Where the contract is silent, endpoints in its style (README "API"): customer-scoped entitlements
-# and grants, notifications, and API tokens. Anything else served must be a contract operation.
-EXTENSION_PREFIXES = ("/openmeter/customers/{}/entitlements", "/openmeter/notification/", "/openmeter/tokens")
+# and grants, notifications, API tokens and test clocks. Anything else served must be a contract operation.
+EXTENSION_PREFIXES = (
+    "/openmeter/customers/{}/entitlements",
+    "/openmeter/notification/",
+    "/openmeter/tokens",
+    "/openmeter/test-clocks",
+)
 
 
 def served_routes() -> list[tuple[str, str]]:
