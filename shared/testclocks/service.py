@@ -9,6 +9,7 @@ step, and sets the clock `ready` when it reaches the target.
 
 from __future__ import annotations
 
+import builtins
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -111,7 +112,7 @@ class TestClockService:
                 logger.exception("advance trigger failed; the scheduled run will pick it up")
         return advancing
 
-    def advancing_ids(self) -> list[str]:
+    def advancing_ids(self) -> builtins.list[str]:
         return [c.id for c in self.repo.list_all() if c.status is ClockStatus.ADVANCING]
 
 
