@@ -44,10 +44,15 @@ def _matches(customer: Customer, flt: StringFilter) -> bool:
     return flt.matches(getattr(customer, flt.field))
 
 
+class ClockView(Protocol):
+    frozen_time: datetime
+    status: str  # "ready" or "advancing"
+
+
 class ClockBinding(Protocol):
     """The test clocks a customer can be created on (shared/testclocks/repository.py)."""
 
-    def frozen_time(self, clock_id: str) -> datetime | None: ...
+    def get(self, clock_id: str) -> ClockView | None: ...
     def bind_items(self, clock_id: str, customer_id: str) -> list[dict[str, Any]]: ...
     def unbind_items(self, clock_id: str, customer_id: str) -> list[dict[str, Any]]: ...
 
@@ -116,10 +121,15 @@ class CustomerService:
         now = self.clock.now()
         extra: list[dict[str, Any]] = []
         if req.test_clock_id is not None:
-            frozen = self.clocks.frozen_time(req.test_clock_id) if self.clocks is not None else None
-            if frozen is None:
+            clock = self.clocks.get(req.test_clock_id) if self.clocks is not None else None
+            if clock is None:
                 raise BadRequest.field("test_clock_id", f"test clock [{req.test_clock_id}] not found")
-            now = frozen  # a customer created on a clock is created at the clock's time (as Stripe's)
+            if clock.status != "ready":  # (the running advance has its customer list already)
+                raise Conflict(
+                    f"Test clock [{req.test_clock_id}] is advancing: create the customer once it is ready",
+                    conflicting_entity_id=req.test_clock_id,
+                )
+            now = clock.frozen_time  # created at the clock's time, as Stripe's test-clock customers
         customer = Customer(
             id=new_id(),
             key=req.key,

@@ -146,9 +146,13 @@ class AccessRefresher:
         # their test clock is advanced (shared/testclocks), never with the wall clock.
         due: dict[str, Entitlement | None] = {eid: None for _, eid in self.store.due(now)}
         for ent in reconcile or ():
-            if ent.id not in due and self.customer_clock.clock_of(ent.customer_id) is None:
+            if ent.id not in due:
                 state = self.store.get(ent.customer_id, ent.feature_key)
-                if state is None or state.period_to is None or state.period_to <= now:
+                # A missing state is written (at its customer's time); a clock-bound one is current
+                # as of its clock, whatever the wall clock says.
+                if state is None or (
+                    state.test_clock_id is None and (state.period_to is None or state.period_to <= now)
+                ):
                     due[ent.id] = ent
         count = 0
         for eid, known in due.items():

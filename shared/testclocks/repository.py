@@ -204,15 +204,20 @@ class TestClockRepository(TableRepository):
         return [i["sk"]["S"][len(MEMBER_PREFIX) :] for i in items]
 
     def bind_items(self, clock_id: str, customer_id: str) -> list[dict[str, Any]]:
-        """Transaction items binding a new customer: fail (cancel) when the clock is gone."""
+        """Transaction items binding a new customer: cancelled when the clock is gone or advancing
+        (a running advance read its customers already)."""
         return [
             {
                 "Update": {
                     "TableName": self.table,
                     "Key": _key(clock_id),
                     "UpdateExpression": "ADD customer_count :one",
-                    "ConditionExpression": "attribute_exists(pk)",
-                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    "ConditionExpression": "attribute_exists(pk) AND #s = :ready",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {
+                        ":one": {"N": "1"},
+                        ":ready": {"S": ClockStatus.READY.value},
+                    },
                 }
             },
             {"Put": {"TableName": self.table, "Item": _key(clock_id, MEMBER_PREFIX + customer_id)}},

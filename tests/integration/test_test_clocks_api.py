@@ -128,8 +128,10 @@ def test_clock_lifecycle(stack: Stack, trigger_queue: str) -> None:
     body = resp.json()
     assert body["status"] == "advancing" and body["frozen_time"] == iso(FROZEN)
     assert body["status_details"] == {"advancing": {"target_frozen_time": iso(target)}}
-    # While advancing, another advance is refused.
+    # While advancing, another advance is refused, and so is a new customer on the clock.
     problem(stack.request("POST", f"/test-clocks/{clock['id']}/advance", {"frozen_time": iso(target)}), 409)
+    late = {"key": "late", "name": "Late", "test_clock_id": clock["id"]}
+    problem(stack.request("POST", "/customers", late), 409)
 
     assert [r["test_clocks"] for r in run_triggers(stack, trigger_queue)] == [{clock["id"]: "ready"}]
     done = stack.request("GET", f"/test-clocks/{clock['id']}").json()
