@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -23,6 +24,7 @@ from infra.constructs.data import DataStores
 from infra.constructs.functions import RUNTIME, FunctionSpec, MeterlineFunction, lambda_code
 from infra.constructs.monitoring import Alarms
 from shared.aws import resources as r
+from shared.testclocks.trigger import ADVANCE_REQUESTED
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
@@ -109,6 +111,18 @@ class MeterlineStack(cdk.Stack):
 
         self.topic_subscription = self.data.topic.add_subscription(
             subscriptions.LambdaSubscription(fn["Notify"])
+        )
+        # Test clock advances: the API publishes `test_clock.advance_requested` and the rate function
+        # runs the advance at once (outside the API request), rather than at its next schedule. Only
+        # that type reaches it; a lost or failed message is covered by the schedule, which resumes
+        # every clock still advancing.
+        self.clock_subscription = self.data.topic.add_subscription(
+            subscriptions.LambdaSubscription(
+                fn["Rate"],
+                filter_policy={
+                    "type": sns.SubscriptionFilter.string_filter(allowlist=[ADVANCE_REQUESTED]),
+                },
+            )
         )
         # A domain event the notify function failed on 3 times (SNS invokes asynchronously) is parked
         # here instead of dropped; replaying it is safe (dedupe claim per domain event and rule).

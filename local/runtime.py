@@ -21,6 +21,7 @@ from local.moto_server import MotoServer, point_aws_env_at
 from local.provision import Provisioned, provision
 from local.scheduler import ScheduledJob, Scheduler
 from local.sns_poller import SnsConfig, SnsPoller
+from shared.testclocks.trigger import ADVANCE_REQUESTED
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,15 @@ class RuntimeConfig:
     notify_retry_interval: float = 5.0  # the stack's notify retry sweep runs every minute
     esm: EsmConfig = field(default_factory=EsmConfig)
     sns: SnsConfig = field(default_factory=SnsConfig)
+    # The rate function's SNS trigger: test clock advances run within moments, not at the schedule.
+    clock_trigger: SnsConfig = field(
+        default_factory=lambda: SnsConfig(
+            queue_name="meterline-rate-local",
+            dlq_name="meterline-rate-local-dlq",
+            function_name="meterline-rate",
+            filter_policy={"type": [ADVANCE_REQUESTED]},
+        )
+    )
     moto_port: int = 0
     # Where moto's state and the poller checkpoints are kept across restarts; None = memory only.
     state_dir: Path | None = None
@@ -75,6 +85,7 @@ class LocalRuntime:
         self.token = ""
         self.kinesis: KinesisPoller | None = None
         self.sns: SnsPoller | None = None
+        self.clock_trigger: SnsPoller | None = None
         self.http: ApiGatewayServer | None = None
         self.scheduler: Scheduler | None = None
         self._saved_env: dict[str, str] = {}
@@ -137,6 +148,15 @@ class LocalRuntime:
         )
         self.sns.setup()
         self.sns.start()
+        self.clock_trigger = SnsPoller(
+            sns=self.clients["sns"],
+            sqs=self.clients["sqs"],
+            topic_arn=res.topic_arn,
+            handler=self.handlers.rate,
+            config=cfg.clock_trigger,
+        )
+        self.clock_trigger.setup()
+        self.clock_trigger.start()
         self.http = ApiGatewayServer(
             cfg.host, cfg.port, default_routes(self.handlers.ingest, self.handlers.api)
         )
@@ -182,7 +202,7 @@ class LocalRuntime:
         # Reverse order: stop taking requests, then the pollers/scheduler, then AWS.
         if self.http:
             self.http.stop()
-        for part in (self.scheduler, self.sns):
+        for part in (self.scheduler, self.sns, self.clock_trigger):
             if part is not None:
                 part.stop()
         if self.kinesis is not None:
@@ -200,5 +220,5 @@ class LocalRuntime:
             os.environ.update(self._saved_env)
             self._saved_env = {}
             _reset_shared_caches()
-        self.http = self.scheduler = self.sns = self.kinesis = None
+        self.http = self.scheduler = self.sns = self.clock_trigger = self.kinesis = None
         self.running = False

@@ -1,5 +1,7 @@
-"""SNS -> Lambda for the notify function: the domain topic fans out to an SQS queue that this
-poller drains, handing each message to the handler in the Lambda SNS event shape.
+"""SNS -> Lambda: the domain topic fans out to an SQS queue that this poller drains, handing each
+message to the handler in the Lambda SNS event shape. Two run: the notify function (every domain
+event) and the rate function (test clock advance requests only, by the same filter policy as the
+stack's subscription).
 
 A message is deleted only after the handler returned. Failures are retried (the message
 reappears after `retry_delay`); after `max_attempts` (Lambda async invoke: 1 + 2 retries)
@@ -31,6 +33,8 @@ class SnsConfig:
     retry_delay: int = 1  # seconds a failed message stays invisible (SQS visibility timeout)
     max_attempts: int = 3
     function_name: str = FUNCTION_NAME
+    # SNS subscription filter policy (on message attributes), as the stack's subscription has it.
+    filter_policy: dict[str, list[str]] | None = None
 
 
 def to_sns_event(envelope: dict[str, Any], subscription_arn: str) -> dict[str, Any]:
@@ -81,11 +85,14 @@ class SnsPoller:
         self.dlq_url = self.sqs.create_queue(QueueName=self.config.dlq_name)["QueueUrl"]
         self.queue_url = self.sqs.create_queue(QueueName=self.config.queue_name)["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        attributes = {"RawMessageDelivery": "false"}
+        if self.config.filter_policy is not None:
+            attributes["FilterPolicy"] = json.dumps(self.config.filter_policy)
         self.subscription_arn = self.sns.subscribe(
             TopicArn=self.topic_arn,
             Protocol="sqs",
             Endpoint=queue_arn["Attributes"]["QueueArn"],
-            Attributes={"RawMessageDelivery": "false"},
+            Attributes=attributes,
             ReturnSubscriptionArn=True,
         )["SubscriptionArn"]
 
@@ -132,7 +139,7 @@ class SnsPoller:
                 self.stop_event.wait(self.config.poll_interval)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="sns-notify", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"sns-{self.config.function_name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:

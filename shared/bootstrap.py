@@ -18,12 +18,13 @@ from shared.aws import clients
 from shared.aws.publisher import DomainPublisher
 from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
 from shared.catalog.service import AddonService, PlanService, TaxCodeService
-from shared.core.timeutil import Clock
+from shared.core.timeutil import Clock, CustomerClock, WallClock
 from shared.customers.attribution import Attribution
 from shared.customers.deletion import CustomerDeletion
 from shared.customers.repository import CustomerRepository
 from shared.customers.service import CustomerService
 from shared.entitlements.access import AccessStore
+from shared.entitlements.due import EntitlementResets
 from shared.entitlements.realtime import AccessRefresher
 from shared.entitlements.repository import EntitlementRepository
 from shared.entitlements.service import EntitlementService
@@ -45,6 +46,10 @@ from shared.notifications.store import NotificationStore
 from shared.settings import get_settings
 from shared.subscriptions.repository import SubscriptionRepository
 from shared.subscriptions.service import SubscriptionService
+from shared.testclocks.repository import TestClockRepository
+from shared.testclocks.resolver import ClockResolver
+from shared.testclocks.service import ClockAdvancer, TestClockService
+from shared.testclocks.trigger import PublishedTrigger
 from shared.usage.aggregator import Aggregator
 from shared.usage.query import UsageQueryService
 
@@ -70,8 +75,10 @@ class Entitlements:
 
 
 def build_entitlements(clock: Clock | None = None) -> Entitlements:
-    """A fresh object graph (tests build one on a fixed clock); `entitlements()` is the shared one."""
+    """A fresh object graph (tests build one on a fixed clock: every customer on it);
+    `entitlements()` is the shared one, where each customer reads its test clock's time."""
     s = get_settings()
+    customer_clock: CustomerClock = WallClock(clock) if clock is not None else clock_resolver()
     ddb = clients.dynamodb()
     attribution = Attribution(ddb, s.config_table)
     meters = MeterRepository(s.config_table, ddb)
@@ -85,7 +92,7 @@ def build_entitlements(clock: Clock | None = None) -> Entitlements:
     repo = EntitlementRepository(s.config_table, ddb)
     store = AccessStore(ddb, s.config_table)
     publisher = DomainPublisher(s.domain_topic_arn) if s.domain_topic_arn else None
-    refresher = AccessRefresher(repo, usage, store, publisher, clock=clock)
+    refresher = AccessRefresher(repo, usage, store, publisher, clock=clock, customer_clock=customer_clock)
     service = EntitlementService(
         repo,
         CustomerService(CustomerRepository(s.config_table, ddb)),
@@ -94,6 +101,7 @@ def build_entitlements(clock: Clock | None = None) -> Entitlements:
         store,
         refresher,
         clock=clock,
+        customer_clock=customer_clock,
     )
     return Entitlements(repo, attribution, refresher, service)
 
@@ -110,7 +118,40 @@ def entitlement_service() -> EntitlementService:
 # -- customers ----------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def customers() -> CustomerService:
-    return CustomerService(CustomerRepository(get_settings().config_table))
+    table = get_settings().config_table
+    return CustomerService(CustomerRepository(table), clocks=TestClockRepository(table))
+
+
+# -- test clocks (api, rate; the resolver wherever a customer's "now" is read) --------------------
+@lru_cache(maxsize=1)
+def clock_resolver() -> ClockResolver:
+    table = get_settings().config_table
+    return ClockResolver(TestClockRepository(table), CustomerRepository(table))
+
+
+@lru_cache(maxsize=1)
+def test_clocks() -> TestClockService:
+    s = get_settings()
+    trigger = PublishedTrigger(DomainPublisher(s.domain_topic_arn)) if s.domain_topic_arn else None
+    return TestClockService(TestClockRepository(s.config_table), trigger)
+
+
+@lru_cache(maxsize=1)
+def clock_advancer() -> ClockAdvancer:
+    """What an advance runs, in this order at each step (shared/testclocks/due.py): subscription
+    phase changes (a phase's entitlements exist before its resets run), entitlement resets, invoices
+    (later)."""
+    return ClockAdvancer(
+        TestClockRepository(get_settings().config_table),
+        clock_resolver(),
+        [subscriptions(), EntitlementResets(entitlements().refresher)],
+    )
+
+
+def new_invocation() -> None:
+    """Per-invocation caches (the test clocks' times): the api, aggregate and rate handlers call
+    this first, so a warm container never serves a clock's time from an earlier invocation."""
+    clock_resolver().new_invocation()
 
 
 def customer_deletion() -> CustomerDeletion:
@@ -212,12 +253,7 @@ def addons() -> AddonService:
     return AddonService(AddonRepository(table), FeatureRepository(table), tax_codes())
 
 
-# -- subscriptions (api) ------------------------------------------------------------------------
-def _process_now(_customer_id: str) -> datetime:
-    """Every customer's now is the process clock until test clocks hook in here."""
-    return Clock().now()
-
-
+# -- subscriptions (api, rate) -------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def subscriptions() -> SubscriptionService:
     table = get_settings().config_table
@@ -226,7 +262,7 @@ def subscriptions() -> SubscriptionService:
         PlanRepository(table),
         customers(),
         entitlement_service(),
-        now_for=_process_now,
+        now_for=clock_resolver().now_for,  # a customer on a test clock lives on its time
         addons=AddonRepository(table),
     )
 
@@ -251,6 +287,9 @@ def llm_costs() -> CostService:
 _CACHED = (
     entitlements,
     customers,
+    clock_resolver,
+    test_clocks,
+    clock_advancer,
     notification_config,
     notification_events,
     notify_components,

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from shared import bootstrap
 from shared.bootstrap import aggregator
 from shared.core.observability import lambda_entry, metrics
 
@@ -17,6 +18,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A record's own problems (bad time, bad value, a meter that can't be evaluated) are stored as
     # its validation errors inside `process`; what escapes is infrastructure (DynamoDB, Kinesis),
     # which fails the whole batch: Lambda retries (bisecting), and every write is idempotent.
+    bootstrap.new_invocation()  # test clocks' times are read fresh per invocation
     result = aggregator().process(event)
     metrics.add_metric("EventsStored", MetricUnit.Count, result.stored)
     metrics.add_metric("DuplicatesSkipped", MetricUnit.Count, result.duplicates)

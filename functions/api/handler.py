@@ -17,15 +17,19 @@ from functions.api.routes import llmcost as _llmcost  # noqa: F401  (registers r
 from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)
 from functions.api.routes import notifications as _notifications
 from functions.api.routes import subscriptions as _subscriptions
+from functions.api.routes import test_clocks as _test_clocks
 from functions.api.routes import tokens as _tokens  # noqa: F401  (registers routes)
+from shared import bootstrap
 from shared.core.observability import lambda_entry
 
 # Domains reshaped into a Router each (the others still register on the app directly).
 app.include_router(_entitlements.router)
 app.include_router(_notifications.router)
 app.include_router(_subscriptions.router)
+app.include_router(_test_clocks.router)
 
 
 @lambda_entry("api", correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    bootstrap.new_invocation()
     return api.handle(event, context)

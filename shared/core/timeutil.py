@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 # RFC 3339 date-time: date, 'T' (or space), time, optional fraction, mandatory offset.
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -33,6 +34,30 @@ class Clock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class CustomerClock(Protocol):
+    """ "Now" as one customer sees it: a test clock's frozen time for a customer created on one,
+    wall time for everyone else (shared/testclocks/resolver.py is the implementation)."""
+
+    def now_for(self, customer_id: str) -> datetime: ...
+
+    def clock_of(self, customer_id: str) -> str | None:
+        """The test clock the customer lives on, if any."""
+        ...
+
+
+class WallClock:
+    """Every customer on one `Clock` (no test clocks): the default, and what unit tests use."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+
+    def now_for(self, customer_id: str) -> datetime:
+        return self.clock.now()
+
+    def clock_of(self, customer_id: str) -> str | None:
+        return None
 
 
 def parse_rfc3339(value: object) -> datetime:

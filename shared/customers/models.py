@@ -72,6 +72,9 @@ class UpsertCustomerRequest(BaseModel):
 
 class CreateCustomerRequest(UpsertCustomerRequest):
     key: str = Field(min_length=1, max_length=256)
+    # Beyond the contract (docs/contract-notes.md): the test clock this customer lives on, set at
+    # creation only (PUT does not take it), as Stripe's customer `test_clock`.
+    test_clock_id: str | None = Field(default=None, pattern=r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Customer:
     deleted_at: datetime | None = None
     # Optimistic lock: every write is conditional on the version it read.
     version: int = 1
+    test_clock_id: str | None = None  # set at creation, never changed
 
     @property
     def subjects(self) -> list[str]:
@@ -117,4 +121,6 @@ class Customer:
             body["billing_address"] = dict(self.billing_address)
         if self.deleted_at is not None:
             body["deleted_at"] = format_rfc3339(self.deleted_at)
+        if self.test_clock_id is not None:
+            body["test_clock_id"] = self.test_clock_id
         return body

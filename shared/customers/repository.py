@@ -99,6 +99,7 @@ def _to_record(customer: Customer) -> dict[str, Any]:
         "updated_at": format_rfc3339(customer.updated_at),
         "deleted_at": format_rfc3339(customer.deleted_at) if customer.deleted_at else None,
         "version": customer.version,
+        "test_clock_id": customer.test_clock_id,
     }
 
 
@@ -120,6 +121,7 @@ def customer_from_record(rec: dict[str, Any]) -> Customer:
         updated_at=dt("updated_at"),  # type: ignore[arg-type]
         deleted_at=dt("deleted_at"),
         version=int(rec.get("version") or 1),
+        test_clock_id=rec.get("test_clock_id"),
     )
 
 
@@ -162,10 +164,13 @@ class CustomerRepository(TableRepository):
                 raise TransactionConflict(str(exc)) from exc
             raise
 
-    def create(self, customer: Customer) -> None:
-        """The customer and a claim for each of its subjects, atomically."""
+    def create(self, customer: Customer, extra: list[dict[str, Any]] | None = None) -> None:
+        """The customer and a claim for each of its subjects, atomically (with `extra` items: its
+        test clock binding)."""
         self._transact(
-            [self._put_customer(customer, None)] + [self._put_claim(s, customer) for s in customer.subjects]
+            [self._put_customer(customer, None)]
+            + [self._put_claim(s, customer) for s in customer.subjects]
+            + (extra or [])
         )
 
     def update(self, old: Customer, new: Customer) -> None:
@@ -178,10 +183,15 @@ class CustomerRepository(TableRepository):
         items += [self._release_claim(s, new) for s in old.subjects if s not in set(new_subjects)]
         self._transact(items)
 
-    def soft_delete(self, old: Customer, deleted: Customer) -> None:
-        """Mark deleted and release the key and every subject, atomically."""
+    def soft_delete(
+        self, old: Customer, deleted: Customer, extra: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Mark deleted and release the key and every subject, atomically (with `extra` items:
+        releasing its test clock)."""
         self._transact(
-            [self._put_customer(deleted, old.version)] + [self._release_claim(s, old) for s in old.subjects]
+            [self._put_customer(deleted, old.version)]
+            + [self._release_claim(s, old) for s in old.subjects]
+            + (extra or [])
         )
 
     # -- reads -----------------------------------------------------------------------------------

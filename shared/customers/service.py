@@ -10,10 +10,11 @@ id (with `deleted_at`), but no longer listed, addressable by key, attributable, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from shared.api.params import StringFilter, nested, page_params, sort_items, string_filters, ulid_filter
-from shared.api.problem import ApiError, Conflict, NotFound
+from shared.api.problem import ApiError, BadRequest, Conflict, NotFound
 from shared.api.validation import validate_model
 from shared.core.ids import is_ulid, new_id
 from shared.core.timeutil import Clock
@@ -43,10 +44,26 @@ def _matches(customer: Customer, flt: StringFilter) -> bool:
     return flt.matches(getattr(customer, flt.field))
 
 
+class ClockView(Protocol):
+    frozen_time: datetime
+    status: str  # "ready" or "advancing"
+
+
+class ClockBinding(Protocol):
+    """The test clocks a customer can be created on (shared/testclocks/repository.py)."""
+
+    def get(self, clock_id: str) -> ClockView | None: ...
+    def bind_items(self, clock_id: str, customer_id: str) -> list[dict[str, Any]]: ...
+    def unbind_items(self, clock_id: str, customer_id: str) -> list[dict[str, Any]]: ...
+
+
 class CustomerService:
-    def __init__(self, repo: CustomerRepository, clock: Clock | None = None) -> None:
+    def __init__(
+        self, repo: CustomerRepository, clock: Clock | None = None, clocks: ClockBinding | None = None
+    ) -> None:
         self.repo = repo
         self.clock = clock or Clock()
+        self.clocks = clocks
 
     # -- conflicts -------------------------------------------------------------------------------
     def _check_claims(self, customer: Customer) -> None:
@@ -102,6 +119,17 @@ class CustomerService:
     def create(self, body: Any) -> Customer:
         req = validate_model(CreateCustomerRequest, body)
         now = self.clock.now()
+        extra: list[dict[str, Any]] = []
+        if req.test_clock_id is not None:
+            clock = self.clocks.get(req.test_clock_id) if self.clocks is not None else None
+            if clock is None:
+                raise BadRequest.field("test_clock_id", f"test clock [{req.test_clock_id}] not found")
+            if clock.status != "ready":  # (the running advance has its customer list already)
+                raise Conflict(
+                    f"Test clock [{req.test_clock_id}] is advancing: create the customer once it is ready",
+                    conflicting_entity_id=req.test_clock_id,
+                )
+            now = clock.frozen_time  # created at the clock's time, as Stripe's test-clock customers
         customer = Customer(
             id=new_id(),
             key=req.key,
@@ -116,10 +144,13 @@ class CustomerService:
             else None,
             created_at=now,
             updated_at=now,
+            test_clock_id=req.test_clock_id,
         )
+        if customer.test_clock_id is not None and self.clocks is not None:
+            extra = self.clocks.bind_items(customer.test_clock_id, customer.id)
         self._check_claims(customer)
         try:
-            self.repo.create(customer)
+            self.repo.create(customer, extra)
         except TransactionConflict:
             raise self._lost_race(customer) from None
         return customer
@@ -167,8 +198,13 @@ class CustomerService:
         current = self.get(id_or_key)
         now = self.clock.now()
         deleted = dataclasses.replace(current, deleted_at=now, updated_at=now, version=current.version + 1)
+        extra = (
+            self.clocks.unbind_items(current.test_clock_id, current.id)
+            if current.test_clock_id is not None and self.clocks is not None
+            else []
+        )
         try:
-            self.repo.soft_delete(current, deleted)
+            self.repo.soft_delete(current, deleted, extra)
         except TransactionConflict:
             raise Conflict(
                 f"Customer [{current.id}] was modified concurrently; retry", conflicting_entity_id=current.id

@@ -5,7 +5,8 @@ customer's active entitlement for that feature, the usage period it belongs to, 
 the balances at that period's start so the next refresh replays only the current period.
 
 A metered state is also in gsi1 under `ACCESSDUE#<0..7>`, sorted by the end of its period: the
-reset sweep reads only the states whose period has ended, not every entitlement.
+reset sweep reads only the states whose period has ended, not every entitlement. States of a
+customer on a test clock are not: advancing the clock resets them (shared/testclocks).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class AccessState:
     period_to: datetime | None = None
     last_reset: datetime | None = None
     snapshot: dict[str, Any] | None = None  # engine Snapshot, serialised
+    # The customer's test clock (set at creation, never changed): its states stay out of the due
+    # index, since its time moves only when the clock is advanced.
+    test_clock_id: str | None = None
 
     def value(self) -> dict[str, Any]:
         """The entitlement value as published in domain events (decimal strings, RFC 3339)."""
@@ -108,7 +112,7 @@ class AccessStore:
 
     def put(self, state: AccessState) -> bool:
         """Write unless a computation that started later already wrote (shards race benignly)."""
-        due = state.period_to is not None
+        due = state.period_to is not None and state.test_clock_id is None
         record = {
             "pk": f"ACCESS#{state.customer_id}",
             "sk": f"FEAT#{state.feature_key}",
@@ -131,6 +135,7 @@ class AccessStore:
             "last_reset": format_optional(state.last_reset),
             "computed_at": sortable(state.computed_at),
             "snapshot": orjson.dumps(state.snapshot, default=str).decode() if state.snapshot else None,
+            "test_clock_id": state.test_clock_id,
         }
         try:
             self.client.put_item(
@@ -181,4 +186,5 @@ class AccessStore:
             period_to=parse_optional(rec.get("period_to")),
             last_reset=parse_optional(rec.get("last_reset")),
             snapshot=orjson.loads(rec["snapshot"]) if rec.get("snapshot") else None,
+            test_clock_id=rec.get("test_clock_id"),
         )

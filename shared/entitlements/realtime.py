@@ -22,7 +22,7 @@ from aws_lambda_powertools import Logger
 from shared.aws.publisher import DomainPublisher
 from shared.core.decimals import wire
 from shared.core.observability import SERVICE
-from shared.core.timeutil import Clock, ceil_minute, format_rfc3339, parse_rfc3339
+from shared.core.timeutil import Clock, CustomerClock, WallClock, ceil_minute, format_rfc3339, parse_rfc3339
 from shared.entitlements import engine
 from shared.entitlements.access import AccessState, AccessStore
 from shared.entitlements.convert import to_engine_grants, to_terms
@@ -80,12 +80,15 @@ class AccessRefresher:
         store: AccessStore,
         publisher: DomainPublisher | None,
         clock: Clock | None = None,
+        customer_clock: CustomerClock | None = None,
     ) -> None:
         self.entitlements = entitlements
         self.usage = usage
         self.store = store
         self.publisher = publisher
         self.clock = clock or Clock()
+        # Every computation runs at its customer's "now": a test clock's time for a bound customer.
+        self.customer_clock = customer_clock or WallClock(self.clock)
 
     # -- entry points ------------------------------------------------------------------------------
     def refresh(
@@ -100,11 +103,12 @@ class AccessRefresher:
         if ent.deleted_at is not None:
             self.store.delete(ent.customer_id, ent.feature_key, ent.id)
             return None
-        started = self.clock.now()
+        started = self.customer_clock.now_for(ent.customer_id)
         previous = None if created_with is not None else self.store.get(ent.customer_id, ent.feature_key)
         if previous is not None and previous.entitlement_id != ent.id:
             previous = None
         state = self._compute(ent, started, previous, invalidate_from, created_with)
+        state.test_clock_id = self.customer_clock.clock_of(ent.customer_id)
         # Announce before storing: a crash in between replays the same transition with the same
         # event ids (consumers dedupe), where storing first would lose the event.
         self._announce(ent, previous, state, reason)
@@ -138,11 +142,17 @@ class AccessRefresher:
         through the states' due index. `reconcile` (every metered entitlement, run now and then)
         also catches one whose state was never written (a refresh that failed at creation)."""
         now = self.clock.now()
+        # Clock-bound states are not in the due index: their customers' time moves only when
+        # their test clock is advanced (shared/testclocks), never with the wall clock.
         due: dict[str, Entitlement | None] = {eid: None for _, eid in self.store.due(now)}
         for ent in reconcile or ():
             if ent.id not in due:
                 state = self.store.get(ent.customer_id, ent.feature_key)
-                if state is None or state.period_to is None or state.period_to <= now:
+                # A missing state is written (at its customer's time); a clock-bound one is current
+                # as of its clock, whatever the wall clock says.
+                if state is None or (
+                    state.test_clock_id is None and (state.period_to is None or state.period_to <= now)
+                ):
                     due[ent.id] = ent
         count = 0
         for eid, known in due.items():
@@ -155,6 +165,24 @@ class AccessRefresher:
             except Exception:  # one entitlement must not stop the sweep; the next run retries it
                 logger.exception("scheduled refresh failed", extra={"entitlement_id": eid})
         return count
+
+    def run_due(self, customer_ids: Iterable[str], until: datetime) -> tuple[int, datetime | None]:
+        """Test clocks: refresh every state of these customers whose usage period ended by `until`
+        (their clock reads `until` now). Returns how many were reset and the earliest period end
+        still ahead, after `until` (None: nothing scheduled)."""
+        count, ahead = 0, None
+        for customer_id in customer_ids:
+            for state in self.store.states(customer_id):
+                if state.period_to is not None and state.period_to <= until:
+                    ent = self.entitlements.get(state.entitlement_id)
+                    if ent is None or ent.deleted_at is not None:
+                        continue
+                    new = self.refresh(ent, "reset")
+                    count += 1
+                    state = new or state
+                if state.period_to is not None and state.period_to > until:
+                    ahead = state.period_to if ahead is None else min(ahead, state.period_to)
+        return count, ahead
 
     def refresh_states(self, states: list[AccessState]) -> list[AccessState]:
         """Recompute these stored states (their usage period ended): the new ones that exist."""

@@ -20,7 +20,7 @@ from shared.core import durations
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import is_ulid, new_id
 from shared.core.listing import Listed
-from shared.core.timeutil import Clock, ceil_minute, floor_minute, format_rfc3339
+from shared.core.timeutil import Clock, CustomerClock, WallClock, ceil_minute, floor_minute, format_rfc3339
 from shared.customers.service import CustomerService
 from shared.entitlements import engine
 from shared.entitlements.access import AccessState, AccessStore
@@ -81,6 +81,7 @@ class EntitlementService:
         store: AccessStore,
         refresher: AccessRefresher,
         clock: Clock | None = None,
+        customer_clock: CustomerClock | None = None,
     ) -> None:
         self.repo = repo
         self.customers = customers
@@ -89,6 +90,11 @@ class EntitlementService:
         self.store = store
         self.refresher = refresher
         self.clock = clock or Clock()
+        # "Now" per customer: a test clock's frozen time for a customer created on one.
+        self.customer_clock = customer_clock or WallClock(self.clock)
+
+    def _now(self, customer_id: str) -> datetime:
+        return self.customer_clock.now_for(customer_id)
 
     # -- lookups ---------------------------------------------------------------------------------
     def _customer_id(self, customer: str) -> str:
@@ -122,14 +128,14 @@ class EntitlementService:
 
     def current_period(self, ent: Entitlement, at: datetime | None = None) -> Period:
         terms = to_terms(ent)
-        t = max(at or self.clock.now(), terms.measure_usage_from)
+        t = max(at or self._now(ent.customer_id), terms.measure_usage_from)
         return engine.period_at(terms, t)
 
     # -- entitlements ----------------------------------------------------------------------------
     def create(self, customer: str, req: CreateEntitlementRequest) -> CurrentEntitlement:
         customer_id = self._customer_id(customer)
         feature = self._feature(req)
-        now = self.clock.now()
+        now = self._now(customer_id)
         kind = EntitlementType(req.type)
         ent = Entitlement(
             id=new_id(),
@@ -267,7 +273,7 @@ class EntitlementService:
         ent = self.find(customer, id_or_feature_key)
         if ent.deleted_at is not None:
             raise NotFound(f"Entitlement [{id_or_feature_key}] was already deleted")
-        now = self.clock.now()
+        now = self._now(ent.customer_id)
         try:
             self.repo.soft_delete(ent, now)
         except EntitlementGone:
@@ -279,7 +285,7 @@ class EntitlementService:
         """A deleted customer's entitlements end with it (soft delete; access states removed).
         Idempotent: a retried customer delete finishes what an interrupted one began."""
         ended = 0
-        now = self.clock.now()
+        now = self._now(customer_id)
         for ent in self.repo.for_customer(customer_id):
             try:
                 self.repo.soft_delete(ent, now)
@@ -298,7 +304,7 @@ class EntitlementService:
             if is_ulid(id_or_feature_key):
                 raise
             return PlainAccess(False)  # no entitlement for the feature: no access (engine-rules §6)
-        at = query.at or self.clock.now()
+        at = query.at or self._now(ent.customer_id)
         if (ent.deleted_at is not None and at >= ent.deleted_at) or at < ent.created_at - timedelta(
             minutes=1
         ):
@@ -318,7 +324,7 @@ class EntitlementService:
         ent = self._metered(customer, id_or_feature_key)
         terms, usage_fn = self._terms(ent)
         grants = to_engine_grants(self.repo.grants(ent.id))
-        now = self.clock.now()
+        now = self._now(ent.customer_id)
         src = query.SOURCE
         start = query.start or engine.period_at(terms, max(now, terms.measure_usage_from))[0]
         # History ends now at the latest (the minute in progress included): there is no future usage.
@@ -361,7 +367,7 @@ class EntitlementService:
     # -- resets ------------------------------------------------------------------------------------
     def reset(self, customer: str, id_or_feature_key: str, req: ResetRequest) -> None:
         ent = self._metered(customer, id_or_feature_key)
-        now = self.clock.now()
+        now = self._now(ent.customer_id)
         if req.effective_at is not None and req.effective_at > now:
             raise InvalidInput.field("effective_at", "may not be in the future")
         at = floor_minute(req.effective_at or now)
@@ -388,7 +394,7 @@ class EntitlementService:
     # -- grants ------------------------------------------------------------------------------------
     def create_grant(self, customer: str, id_or_feature_key: str, req: CreateGrantRequest) -> CurrentGrant:
         ent = self._metered(customer, id_or_feature_key)
-        now = self.clock.now()
+        now = self._now(ent.customer_id)
         effective = floor_minute(req.effective_at)
         period_start = self.current_period(ent, now)[0]
         if effective < period_start:
@@ -435,7 +441,7 @@ class EntitlementService:
         if not query.include_voided:
             grants = [g for g in grants if g.voided_at is None]
         grants.sort(key=lambda g: (g.effective_at, g.created_at, g.id))
-        now = self.clock.now()
+        now = self._now(ent.customer_id)
         return Listed([self._current_grant(g, now) for g in query.page.slice(grants)], len(grants))
 
     @staticmethod
@@ -459,7 +465,7 @@ class EntitlementService:
             raise NotFound(f"Grant [{grant_id}] not found on entitlement [{ent.id}]")
         if grant.voided_at is not None:
             raise InvalidInput.field("grant_id", f"grant [{grant_id}] is already voided", "invalid", "path")
-        now = self.clock.now()
+        now = self._now(ent.customer_id)
         if req.at is not None and req.at > now:
             raise InvalidInput.field("at", "may not be in the future")
         at = floor_minute(req.at or now)
@@ -482,10 +488,15 @@ class EntitlementService:
     def access(self, customer: str) -> builtins.list[AccessState]:
         """The hot path: one Query of the customer's stored access states. The customer itself is
         looked up only when that finds nothing (to tell an unknown customer, 404, from none)."""
-        now = self.clock.now()
         states = self.store.states(customer) if is_ulid(customer) else []
         if not states:
             states = self.store.states(self._customer_id(customer))
+        if not states:
+            return []
+        # A clock-bound customer's states say so (bound at creation, never after): no lookup
+        # beyond the clock's time for them, none at all for everyone else.
+        clock_id = states[0].test_clock_id
+        now = self._now(states[0].customer_id) if clock_id else self.clock.now()
         return sorted(self._fresh(states, now), key=lambda s: s.feature_key)
 
     def _fresh(self, states: builtins.list[AccessState], now: datetime) -> builtins.list[AccessState]:

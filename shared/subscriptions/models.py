@@ -111,6 +111,13 @@ class Subscription:
     def due_at(self, until: datetime) -> bool:
         return self.rank(self.target_at(until)) > self.rank(self.applied)
 
+    def transitions(self) -> list[datetime]:
+        """The instants at which `target_at` can change: the start, each phase's start, the end."""
+        times = [self.active_from, *(p.start for p in self.phases)]
+        if self.active_to is not None:
+            times.append(self.active_to)
+        return times
+
 
 @dataclass(frozen=True)
 class Span:

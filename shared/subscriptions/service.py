@@ -61,6 +61,8 @@ ATTEMPTS = 5  # timeline write retries: each lost race re-reads and re-checks
 
 
 class SubscriptionService:
+    name = "subscriptions"  # as a test clock's due-work provider (shared/testclocks/due.py)
+
     def __init__(
         self,
         repo: SubscriptionRepository,
@@ -367,6 +369,19 @@ class SubscriptionService:
         for customer_id in dict.fromkeys(customer_ids):
             changed += self._advance(customer_id, until)
         return changed
+
+    def next_due(self, customer_ids: Sequence[str], after: datetime) -> datetime | None:
+        """The earliest instant strictly after `after` at which one of these customers' subscriptions
+        starts, changes phase or ends: a test clock's advance steps there (shared/testclocks/due.py),
+        so entitlements of a new phase exist from the phase's start, not from a later step."""
+        times = [
+            t
+            for customer_id in dict.fromkeys(customer_ids)
+            for sub in self.repo.for_customer(customer_id)[1]
+            for t in sub.transitions()
+            if t > after
+        ]
+        return min(times, default=None)
 
     def sweep(self) -> int:
         """The scheduled job: every customer with something due by its own now gets `run_due`.

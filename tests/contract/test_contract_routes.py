@@ -26,9 +26,15 @@ EXPECTED = {
 
 
 # Where the contract is silent, endpoints in its style (README "API"): customer-scoped entitlements
-# and grants, notifications, API tokens; and methods the contract lacks on its own paths (subscription
-# add-on create and quantity changes, engine-rules §2.8). Anything else served must be a contract operation.
-EXTENSION_PREFIXES = ("/openmeter/customers/{}/entitlements", "/openmeter/notification/", "/openmeter/tokens")
+# and grants, notifications, API tokens and test clocks; and methods the contract lacks on its own paths
+# (subscription add-on create and quantity changes, engine-rules §2.8). Anything else served must be a
+# contract operation.
+EXTENSION_PREFIXES = (
+    "/openmeter/customers/{}/entitlements",
+    "/openmeter/notification/",
+    "/openmeter/tokens",
+    "/openmeter/test-clocks",
+)
 EXTENSION_METHODS = {
     ("POST", "/openmeter/subscriptions/{}/addons"),
     ("PATCH", "/openmeter/subscriptions/{}/addons/{}"),

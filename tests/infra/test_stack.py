@@ -336,7 +336,7 @@ def test_schedule_rules(synth: Synth, name: str, expression: str) -> None:
 
 def test_notify_subscribed_to_topic(synth: Synth) -> None:
     fid = synth.function_id("Notify")
-    synth.template.resource_count_is("AWS::SNS::Subscription", 1)
+    synth.template.resource_count_is("AWS::SNS::Subscription", 2)  # notify, and rate (test clocks)
     synth.template.has_resource_properties(
         "AWS::SNS::Subscription",
         {"Protocol": "lambda", "TopicArn": {"Ref": TOPIC}, "Endpoint": {"Fn::GetAtt": [fid, "Arn"]}},
@@ -349,6 +349,31 @@ def test_notify_subscribed_to_topic(synth: Synth) -> None:
             "FunctionName": {"Fn::GetAtt": [fid, "Arn"]},
         },
     )
+
+
+def test_rate_subscribed_to_test_clock_advances_only(synth: Synth) -> None:
+    """An advance runs in the rate function right away (not at its 5-minute schedule): the topic
+    delivers it `test_clock.advance_requested` messages, and only those."""
+    fid = synth.function_id("Rate")
+    synth.template.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {
+            "Protocol": "lambda",
+            "TopicArn": {"Ref": TOPIC},
+            "Endpoint": {"Fn::GetAtt": [fid, "Arn"]},
+            "FilterPolicy": {"type": ["test_clock.advance_requested"]},
+        },
+    )
+    synth.template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Principal": "sns.amazonaws.com",
+            "SourceArn": {"Ref": TOPIC},
+            "FunctionName": {"Fn::GetAtt": [fid, "Arn"]},
+        },
+    )
+    # The API publishes the request (it already publishes domain events), nothing more.
+    assert synth.actions_on("Api", TOPIC) == {"sns:Publish"}
 
 
 def _resource_paths(synth: Synth) -> dict[str, str]:
