@@ -151,7 +151,8 @@ def bench_month_query() -> None:
     from functions.ingest.handler import lambda_handler as ingest
     from shared.meters.repository import MeterRepository
     from shared.settings import get_settings
-    from shared.usage.query import UsageQueryService, parse_query
+    from shared.usage.query import UsageQueryService
+    from shared.usage.requests import parse_query
 
     b = Bench()
     agg.aggregator.cache_clear()

@@ -171,7 +171,8 @@ def aggregator() -> Aggregator:
 # -- meters, usage, features, tokens (api) ------------------------------------------------------
 @lru_cache(maxsize=1)
 def meters() -> MeterService:
-    return MeterService(MeterRepository(get_settings().config_table))
+    table = get_settings().config_table
+    return MeterService(MeterRepository(table), FeatureRepository(table))
 
 
 @lru_cache(maxsize=1)

@@ -14,8 +14,10 @@ from shared.api.problem import (
     ApiError,
     BadRequest,
     Conflict,
+    Gone,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
     invalid_parameter,
 )
 from shared.api.validation import parse_json_body
@@ -110,12 +112,17 @@ def api_error(err: errors.DomainError) -> ApiError:
             param = invalid_parameter(f.field, f.reason, f.rule, f.source)
             if f.choices is not None:
                 param["choices"] = list(f.choices)
+            param.update(f.extra)
             params.append(param)
         return BadRequest(err.message, params)
     if isinstance(err, errors.NotFound):
         return NotFound(err.message)
+    if isinstance(err, errors.Gone):
+        return Gone(err.message)
     if isinstance(err, errors.Conflict):
         return Conflict(err.message, **err.conflicting)
+    if isinstance(err, errors.Unavailable):
+        return ServiceUnavailable(err.message)
     return ApiError(err.message)
 
 

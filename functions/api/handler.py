@@ -12,9 +12,9 @@ from functions.api.routes import catalog as _catalog  # noqa: F401  (registers r
 from functions.api.routes import customers as _customers  # noqa: F401  (registers routes)
 from functions.api.routes import entitlements as _entitlements
 from functions.api.routes import events as _events  # noqa: F401  (registers routes)
-from functions.api.routes import features as _features  # noqa: F401  (registers routes)
+from functions.api.routes import features as _features
 from functions.api.routes import llmcost as _llmcost  # noqa: F401  (registers routes)
-from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)
+from functions.api.routes import meters as _meters
 from functions.api.routes import notifications as _notifications
 from functions.api.routes import tokens as _tokens  # noqa: F401  (registers routes)
 from shared.core.observability import lambda_entry
@@ -22,6 +22,8 @@ from shared.core.observability import lambda_entry
 # Domains reshaped into a Router each (the others still register on the app directly).
 app.include_router(_entitlements.router)
 app.include_router(_notifications.router)
+app.include_router(_meters.router)
+app.include_router(_features.router)
 
 
 @lambda_entry("api", correlation_paths.API_GATEWAY_REST)

@@ -8,6 +8,7 @@ from functions.api.app import app, body, json_response, no_content, optional_bod
 from shared import bootstrap
 from shared.llmcost import views
 from shared.llmcost.requests import parse_override, parse_price_list
+from shared.usage.requests import parse_query
 
 
 @app.get("/llm-cost/prices")
@@ -42,7 +43,9 @@ def delete_llm_override(price_id: str) -> Response:
 
 @app.post("/features/<feature_id>/cost/query")
 def query_feature_cost(feature_id: str) -> Response:
-    result = bootstrap.llm_costs().query(feature_id, optional_body())
+    costs = bootstrap.llm_costs()
+    target = costs.target(feature_id)
+    result = costs.query(target, parse_query(target.meter, optional_body()))
     accept = app.current_event.get_header_value("accept") or ""
     if "text/csv" in accept:
         return Response(status_code=200, content_type="text/csv", body=views.cost_csv(result))
