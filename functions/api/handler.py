@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from functions.api import app as api
 from functions.api.app import app
 from functions.api.routes import catalog as _catalog  # noqa: F401  (registers routes)
-from functions.api.routes import customers as _customers  # noqa: F401  (registers routes)
+from functions.api.routes import customers as _customers
 from functions.api.routes import entitlements as _entitlements
 from functions.api.routes import events as _events  # noqa: F401  (registers routes)
 from functions.api.routes import features as _features
@@ -24,6 +24,7 @@ app.include_router(_entitlements.router)
 app.include_router(_notifications.router)
 app.include_router(_meters.router)
 app.include_router(_features.router)
+app.include_router(_customers.router)
 
 
 @lambda_entry("api", correlation_paths.API_GATEWAY_REST)

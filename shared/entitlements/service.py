@@ -15,7 +15,6 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
-from shared.api.problem import NotFound as ApiNotFound
 from shared.core import durations
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import is_ulid, new_id
@@ -294,7 +293,7 @@ class EntitlementService:
     def value(self, customer: str, id_or_feature_key: str, query: ValueQuery) -> engine.Value | PlainAccess:
         try:
             ent = self.find(customer, id_or_feature_key)
-        except (NotFound, ApiNotFound):  # (ApiNotFound: the customers service's, until it is reshaped)
+        except NotFound:
             if is_ulid(id_or_feature_key):
                 raise
             return PlainAccess(False)  # no entitlement for the feature: no access (engine-rules §6)
