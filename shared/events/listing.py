@@ -38,7 +38,7 @@ from urllib.parse import quote, urlencode
 from shared.core.timeutil import Clock, parse_rfc3339
 from shared.events.filters import Cursor, ListQuery, parse_list_query
 from shared.events.keys import INDEX_NAMES, LIST_SHARDS, ORDERS, sortable
-from shared.usage.aggregator import stored_event_from_item
+from shared.events.stored import stored_event_from_item
 
 DEFAULT_WINDOW = timedelta(days=32)
 TIME_FUTURE_ALLOWANCE = timedelta(days=1)
