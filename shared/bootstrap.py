@@ -28,6 +28,7 @@ from shared.entitlements.realtime import AccessRefresher
 from shared.entitlements.repository import EntitlementRepository
 from shared.entitlements.service import EntitlementService
 from shared.entitlements.usage import EntitlementUsage
+from shared.events.listing import EventLister
 from shared.features.repository import FeatureRepository
 from shared.features.service import FeatureService
 from shared.ingest.publisher import KinesisPublisher
@@ -189,6 +190,15 @@ def features() -> FeatureService:
 
 
 @lru_cache(maxsize=1)
+def event_lister() -> EventLister:
+    s = get_settings()
+    client = clients.dynamodb()
+    return EventLister(
+        client, s.events_table, Attribution(client, s.config_table), retention_days=s.event_retention_days
+    )
+
+
+@lru_cache(maxsize=1)
 def tokens() -> TokenStore:
     return TokenStore(get_settings().config_table)
 
@@ -239,6 +249,7 @@ _CACHED = (
     meters,
     usage,
     features,
+    event_lister,
     tokens,
     tax_codes,
     plans,

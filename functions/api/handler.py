@@ -11,7 +11,7 @@ from functions.api.app import app
 from functions.api.routes import catalog as _catalog  # noqa: F401  (registers routes)
 from functions.api.routes import customers as _customers
 from functions.api.routes import entitlements as _entitlements
-from functions.api.routes import events as _events  # noqa: F401  (registers routes)
+from functions.api.routes import events as _events
 from functions.api.routes import features as _features
 from functions.api.routes import llmcost as _llmcost  # noqa: F401  (registers routes)
 from functions.api.routes import meters as _meters
@@ -25,6 +25,7 @@ app.include_router(_notifications.router)
 app.include_router(_meters.router)
 app.include_router(_features.router)
 app.include_router(_customers.router)
+app.include_router(_events.router)
 
 
 @lambda_entry("api", correlation_paths.API_GATEWAY_REST)
