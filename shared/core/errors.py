@@ -39,6 +39,10 @@ class Gone(DomainError):
     """The thing asked for existed and was deleted (the contract's 410)."""
 
 
+class TooLarge(DomainError):
+    """The input exceeds a size limit (the contract's 413)."""
+
+
 class Unavailable(DomainError):
     """A dependency failed transiently; the caller may retry the same request (the contract's 503)."""
 
