@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any, Literal
+from typing import Any
 
 from shared.core import errors
 
-Source = Literal["body", "path", "query"]
+Source = errors.Source
 
 
 @dataclass(frozen=True)
@@ -51,5 +51,13 @@ class InvalidError(CatalogError, errors.InvalidInput):
         self.issues = issues
 
     @classmethod
-    def field(cls, field: str, reason: str, rule: str = "invalid", source: Source = "body") -> InvalidError:
-        return cls(f"Invalid [{field}]: {reason}", [FieldIssue(field, reason, rule, source)])
+    def field(
+        cls,
+        name: str,
+        reason: str,
+        rule: str = "invalid",
+        source: errors.Source = "body",
+        choices: tuple[str, ...] | None = None,
+    ) -> InvalidError:
+        extra = {"choices": list(choices)} if choices is not None else {}
+        return cls(f"Invalid [{name}]: {reason}", [FieldIssue(name, reason, rule, source, extra)])

@@ -219,7 +219,7 @@ class EntitlementService:
             base = anchor or minute
             measure_from = durations.step(base, interval, durations.index_at(base, interval, minute))
         else:
-            measure_from = floor_minute(mfrom)  # type: ignore[arg-type]
+            measure_from = floor_minute(mfrom)
         ent.meter_id = meter.id
         ent.usage_period_interval = interval
         ent.usage_period_anchor = anchor or measure_from

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 import time as monotime
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -209,7 +209,7 @@ class EventLister:
         need: int,
         filtering: bool,
         walk: _Walk,
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    ) -> Generator[tuple[str, dict[str, Any]], None, None]:
         index = INDEX_NAMES[order]
         pk_attr, sk_attr, prefix, _field = ORDERS[order]
         start, end = (lower, upper) if ascending else (upper, lower)

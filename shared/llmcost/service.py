@@ -15,7 +15,7 @@ from shared.core.errors import InvalidInput, NotFound, Unavailable
 from shared.core.ids import is_ulid, new_id
 from shared.core.listing import sort_items
 from shared.core.timeutil import Clock, floor_minute, format_rfc3339, parse_rfc3339
-from shared.features.models import Feature, LlmUnitCost, ManualUnitCost, TokenType
+from shared.features.models import Feature, LlmUnitCost, ManualUnitCost, TokenType, UnitCost
 from shared.features.service import FeatureService
 from shared.llmcost import pricing
 from shared.llmcost.catalog import Catalog
@@ -212,6 +212,7 @@ class _Priced:
 class CostTarget:
     feature: Feature
     meter: Meter
+    unit_cost: UnitCost  # the feature's, checked present
 
 
 class CostService:
@@ -248,7 +249,7 @@ class CostService:
                 f"the meter of feature [{feature.key}] aggregates with {meter.aggregation.value}; "
                 "a cost needs an additive meter (sum or count)",
             )
-        return CostTarget(feature, meter)
+        return CostTarget(feature, meter, feature.unit_cost)
 
     def query(self, target: CostTarget, q: ParsedQuery) -> CostResult:
         feature, meter = target.feature, target.meter
@@ -256,7 +257,7 @@ class CostService:
         for name, spec in feature.meter_filters.items():
             filters[name] = {"and": [filters[name], spec]} if name in filters else spec
         user_group = list(q.group_by)
-        unit = feature.unit_cost
+        unit = target.unit_cost
         needed = list(unit.properties.values()) if isinstance(unit, LlmUnitCost) else []
         q = replace(q, filters=filters, group_by=user_group + [d for d in needed if d not in user_group])
         first = self.usage.run(meter, q)
@@ -393,7 +394,7 @@ class CostService:
         if version is None:
             if priced.problem:
                 return None, priced.problem
-            name = f"{priced.key.provider}/{priced.key.model}"  # type: ignore[union-attr]
+            name = f"{priced.key.provider}/{priced.key.model}" if priced.key else "an unknown model"
             return None, f"no price for [{name}] effective at {format_rfc3339(at)}"
         per_unit = pricing.unit_price(version.pricing, priced.token_type)
         if per_unit is None:

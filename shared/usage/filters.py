@@ -55,9 +55,9 @@ def matches(spec: dict[str, Any], value: str | None) -> bool:
         return (value is not None and value != "") is arg
     actual = value or ""
     if op == "eq":
-        return actual == arg
+        return bool(actual == arg)
     if op == "neq":
-        return actual != arg
+        return bool(actual != arg)
     if op == "contains":
         return arg in actual
     if op == "ncontains":
