@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.api.app import app, body, json_response, no_content, query_params
+from functions.api.app import body, json_response, no_content, query_params
 from shared.api.params import Page, StringFilter, nested, page_params, sort_items, string_filters, ulid_filter
 from shared.api.problem import BadRequest
 from shared.bootstrap import addons, plans, tax_codes
@@ -238,6 +238,3 @@ def get_default_tax_codes() -> Response:
 def update_default_tax_codes() -> Response:
     inp = requests.update_default_tax_codes(body())
     return json_response(200, views.default_tax_codes(tax_codes().set_defaults(inp)))
-
-
-app.include_router(router)
