@@ -24,9 +24,10 @@ run: $(STAMP)  ## start the whole pipeline on loopback (moto + local API Gateway
 wipe: $(STAMP)  ## delete the local stack's saved data (.local/state); the admin token is kept
 	$(BIN)/python -m local --wipe
 
-test: $(STAMP)  ## lint + the whole suite (unit, integration, infra, contract, e2e)
+test: $(STAMP)  ## lint + types + the whole suite (unit, integration, infra, contract, e2e)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache  # layering contracts in pyproject.toml; no cache: it can go stale
+	$(BIN)/mypy  # strict on shared/ ([tool.mypy] in pyproject.toml)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)

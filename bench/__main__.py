@@ -88,6 +88,7 @@ def bench_pipeline(n: int, request_size: int) -> None:
     from functions.aggregate import handler as agg
     from functions.ingest.handler import lambda_handler as ingest
     from functions.ingest.handler import service
+    from shared.ingest import requests
     from shared.usage.aggregator import decode_records
     from shared.usage.counters import pre_aggregate
     from shared.usage.extract import MeterIndex, contributions
@@ -100,7 +101,8 @@ def bench_pipeline(n: int, request_size: int) -> None:
 
     t0 = time.perf_counter()
     for body in bodies:
-        service().parse(body, ctype)
+        svc = service()
+        svc.validate(requests.parse(body, ctype, svc.max_events, svc.max_bytes))
     ceiling_ingest = n / (time.perf_counter() - t0)
 
     t0 = time.perf_counter()
@@ -152,7 +154,8 @@ def bench_month_query() -> None:
     from functions.ingest.handler import lambda_handler as ingest
     from shared.meters.repository import MeterRepository
     from shared.settings import get_settings
-    from shared.usage.query import UsageQueryService, parse_query
+    from shared.usage.query import UsageQueryService
+    from shared.usage.requests import parse_query
 
     b = Bench()
     agg.aggregator.cache_clear()

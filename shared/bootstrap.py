@@ -29,6 +29,7 @@ from shared.entitlements.realtime import AccessRefresher
 from shared.entitlements.repository import EntitlementRepository
 from shared.entitlements.service import EntitlementService
 from shared.entitlements.usage import EntitlementUsage
+from shared.events.listing import EventLister
 from shared.features.repository import FeatureRepository
 from shared.features.service import FeatureService
 from shared.ingest.publisher import KinesisPublisher
@@ -214,7 +215,8 @@ def aggregator() -> Aggregator:
 # -- meters, usage, features, tokens (api) ------------------------------------------------------
 @lru_cache(maxsize=1)
 def meters() -> MeterService:
-    return MeterService(MeterRepository(get_settings().config_table))
+    table = get_settings().config_table
+    return MeterService(MeterRepository(table), FeatureRepository(table))
 
 
 @lru_cache(maxsize=1)
@@ -228,6 +230,15 @@ def usage() -> UsageQueryService:
 def features() -> FeatureService:
     table = get_settings().config_table
     return FeatureService(FeatureRepository(table), MeterRepository(table))
+
+
+@lru_cache(maxsize=1)
+def event_lister() -> EventLister:
+    s = get_settings()
+    client = clients.dynamodb()
+    return EventLister(
+        client, s.events_table, Attribution(client, s.config_table), retention_days=s.event_retention_days
+    )
 
 
 @lru_cache(maxsize=1)
@@ -298,6 +309,7 @@ _CACHED = (
     meters,
     usage,
     features,
+    event_lister,
     tokens,
     tax_codes,
     plans,

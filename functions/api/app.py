@@ -12,11 +12,9 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from shared.api.problem import (
     PROBLEM_JSON,
     ApiError,
-    BadRequest,
-    Conflict,
     MethodNotAllowed,
     NotFound,
-    invalid_parameter,
+    from_domain,
 )
 from shared.api.validation import parse_json_body
 from shared.auth.tokens import Permission, Role, authorize
@@ -102,21 +100,8 @@ def _api_error(err: ApiError) -> Response:
     return problem(err)
 
 
-def api_error(err: errors.DomainError) -> ApiError:
-    """The one mapping from domain errors to the contract's problem+json."""
-    if isinstance(err, errors.InvalidInput):
-        params = []
-        for f in err.fields:
-            param = invalid_parameter(f.field, f.reason, f.rule, f.source)
-            if f.choices is not None:
-                param["choices"] = list(f.choices)
-            params.append(param)
-        return BadRequest(err.message, params)
-    if isinstance(err, errors.NotFound):
-        return NotFound(err.message)
-    if isinstance(err, errors.Conflict):
-        return Conflict(err.message, **err.conflicting)
-    return ApiError(err.message)
+# The one mapping from domain errors to problem+json (shared with the ingest function).
+api_error = from_domain
 
 
 @app.exception_handler(errors.DomainError)

@@ -8,13 +8,13 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from functions.api import app as api
 from functions.api.app import app
-from functions.api.routes import catalog as _catalog  # noqa: F401  (registers routes)
-from functions.api.routes import customers as _customers  # noqa: F401  (registers routes)
+from functions.api.routes import catalog as _catalog
+from functions.api.routes import customers as _customers
 from functions.api.routes import entitlements as _entitlements
-from functions.api.routes import events as _events  # noqa: F401  (registers routes)
-from functions.api.routes import features as _features  # noqa: F401  (registers routes)
-from functions.api.routes import llmcost as _llmcost  # noqa: F401  (registers routes)
-from functions.api.routes import meters as _meters  # noqa: F401  (registers routes)
+from functions.api.routes import events as _events
+from functions.api.routes import features as _features
+from functions.api.routes import llmcost as _llmcost
+from functions.api.routes import meters as _meters
 from functions.api.routes import notifications as _notifications
 from functions.api.routes import subscriptions as _subscriptions
 from functions.api.routes import test_clocks as _test_clocks
@@ -22,9 +22,15 @@ from functions.api.routes import tokens as _tokens  # noqa: F401  (registers rou
 from shared import bootstrap
 from shared.core.observability import lambda_entry
 
-# Domains reshaped into a Router each (the others still register on the app directly).
+# One Router per domain (tokens still register on the app directly).
+app.include_router(_catalog.router)
 app.include_router(_entitlements.router)
 app.include_router(_notifications.router)
+app.include_router(_meters.router)
+app.include_router(_features.router)
+app.include_router(_customers.router)
+app.include_router(_events.router)
+app.include_router(_llmcost.router)
 app.include_router(_subscriptions.router)
 app.include_router(_test_clocks.router)
 

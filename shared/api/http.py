@@ -17,7 +17,8 @@ def trace_id(event: dict[str, Any]) -> str:
 
 
 def header(event: dict[str, Any], name: str) -> str | None:
-    for key, value in (event.get("headers") or {}).items():
+    headers: dict[str, str | None] = event.get("headers") or {}
+    for key, value in headers.items():
         if key.lower() == name:
             return value
     return None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.api.problem import BadRequest, invalid_parameter
 from shared.core.ids import is_ulid
+from shared.core.listing import StringFilter, sort_items
+
+__all__ = ["Page", "StringFilter", "nested", "page_params", "sort_items", "string_filters", "ulid_filter"]
 
 T = TypeVar("T")
 _BRACKETS = re.compile(r"^(\w+)((?:\[[^\]]*\])*)$")
@@ -84,26 +87,6 @@ def _choice_error(field: str, reason: str, choices: Sequence[str]) -> BadRequest
     return BadRequest(f"Invalid [{field}]: {reason}", [param])
 
 
-@dataclass(frozen=True)
-class StringFilter:
-    field: str
-    op: str
-    value: str
-
-    def matches(self, actual: str | None) -> bool:
-        actual = actual or ""
-        if self.op == "eq":
-            return actual == self.value
-        if self.op == "neq":
-            return actual != self.value
-        if self.op == "contains":
-            return self.value.lower() in actual.lower()
-        options = [v for v in self.value.split(",") if v != ""]
-        if self.op == "oeq":
-            return actual in options
-        return any(v.lower() in actual.lower() for v in options)  # ocontains
-
-
 def string_filters(params: dict[str, str] | None, allowed: Sequence[str]) -> list[StringFilter]:
     filters: list[StringFilter] = []
     for field, spec in nested(params, "filter").items():
@@ -129,35 +112,6 @@ def string_filters(params: dict[str, str] | None, allowed: Sequence[str]) -> lis
                 )
             filters.append(StringFilter(field, op, value))
     return filters
-
-
-def sort_items(
-    items: list[T],
-    sort: str | None,
-    allowed: dict[str, Callable[[T], Any]],
-    default: str,
-    default_desc: bool = False,
-) -> list[T]:
-    """Apply `sort=field [asc|desc],...` (stable, last key first)."""
-    specs: list[tuple[str, bool]] = []
-    for part in (sort or default).split(","):
-        words = part.strip().split()
-        if not words:
-            continue
-        name = words[0]
-        if name not in allowed:
-            raise _choice_error(
-                "sort", f"unknown sort attribute [{name}]; supported: {', '.join(allowed)}", list(allowed)
-            )
-        if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
-            raise BadRequest.field(
-                "sort", f"invalid sort order in [{part.strip()}]; use asc or desc", "invalid", "query"
-            )
-        desc = words[1].lower() == "desc" if len(words) == 2 else default_desc
-        specs.append((name, desc))
-    for name, desc in reversed(specs):
-        items = sorted(items, key=allowed[name], reverse=desc)
-    return items
 
 
 ULID_OPS = ("eq", "oeq", "neq")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.core import errors
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -79,6 +81,11 @@ class Conflict(ApiError):
     title = "Conflict"
 
 
+class Gone(ApiError):
+    status = 410
+    title = "Gone"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     title = "Payload Too Large"
@@ -92,3 +99,27 @@ class UnsupportedMediaType(ApiError):
 class ServiceUnavailable(ApiError):
     status = 503
     title = "Service Unavailable"
+
+
+def from_domain(err: errors.DomainError) -> ApiError:
+    """The one mapping from domain errors to the contract's problem+json (API and ingest functions)."""
+    if isinstance(err, errors.InvalidInput):
+        params = []
+        for f in err.fields:
+            param = invalid_parameter(f.field, f.reason, f.rule, f.source)
+            if f.choices is not None:
+                param["choices"] = list(f.choices)
+            param.update(f.extra)
+            params.append(param)
+        return BadRequest(err.message, params)
+    if isinstance(err, errors.NotFound):
+        return NotFound(err.message)
+    if isinstance(err, errors.Gone):
+        return Gone(err.message)
+    if isinstance(err, errors.Conflict):
+        return Conflict(err.message, **err.conflicting)
+    if isinstance(err, errors.TooLarge):
+        return PayloadTooLarge(err.message)
+    if isinstance(err, errors.Unavailable):
+        return ServiceUnavailable(err.message)
+    return ApiError(err.message)

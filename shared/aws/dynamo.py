@@ -32,7 +32,8 @@ class UnprocessedItemsError(RuntimeError):
 
 def backoff_delay(round_no: int, rand: Callable[[], float] = random.random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2^round))."""
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**round_no) * rand()
+    scale: float = 2**round_no  # int ** int is typed Any (a negative power is a float)
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * scale) * rand()
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,8 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_value(value: Any) -> dict[str, Any]:
-    return _ser.serialize(value)
+    attribute: dict[str, Any] = _ser.serialize(value)  # boto3 is untyped
+    return attribute
 
 
 def query_all(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -80,7 +82,8 @@ def batch_get(
     def call(request: dict[str, Any]) -> dict[str, Any] | None:
         resp = client.batch_get_item(RequestItems=request)
         out.extend(resp.get("Responses", {}).get(table, []))
-        return resp.get("UnprocessedKeys")
+        unprocessed: dict[str, Any] | None = resp.get("UnprocessedKeys")
+        return unprocessed
 
     for start in range(0, len(keys), 100):
         _drain(call, {table: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}}, sleep)
@@ -92,7 +95,10 @@ def batch_put(client: Any, table: str, items: list[dict[str, Any]], sleep: Sleep
     items with backoff."""
 
     def call(request: dict[str, Any]) -> dict[str, Any] | None:
-        return client.batch_write_item(RequestItems=request).get("UnprocessedItems")
+        unprocessed: dict[str, Any] | None = client.batch_write_item(RequestItems=request).get(
+            "UnprocessedItems"
+        )
+        return unprocessed
 
     for start in range(0, len(items), 25):
         _drain(call, {table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}, sleep)

@@ -1,13 +1,15 @@
-"""Catalog domain errors: plain exceptions, no HTTP. The API maps them to problem+json
-(functions/api/routes/catalog.py `to_api_error`)."""
+"""Catalog domain errors: plain exceptions, no HTTP. Each is one of the core domain errors
+(`shared.core.errors`), so the API maps them to problem+json in its one place (functions/api/app.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any, Literal
+from typing import Any
 
-Source = Literal["body", "path", "query"]
+from shared.core import errors
+
+Source = errors.Source
 
 
 @dataclass(frozen=True)
@@ -21,31 +23,41 @@ class FieldIssue:
     extra: dict[str, Any] = dc_field(default_factory=dict)  # e.g. `choices`, `minimum` for that rule
 
 
-class CatalogError(Exception):
+class CatalogError(errors.DomainError):
     pass
 
 
-class NotFoundError(CatalogError):
+class NotFoundError(CatalogError, errors.NotFound):
     pass
 
 
-class GoneError(CatalogError):
+class GoneError(CatalogError, errors.Gone):
     """The resource existed and was deleted (the contract's 410)."""
 
 
-class ConflictError(CatalogError):
+class ConflictError(CatalogError, errors.Conflict):
     def __init__(self, message: str, conflicting_entity_id: str | None = None) -> None:
-        super().__init__(message)
+        extra = {"conflicting_entity_id": conflicting_entity_id} if conflicting_entity_id else {}
+        errors.Conflict.__init__(self, message, **extra)
         self.conflicting_entity_id = conflicting_entity_id
 
 
-class InvalidError(CatalogError):
+class InvalidError(CatalogError, errors.InvalidInput):
     """Bad input or a forbidden state change; nothing was written."""
 
     def __init__(self, message: str, issues: list[FieldIssue]) -> None:
-        super().__init__(message)
+        fields = tuple(errors.FieldError(i.field, i.reason, i.rule, i.source, extra=i.extra) for i in issues)
+        errors.InvalidInput.__init__(self, message, fields)
         self.issues = issues
 
     @classmethod
-    def field(cls, field: str, reason: str, rule: str = "invalid", source: Source = "body") -> InvalidError:
-        return cls(f"Invalid [{field}]: {reason}", [FieldIssue(field, reason, rule, source)])
+    def field(
+        cls,
+        name: str,
+        reason: str,
+        rule: str = "invalid",
+        source: errors.Source = "body",
+        choices: tuple[str, ...] | None = None,
+    ) -> InvalidError:
+        extra = {"choices": list(choices)} if choices is not None else {}
+        return cls(f"Invalid [{name}]: {reason}", [FieldIssue(name, reason, rule, source, extra)])

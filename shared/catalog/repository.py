@@ -281,8 +281,8 @@ class VersionedRepository(TableRepository, Generic[T]):
 
 class PlanRepository(VersionedRepository[Plan]):
     prefix = "PLAN"
-    encode = staticmethod(plan_record)  # type: ignore[assignment]
-    decode = staticmethod(plan_from_record)  # type: ignore[assignment]
+    encode = staticmethod(plan_record)
+    decode = staticmethod(plan_from_record)
 
     # -- plan add-on links -----------------------------------------------------------------------
     @staticmethod
@@ -362,8 +362,8 @@ class PlanRepository(VersionedRepository[Plan]):
 
 class AddonRepository(VersionedRepository[Addon]):
     prefix = "ADDON"
-    encode = staticmethod(addon_record)  # type: ignore[assignment]
-    decode = staticmethod(addon_from_record)  # type: ignore[assignment]
+    encode = staticmethod(addon_record)
+    decode = staticmethod(addon_from_record)
 
 
 # -- tax codes ------------------------------------------------------------------------------------

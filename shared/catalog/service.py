@@ -26,6 +26,7 @@ from shared.catalog.models import (
     Catalog,
     DefaultTaxCodes,
     InstanceType,
+    Phase,
     Plan,
     PlanAddon,
     RateCard,
@@ -203,7 +204,7 @@ class PlanService(_Lifecycle[Plan]):
         super().__init__(plans, features, taxes, clock or Clock())
         self.addons = addons
 
-    def _validate(self, phases: tuple, cadence: str) -> tuple[ValidationIssue, ...]:
+    def _validate(self, phases: tuple[Phase, ...], cadence: str) -> tuple[ValidationIssue, ...]:
         cards = [
             (f"phases[{i}].rate_cards[{j}]", rc)
             for i, p in enumerate(phases)

@@ -23,8 +23,16 @@ def parse_duration(text: str) -> relativedelta:
     match = _DURATION.match(text)
     if not match:
         raise ValueError(f"not an ISO-8601 duration: {text!r}")
-    parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
-    return relativedelta(**parts)  # type: ignore[arg-type]
+    n = {k: int(v) for k, v in match.groupdict().items() if v is not None}
+    return relativedelta(
+        years=n.get("years", 0),
+        months=n.get("months", 0),
+        weeks=n.get("weeks", 0),
+        days=n.get("days", 0),
+        hours=n.get("hours", 0),
+        minutes=n.get("minutes", 0),
+        seconds=n.get("seconds", 0),
+    )
 
 
 def step(anchor: datetime, duration: str, k: int) -> datetime:

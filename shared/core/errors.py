@@ -7,7 +7,9 @@ from (body, query, path), because only the request parser knows the wire names a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Literal
 
 Source = Literal["body", "query", "path", "header"]
@@ -20,6 +22,7 @@ class FieldError:
     rule: str = "invalid"
     source: Source = "body"
     choices: tuple[str, ...] | None = None
+    extra: Mapping[str, Any] = dc_field(default_factory=dict)  # what the rule adds, e.g. `minimum`
 
 
 class DomainError(Exception):
@@ -30,6 +33,18 @@ class DomainError(Exception):
 
 class NotFound(DomainError):
     """The thing asked for does not exist (or is not visible to the caller)."""
+
+
+class Gone(DomainError):
+    """The thing asked for existed and was deleted (the contract's 410)."""
+
+
+class TooLarge(DomainError):
+    """The input exceeds a size limit (the contract's 413)."""
+
+
+class Unavailable(DomainError):
+    """A dependency failed transiently; the caller may retry the same request (the contract's 503)."""
 
 
 class Conflict(DomainError):

@@ -16,10 +16,12 @@ import os
 import uuid
 import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "meterline"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Meterline"
@@ -32,7 +34,22 @@ TRACING = bool(os.environ.get("LAMBDA_TASK_ROOT")) and os.environ.get(
 
 log = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE) if TRACING else None
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+# The invocation's metric set. Powertools' `Metrics` keeps one set per process, shared by every
+# handler in it (all of them in the local stack and the tests), so each invocation's `function`
+# dimension collided with the last one's. Each invocation gets its own `EphemeralMetrics`, born with
+# its function's dimension and flushed at its end; `metrics` finds the current one.
+_current: ContextVar[EphemeralMetrics | None] = ContextVar("metrics", default=None)
+
+
+class _InvocationMetrics:
+    def add_metric(self, name: str, unit: MetricUnit, value: float) -> None:
+        current = _current.get()
+        if current is None:  # outside a decorated handler (a script): nothing would flush it
+            raise RuntimeError("metrics are published from a lambda_entry handler only")
+        current.add_metric(name=name, unit=unit, value=value)
+
+
+metrics = _InvocationMetrics()
 
 # Functions that publish no metric in an invocation are fine; Powertools would warn every time.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -59,12 +76,16 @@ def lambda_entry(function: str, correlation_id_path: str | None = None) -> Calla
     metrics flushed (with a cold-start metric) at the end of the invocation."""
 
     def decorate(fn: Handler) -> Handler:
-        @functools.wraps(fn)
-        def measured(event: dict[str, Any], context: Any) -> Any:
-            metrics.add_dimension("function", function)
-            return fn(event, context)
+        def inner(event: dict[str, Any], context: Any) -> Any:
+            own = EphemeralMetrics(
+                namespace=NAMESPACE, service=SERVICE, default_dimensions={"function": function}
+            )
+            token = _current.set(own)
+            try:
+                return own.log_metrics(fn, capture_cold_start_metric=True)(event, context)
+            finally:
+                _current.reset(token)
 
-        inner = metrics.log_metrics(measured, capture_cold_start_metric=True)
         if tracer is not None:
             # Responses carry customer data: X-Ray keeps the timings and the botocore subsegments only.
             inner = tracer.capture_lambda_handler(inner, capture_response=False)

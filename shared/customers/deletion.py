@@ -7,13 +7,20 @@ deleted customer.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from shared.core.errors import NotFound
 from shared.customers.service import CustomerService
-from shared.entitlements.service import EntitlementService
+
+
+class CustomerEntitlements(Protocol):
+    """The entitlements port (EntitlementService): entitlements depend on customers, not back."""
+
+    def end_for_customer(self, customer_id: str) -> object: ...
 
 
 class CustomerDeletion:
-    def __init__(self, customers: CustomerService, entitlements: EntitlementService) -> None:
+    def __init__(self, customers: CustomerService, entitlements: CustomerEntitlements) -> None:
         self.customers = customers
         self.entitlements = entitlements
 

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.aws.dynamo import batch_get, from_item, query_all, to_item, to_value
 from shared.aws.repository import TableRepository
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
@@ -117,8 +115,8 @@ def customer_from_record(rec: dict[str, Any]) -> Customer:
         primary_email=rec.get("primary_email"),
         currency=rec.get("currency"),
         billing_address=dict(rec["billing_address"]) if rec.get("billing_address") else None,
-        created_at=dt("created_at"),  # type: ignore[arg-type]
-        updated_at=dt("updated_at"),  # type: ignore[arg-type]
+        created_at=parse_rfc3339(rec["created_at"]),  # always written
+        updated_at=parse_rfc3339(rec["updated_at"]),
         deleted_at=dt("deleted_at"),
         version=int(rec.get("version") or 1),
         test_clock_id=rec.get("test_clock_id"),
@@ -156,21 +154,14 @@ class CustomerRepository(TableRepository):
             put["ExpressionAttributeValues"] = {":v": to_value(expected_version)}
         return {"Put": put}
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise TransactionConflict(str(exc)) from exc
-            raise
-
     def create(self, customer: Customer, extra: list[dict[str, Any]] | None = None) -> None:
         """The customer and a claim for each of its subjects, atomically (with `extra` items: its
         test clock binding)."""
         self._transact(
             [self._put_customer(customer, None)]
             + [self._put_claim(s, customer) for s in customer.subjects]
-            + (extra or [])
+            + (extra or []),
+            TransactionConflict,
         )
 
     def update(self, old: Customer, new: Customer) -> None:
@@ -181,7 +172,7 @@ class CustomerRepository(TableRepository):
         items = [self._put_customer(new, old.version)]
         items += [self._put_claim(s, new) for s in new_subjects if refresh or s not in old_subjects]
         items += [self._release_claim(s, new) for s in old.subjects if s not in set(new_subjects)]
-        self._transact(items)
+        self._transact(items, TransactionConflict)
 
     def soft_delete(
         self, old: Customer, deleted: Customer, extra: list[dict[str, Any]] | None = None
@@ -191,7 +182,8 @@ class CustomerRepository(TableRepository):
         self._transact(
             [self._put_customer(deleted, old.version)]
             + [self._release_claim(s, old) for s in old.subjects]
-            + (extra or [])
+            + (extra or []),
+            TransactionConflict,
         )
 
     # -- reads -----------------------------------------------------------------------------------

@@ -13,25 +13,19 @@ import dataclasses
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.api.params import StringFilter, nested, page_params, sort_items, string_filters, ulid_filter
-from shared.api.problem import ApiError, BadRequest, Conflict, NotFound
-from shared.api.validation import validate_model
+from shared.core.errors import Conflict, Gone, InvalidInput, NotFound
 from shared.core.ids import is_ulid, new_id
+from shared.core.listing import Listed, StringFilter, sort_items
 from shared.core.timeutil import Clock
-from shared.customers.models import CreateCustomerRequest, Customer, UpsertCustomerRequest
+from shared.customers.models import Customer
 from shared.customers.repository import CustomerRepository, TransactionConflict
+from shared.customers.requests import CreateCustomerRequest, ListCustomersQuery, UpsertCustomerRequest
 
 SORTS = {
     "id": lambda c: c.id,
     "name": lambda c: (c.name, c.id),
     "created_at": lambda c: (c.created_at, c.id),
 }
-STRING_FILTERS = ("key", "name", "primary_email", "usage_attribution_subject_key", "plan_key")
-
-
-class Gone(ApiError):
-    status = 410
-    title = "Gone"
 
 
 def _matches(customer: Customer, flt: StringFilter) -> bool:
@@ -45,8 +39,10 @@ def _matches(customer: Customer, flt: StringFilter) -> bool:
 
 
 class ClockView(Protocol):
-    frozen_time: datetime
-    status: str  # "ready" or "advancing"
+    @property
+    def frozen_time(self) -> datetime: ...
+    @property
+    def status(self) -> str: ...  # "ready" or "advancing"
 
 
 class ClockBinding(Protocol):
@@ -116,14 +112,13 @@ class CustomerService:
         return customer
 
     # -- operations ------------------------------------------------------------------------------
-    def create(self, body: Any) -> Customer:
-        req = validate_model(CreateCustomerRequest, body)
+    def create(self, req: CreateCustomerRequest) -> Customer:
         now = self.clock.now()
         extra: list[dict[str, Any]] = []
         if req.test_clock_id is not None:
             clock = self.clocks.get(req.test_clock_id) if self.clocks is not None else None
             if clock is None:
-                raise BadRequest.field("test_clock_id", f"test clock [{req.test_clock_id}] not found")
+                raise InvalidInput.field("test_clock_id", f"test clock [{req.test_clock_id}] not found")
             if clock.status != "ready":  # (the running advance has its customer list already)
                 raise Conflict(
                     f"Test clock [{req.test_clock_id}] is advancing: create the customer once it is ready",
@@ -155,21 +150,12 @@ class CustomerService:
             raise self._lost_race(customer) from None
         return customer
 
-    def list(self, params: dict[str, str] | None) -> dict[str, Any]:
-        page = page_params(params)
-        params = params or {}
-        profile = nested(params, "filter").get("billing_profile_id")
-        rest = {k: v for k, v in params.items() if not k.startswith("filter[billing_profile_id]")}
-        filters = string_filters(rest, STRING_FILTERS)
-        if profile is not None:
-            filters.append(ulid_filter("billing_profile_id", profile))
-        customers = [c for c in self.repo.list_live() if all(_matches(c, f) for f in filters)]
-        customers = sort_items(customers, params.get("sort"), SORTS, "name")
-        return page.response([c.to_api() for c in page.slice(customers)], len(customers))
+    def list(self, query: ListCustomersQuery) -> Listed[Customer]:
+        customers = [c for c in self.repo.list_live() if all(_matches(c, f) for f in query.filters)]
+        return Listed.of(query.page, sort_items(customers, query.sort, SORTS, "name"))
 
-    def update(self, id_or_key: str, body: Any) -> Customer:
+    def update(self, id_or_key: str, req: UpsertCustomerRequest) -> Customer:
         """PUT replaces every mutable field: omitted optional fields (and subject keys) are cleared."""
-        req = validate_model(UpsertCustomerRequest, body)
         current = self.get(id_or_key, include_deleted=True)
         if current.deleted_at is not None:
             raise Gone(f"Customer [{id_or_key}] has been deleted")

@@ -119,7 +119,9 @@ class AccessStore:
             "gsi1pk": f"{DUE_PREFIX}{zlib.crc32(state.entitlement_id.encode()) % DUE_SHARDS}"
             if due
             else None,
-            "gsi1sk": f"{sortable(state.period_to)}#{state.customer_id}#{state.feature_key}" if due else None,
+            "gsi1sk": f"{sortable(state.period_to)}#{state.customer_id}#{state.feature_key}"
+            if state.period_to is not None
+            else None,
             "feature_id": state.feature_id,
             "entitlement_id": state.entitlement_id,
             "type": state.type,

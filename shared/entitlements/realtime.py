@@ -156,9 +156,10 @@ class AccessRefresher:
                     due[ent.id] = ent
         count = 0
         for eid, known in due.items():
-            ent = known or self.entitlements.get(eid)
-            if ent is None or ent.deleted_at is not None:
+            found = known or self.entitlements.get(eid)
+            if found is None or found.deleted_at is not None:
                 continue
+            ent = found
             try:
                 self.refresh(ent, "reset")
                 count += 1

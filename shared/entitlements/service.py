@@ -15,7 +15,6 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
-from shared.api.problem import NotFound as ApiNotFound
 from shared.core import durations
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import is_ulid, new_id
@@ -226,7 +225,7 @@ class EntitlementService:
             base = anchor or minute
             measure_from = durations.step(base, interval, durations.index_at(base, interval, minute))
         else:
-            measure_from = floor_minute(mfrom)  # type: ignore[arg-type]
+            measure_from = floor_minute(mfrom)
         ent.meter_id = meter.id
         ent.usage_period_interval = interval
         ent.usage_period_anchor = anchor or measure_from
@@ -300,7 +299,7 @@ class EntitlementService:
     def value(self, customer: str, id_or_feature_key: str, query: ValueQuery) -> engine.Value | PlainAccess:
         try:
             ent = self.find(customer, id_or_feature_key)
-        except (NotFound, ApiNotFound):  # (ApiNotFound: the customers service's, until it is reshaped)
+        except NotFound:
             if is_ulid(id_or_feature_key):
                 raise
             return PlainAccess(False)  # no entitlement for the feature: no access (engine-rules §6)

@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import heapq
 import time as monotime
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
 
 from shared.core.timeutil import Clock, parse_rfc3339
-from shared.events.filters import Cursor, ListQuery, parse_list_query
 from shared.events.keys import INDEX_NAMES, LIST_SHARDS, ORDERS, sortable
-from shared.usage.aggregator import stored_event_from_item
+from shared.events.models import Cursor, EventPage, ListedEvent, ListQuery
+from shared.events.stored import stored_event_from_item
 
 DEFAULT_WINDOW = timedelta(days=32)
 TIME_FUTURE_ALLOWANCE = timedelta(days=1)
@@ -46,7 +45,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_PREFETCH_DAYS = 4
 MAX_SCANNED = 5000
 MAX_SECONDS = 3.0
-CUSTOMER_NOT_FOUND = "customer_not_found"
 
 _POOL = ThreadPoolExecutor(max_workers=LIST_SHARDS * MAX_PREFETCH_DAYS, thread_name_prefix="events-list")
 
@@ -99,7 +97,6 @@ class EventLister:
         attribution: AttributionLike,
         retention_days: int = 730,
         clock: Clock | None = None,
-        base_path: str = "/v3/openmeter/events",
         max_scanned: int = MAX_SCANNED,
         max_seconds: float = MAX_SECONDS,
         max_days: int | None = None,
@@ -109,16 +106,12 @@ class EventLister:
         self.attribution = attribution
         self.retention = timedelta(days=retention_days)
         self.clock = clock or Clock()
-        self.base_path = base_path
         self.max_scanned = max_scanned
         self.max_seconds = max_seconds
         self.max_days = max_days
 
-    # -- entry points ------------------------------------------------------------------------------
-    def list(self, params: dict[str, str] | None) -> dict[str, Any]:
-        return self.run(parse_list_query(params))
-
-    def run(self, q: ListQuery) -> dict[str, Any]:
+    # -- entry point -------------------------------------------------------------------------------
+    def run(self, q: ListQuery) -> EventPage:
         now = self.clock.now()
         backward = q.before is not None
         cursor = q.before or q.after
@@ -149,39 +142,25 @@ class EventLister:
         def at(key: str | None, inclusive: bool = False) -> Cursor:
             return Cursor(key, q.order, q.desc, inclusive)
 
-        next_link: str | None = None
-        prev_link: str | None = None
+        next_at: Cursor | None = None
+        prev_at: Cursor | None = None
         if not backward:
             if more:
-                next_link = self._link(q, "after", at(last_sk))
+                next_at = at(last_sk)
             elif resume:
-                next_link = self._link(q, "after", at(resume))
+                next_at = at(resume)
             if cursor is not None:
-                prev_link = self._link(
-                    q, "before", at(first_sk) if page else at(cursor.key, not cursor.inclusive)
-                )
+                prev_at = at(first_sk) if page else at(cursor.key, not cursor.inclusive)
         else:
             assert cursor is not None
             if more:
-                prev_link = self._link(q, "before", at(first_sk))
+                prev_at = at(first_sk)
             elif resume:
-                prev_link = self._link(q, "before", at(resume))
+                prev_at = at(resume)
             if cursor.key is not None:
-                next_link = self._link(
-                    q, "after", at(last_sk) if page else at(cursor.key, not cursor.inclusive)
-                )
-        return {
-            "data": self._render([stored_event_from_item(item) for _, item in page]),
-            "meta": {
-                "page": {
-                    "size": q.size,
-                    "first": self._link(q, None, None),
-                    "last": self._link(q, "before", at(None)),
-                    "next": next_link,
-                    "previous": prev_link,
-                }
-            },
-        }
+                next_at = at(last_sk) if page else at(cursor.key, not cursor.inclusive)
+        events = self._attribute([stored_event_from_item(item) for _, item in page])
+        return EventPage(events, next_at, prev_at, at(None))
 
     # -- window --------------------------------------------------------------------------------
     def _bounds(
@@ -230,7 +209,7 @@ class EventLister:
         need: int,
         filtering: bool,
         walk: _Walk,
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    ) -> Generator[tuple[str, dict[str, Any]], None, None]:
         index = INDEX_NAMES[order]
         pk_attr, sk_attr, prefix, _field = ORDERS[order]
         start, end = (lower, upper) if ascending else (upper, lower)
@@ -335,40 +314,15 @@ class EventLister:
                 return False
         return all(rng.matches(parse_rfc3339(_instant(item, name))) for name, rng in q.ranges.items())
 
-    def _render(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _attribute(self, records: list[dict[str, Any]]) -> list[ListedEvent]:
+        """Each record with the customer its subject resolves to when the page is read."""
         subjects = {r["subject"] for r in records}
         customers = self.attribution.resolve_subjects(subjects) if subjects else {}
         out = []
         for rec in records:
-            subject = rec["subject"]
-            customer = customers.get(subject)
-            body: dict[str, Any] = {"event": rec["event"]}
-            if customer is not None:
-                body["customer"] = {"id": customer.id}
-            body["ingested_at"] = rec.get("ingested_at") or rec["stored_at"]
-            body["stored_at"] = rec["stored_at"]
-            errors = list(rec.get("validation_errors") or [])
-            if customer is None:
-                errors.insert(
-                    0,
-                    {
-                        "code": CUSTOMER_NOT_FOUND,
-                        "message": f"no customer found for event subject: {subject}",
-                        "attributes": {"subject": subject},
-                    },
-                )
-            body["validation_errors"] = errors
-            out.append(body)
+            customer = customers.get(rec["subject"])
+            out.append(ListedEvent(rec, customer.id if customer is not None else None))
         return out
-
-    # -- links -----------------------------------------------------------------------------------
-    def _link(self, q: ListQuery, name: str | None, cursor: Cursor | None) -> str:
-        params = {k: v for k, v in q.params.items() if k not in ("page[after]", "page[before]")}
-        if name is not None and cursor is not None:
-            params[f"page[{name}]"] = cursor.encode()
-        if not params:
-            return self.base_path
-        return f"{self.base_path}?{urlencode(params, safe='[]', quote_via=quote)}"
 
 
 def _instant(item: dict[str, Any], name: str) -> str:

@@ -74,8 +74,8 @@ def feature_from_record(rec: dict[str, Any]) -> Feature:
         meter_id=rec.get("meter_id"),
         meter_filters=dict(rec.get("meter_filters") or {}),
         unit_cost=unit_cost_from_api(rec["unit_cost"]) if rec.get("unit_cost") else None,
-        created_at=dt("created_at"),  # type: ignore[arg-type]
-        updated_at=dt("updated_at"),  # type: ignore[arg-type]
+        created_at=parse_rfc3339(rec["created_at"]),  # always written
+        updated_at=parse_rfc3339(rec["updated_at"]),
         archived_at=dt("archived_at"),
     )
 

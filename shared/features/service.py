@@ -11,21 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.params import nested, page_params, sort_items, string_filters, ulid_filter
-from shared.api.problem import BadRequest, Conflict, NotFound
-from shared.api.validation import validate_model
+from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import is_ulid, new_id
+from shared.core.listing import Listed, sort_items
 from shared.core.timeutil import Clock
-from shared.features.models import (
-    CreateFeatureRequest,
-    Feature,
-    LlmUnitCost,
-    MeterReference,
-    UnitCost,
-    UpdateFeatureRequest,
-    parse_unit_cost,
-)
+from shared.features.models import Feature, LlmUnitCost, UnitCost
 from shared.features.repository import FeatureGone, FeatureRepository, TransactionConflict
+from shared.features.requests import CreateFeature, ListFeaturesQuery, MeterReference, UpdateFeature
 from shared.meters.models import Meter
 from shared.meters.repository import MeterRepository
 from shared.usage.filters import validate_filter
@@ -36,7 +28,6 @@ SORTS = {
     "created_at": lambda f: (f.created_at, f.id),
     "updated_at": lambda f: (f.updated_at, f.id),
 }
-STRING_FILTERS = ("key", "name")
 
 
 def _check_properties(unit_cost: UnitCost | None, meter: Meter | None) -> None:
@@ -45,9 +36,9 @@ def _check_properties(unit_cost: UnitCost | None, meter: Meter | None) -> None:
         return
     for name, dimension in unit_cost.properties.items():
         if meter is None:
-            raise BadRequest.field(f"unit_cost.{name}", "needs a feature with a meter", "invalid")
+            raise InvalidInput.field(f"unit_cost.{name}", "needs a feature with a meter", "invalid")
         if dimension not in meter.dimensions:
-            raise BadRequest.field(
+            raise InvalidInput.field(
                 f"unit_cost.{name}", f"[{dimension}] is not a dimension of meter [{meter.key}]", "invalid"
             )
 
@@ -81,7 +72,7 @@ class FeatureService:
     def _live_meter(self, ref: MeterReference) -> Meter:
         meter = self.meters.get(ref.id)
         if meter is None or meter.deleted_at is not None:
-            raise BadRequest.field("meter.id", f"meter [{ref.id}] not found", "invalid")
+            raise InvalidInput.field("meter.id", f"meter [{ref.id}] not found", "invalid")
         return meter
 
     @staticmethod
@@ -90,14 +81,13 @@ class FeatureService:
         for dimension, spec in (ref.filters or {}).items():
             name = f"meter.filters.{dimension}"
             if dimension not in meter.dimensions:
-                raise BadRequest.field(name, f"[{dimension}] is not a dimension of meter [{meter.key}]")
+                raise InvalidInput.field(name, f"[{dimension}] is not a dimension of meter [{meter.key}]")
             filters[dimension] = validate_filter(spec, name)
         return filters
 
     # -- operations ------------------------------------------------------------------------------
-    def create(self, body: Any) -> Feature:
-        req = validate_model(CreateFeatureRequest, body)
-        unit_cost = parse_unit_cost(req.unit_cost) if req.unit_cost is not None else None
+    def create(self, new: CreateFeature) -> Feature:
+        req, unit_cost = new.req, new.unit_cost
         meter, filters = None, {}
         if req.meter is not None:
             meter = self._live_meter(req.meter)
@@ -129,24 +119,16 @@ class FeatureService:
             raise Conflict(f"Feature [{req.key}] was modified concurrently; retry") from None
         return feature
 
-    def list(self, params: dict[str, str] | None) -> dict[str, Any]:
-        page = page_params(params)
-        params = params or {}
-        meter = nested(params, "filter").get("meter_id")
-        rest = {k: v for k, v in params.items() if not k.startswith("filter[meter_id]")}
-        filters = string_filters(rest, (*STRING_FILTERS, "meter_id"))
-        if meter is not None:
-            filters.append(ulid_filter("meter_id", meter))
+    def list(self, query: ListFeaturesQuery) -> Listed[Feature]:
+        filters = query.filters
         features = [f for f in self.repo.list_all() if all(x.matches(getattr(f, x.field)) for x in filters)]
-        features = sort_items(features, params.get("sort"), SORTS, "created_at")
-        return page.response([f.to_api() for f in page.slice(features)], len(features))
+        return Listed.of(query.page, sort_items(features, query.sort, SORTS, "created_at"))
 
-    def update(self, id_or_key: str, body: Any) -> Feature:
-        req = validate_model(UpdateFeatureRequest, body)
+    def update(self, id_or_key: str, change: UpdateFeature) -> Feature:
         feature = self._unarchived(id_or_key)
-        if "unit_cost" not in req.model_fields_set:
+        if not change.unit_cost_set:
             return feature
-        unit_cost = parse_unit_cost(req.unit_cost) if req.unit_cost is not None else None
+        unit_cost = change.unit_cost
         meter = self.meters.get(feature.meter_id) if feature.meter_id else None
         _check_properties(unit_cost, meter)
         feature.unit_cost = unit_cost

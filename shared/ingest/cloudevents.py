@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from shared.api.problem import invalid_parameter
+from shared.core.errors import FieldError
 from shared.core.timeutil import event_time_problem, format_rfc3339, parse_rfc3339
 
 REQUIRED = ("id", "source", "type", "subject")
@@ -28,8 +28,8 @@ MAX_DATA_DEPTH = 32
 
 
 class EventError(Exception):
-    def __init__(self, params: list[dict[str, Any]]) -> None:
-        super().__init__(params[0]["reason"])
+    def __init__(self, params: list[FieldError]) -> None:
+        super().__init__(params[0].reason)
         self.params = params
 
 
@@ -52,14 +52,12 @@ def too_deep(value: Any, limit: int) -> bool:
 def normalize_event(raw: Any, received_at: datetime, prefix: str = "") -> dict[str, Any]:
     """Validate one CloudEvent; return it normalised (specversion and UTC `time` filled in)."""
     if not isinstance(raw, dict):
-        raise EventError(
-            [invalid_parameter(prefix or "body", "must be a JSON object (a CloudEvent)", "is_object")]
-        )
-    params: list[dict[str, Any]] = []
+        raise EventError([FieldError(prefix or "body", "must be a JSON object (a CloudEvent)", "is_object")])
+    params: list[FieldError] = []
     for name in raw:
         if name not in ALLOWED:
             params.append(
-                invalid_parameter(
+                FieldError(
                     _field(prefix, name),
                     "is not a CloudEvents attribute this API accepts",
                     "unknown_property",
@@ -68,48 +66,44 @@ def normalize_event(raw: Any, received_at: datetime, prefix: str = "") -> dict[s
     for name in REQUIRED:
         value = raw.get(name)
         if value is None:
-            params.append(invalid_parameter(_field(prefix, name), "is a required field", "required"))
+            params.append(FieldError(_field(prefix, name), "is a required field", "required"))
         elif not isinstance(value, str):
-            params.append(invalid_parameter(_field(prefix, name), "must be a string", "is_string"))
+            params.append(FieldError(_field(prefix, name), "must be a string", "is_string"))
         elif value == "":
             params.append(
-                {**invalid_parameter(_field(prefix, name), "must not be empty", "min_length"), "minimum": 1}
+                FieldError(_field(prefix, name), "must not be empty", "min_length", extra={"minimum": 1})
             )
     if isinstance(raw.get("id"), str) and len(raw["id"]) > MAX_ID_LENGTH:
         params.append(
-            invalid_parameter(_field(prefix, "id"), f"must be at most {MAX_ID_LENGTH} characters", "invalid")
+            FieldError(_field(prefix, "id"), f"must be at most {MAX_ID_LENGTH} characters", "invalid")
         )
     source = raw.get("source")
     if isinstance(source, str) and source and not _URI_REF.match(source):
         params.append(
-            invalid_parameter(
-                _field(prefix, "source"), "must be a URI-reference (no whitespace)", "matches_regex"
-            )
+            FieldError(_field(prefix, "source"), "must be a URI-reference (no whitespace)", "matches_regex")
         )
     spec = raw.get("specversion", "1.0")
     if spec != "1.0":
-        params.append(invalid_parameter(_field(prefix, "specversion"), 'must be "1.0"', "invalid"))
+        params.append(FieldError(_field(prefix, "specversion"), 'must be "1.0"', "invalid"))
     dct = raw.get("datacontenttype")
     if dct is not None and dct != "application/json":
         params.append(
-            {
-                **invalid_parameter(
-                    _field(prefix, "datacontenttype"), "only application/json is accepted", "enum"
-                ),
-                "choices": ["application/json"],
-            }
+            FieldError(
+                _field(prefix, "datacontenttype"),
+                "only application/json is accepted",
+                "enum",
+                choices=("application/json",),
+            )
         )
     schema = raw.get("dataschema")
     if schema is not None and (not isinstance(schema, str) or not _URI.match(schema)):
-        params.append(invalid_parameter(_field(prefix, "dataschema"), "must be an absolute URI", "invalid"))
+        params.append(FieldError(_field(prefix, "dataschema"), "must be an absolute URI", "invalid"))
     data = raw.get("data")
     if data is not None and not isinstance(data, dict):
-        params.append(
-            invalid_parameter(_field(prefix, "data"), "must be a JSON object when present", "is_object")
-        )
+        params.append(FieldError(_field(prefix, "data"), "must be a JSON object when present", "is_object"))
     elif data is not None and too_deep(data, MAX_DATA_DEPTH):
         params.append(
-            invalid_parameter(
+            FieldError(
                 _field(prefix, "data"),
                 f"must not be nested more than {MAX_DATA_DEPTH} levels deep",
                 "invalid",
@@ -121,10 +115,10 @@ def normalize_event(raw: Any, received_at: datetime, prefix: str = "") -> dict[s
         try:
             event_time = parse_rfc3339(time_value)
         except ValueError as exc:
-            params.append(invalid_parameter(_field(prefix, "time"), str(exc), "is_date_time"))
+            params.append(FieldError(_field(prefix, "time"), str(exc), "is_date_time"))
         else:
             if reason := event_time_problem(event_time, received_at):
-                params.append(invalid_parameter(_field(prefix, "time"), reason, "invalid"))
+                params.append(FieldError(_field(prefix, "time"), reason, "invalid"))
     if params:
         raise EventError(params)
     event = {

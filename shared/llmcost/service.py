@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shared.api.params import sort_items
-from shared.api.problem import BadRequest, NotFound, ServiceUnavailable
+from shared.core.errors import InvalidInput, NotFound, Unavailable
 from shared.core.ids import is_ulid, new_id
+from shared.core.listing import sort_items
 from shared.core.timeutil import Clock, floor_minute, format_rfc3339, parse_rfc3339
-from shared.features.models import LlmUnitCost, ManualUnitCost, TokenType
+from shared.features.models import Feature, LlmUnitCost, ManualUnitCost, TokenType, UnitCost
 from shared.features.service import FeatureService
 from shared.llmcost import pricing
 from shared.llmcost.catalog import Catalog
@@ -30,9 +30,9 @@ from shared.llmcost.models import (
 )
 from shared.llmcost.repository import Conflict, PriceRepository, system_version_id
 from shared.llmcost.requests import OverrideInput, PriceListInput
-from shared.meters.models import Aggregation
+from shared.meters.models import Aggregation, Meter
 from shared.meters.service import MeterService
-from shared.usage.query import ParsedQuery, UsageQueryService, parse_query
+from shared.usage.query import ParsedQuery, UsageQueryService
 from shared.usage.windows import windows
 
 REFRESH_EVERY = timedelta(days=1)
@@ -122,7 +122,7 @@ class PriceService:
                 return version
             except Conflict:
                 continue
-        raise ServiceUnavailable("The override changed concurrently; retry the request")
+        raise Unavailable("The override changed concurrently; retry the request")
 
     def _names(self, key: ModelKey | None) -> tuple[str | None, str | None]:
         if key is None:
@@ -208,6 +208,13 @@ class _Priced:
     problem: str | None
 
 
+@dataclass(frozen=True)
+class CostTarget:
+    feature: Feature
+    meter: Meter
+    unit_cost: UnitCost  # the feature's, checked present
+
+
 class CostService:
     def __init__(
         self,
@@ -223,29 +230,34 @@ class CostService:
         self.prices = prices
         self.catalog = catalog
 
-    def query(self, feature_id: str, body: Any) -> CostResult:
+    def target(self, feature_id: str) -> CostTarget:
+        """The feature to cost and its meter (the query is parsed against the meter's dimensions);
+        InvalidInput unless the feature has a unit cost and an additive meter."""
         feature = self.features.get(feature_id)
         if feature.unit_cost is None:
-            raise BadRequest.field(
+            raise InvalidInput.field(
                 "feature", f"feature [{feature.key}] has no unit_cost to compute a cost with"
             )
         if feature.meter_id is None:
-            raise BadRequest.field(
+            raise InvalidInput.field(
                 "feature", f"feature [{feature.key}] has no meter: it has no usage to cost"
             )
         meter = self.meters.get(feature.meter_id)
         if meter.aggregation not in (Aggregation.SUM, Aggregation.COUNT):
-            raise BadRequest.field(
+            raise InvalidInput.field(
                 "feature",
                 f"the meter of feature [{feature.key}] aggregates with {meter.aggregation.value}; "
                 "a cost needs an additive meter (sum or count)",
             )
-        q = parse_query(meter, body if body is not None else {})
+        return CostTarget(feature, meter, feature.unit_cost)
+
+    def query(self, target: CostTarget, q: ParsedQuery) -> CostResult:
+        feature, meter = target.feature, target.meter
         filters = dict(q.filters)
         for name, spec in feature.meter_filters.items():
             filters[name] = {"and": [filters[name], spec]} if name in filters else spec
         user_group = list(q.group_by)
-        unit = feature.unit_cost
+        unit = target.unit_cost
         needed = list(unit.properties.values()) if isinstance(unit, LlmUnitCost) else []
         q = replace(q, filters=filters, group_by=user_group + [d for d in needed if d not in user_group])
         first = self.usage.run(meter, q)
@@ -382,7 +394,7 @@ class CostService:
         if version is None:
             if priced.problem:
                 return None, priced.problem
-            name = f"{priced.key.provider}/{priced.key.model}"  # type: ignore[union-attr]
+            name = f"{priced.key.provider}/{priced.key.model}" if priced.key else "an unknown model"
             return None, f"no price for [{name}] effective at {format_rfc3339(at)}"
         per_unit = pricing.unit_price(version.pricing, priced.token_type)
         if per_unit is None:

@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from jsonpath_ng import parse as jp_parse
+from jsonpath_ng.parser import parse as jp_parse
 
 _MISSING = object()
 _SIMPLE = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_\-]*)+$")

@@ -1,17 +1,21 @@
-"""Meter CRUD rules: immutable key/aggregation/event type/value, 409 on a taken key, soft delete."""
+"""Meter CRUD rules: immutable key/aggregation/event type/value, 409 on a taken key, soft delete.
+
+Typed inputs in (requests.py), `Meter`s out, domain errors raised. Which features use a meter is
+asked through a port (`MeterUsers`): features depend on meters, never the other way round.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 
-from shared.api.params import page_params, sort_items, string_filters
-from shared.api.problem import Conflict, NotFound
-from shared.api.validation import validate_model
+from shared.core.errors import Conflict, NotFound
 from shared.core.ids import is_ulid, new_id
+from shared.core.listing import Listed, sort_items
 from shared.core.timeutil import Clock
-from shared.features.repository import FeatureRepository
-from shared.meters.models import CreateMeterRequest, Meter, UpdateMeterRequest
+from shared.meters.models import Meter
 from shared.meters.repository import DuplicateKey, MeterGone, MeterRepository
+from shared.meters.requests import CreateMeterRequest, ListMetersQuery, UpdateMeterRequest
 
 SORTS = {
     "key": lambda m: m.key,
@@ -22,13 +26,26 @@ SORTS = {
 }
 
 
+class Named(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+
+
+class MeterUsers(Protocol):
+    """What is built on meters (features): a meter in use can't be deleted."""
+
+    def live_features_for_meter(self, meter_id: str) -> Sequence[Named]: ...
+
+
 class MeterService:
-    def __init__(self, repo: MeterRepository, clock: Clock | None = None) -> None:
+    def __init__(self, repo: MeterRepository, users: MeterUsers, clock: Clock | None = None) -> None:
         self.repo = repo
+        self.users = users
         self.clock = clock or Clock()
 
-    def create(self, body: Any) -> Meter:
-        req = validate_model(CreateMeterRequest, body)
+    def create(self, req: CreateMeterRequest) -> Meter:
         now = self.clock.now()
         meter = Meter(
             id=new_id(),
@@ -60,15 +77,12 @@ class MeterService:
             raise NotFound(f"Meter [{id_or_key}] not found")
         return meter
 
-    def list(self, params: dict[str, str] | None) -> dict[str, Any]:
-        page = page_params(params)
-        filters = string_filters(params, ("key", "name"))
+    def list(self, query: ListMetersQuery) -> Listed[Meter]:
+        filters = query.filters
         meters = [m for m in self.repo.list_all() if all(f.matches(getattr(m, f.field)) for f in filters)]
-        meters = sort_items(meters, (params or {}).get("sort"), SORTS, "created_at")
-        return page.response([m.to_api() for m in page.slice(meters)], len(meters))
+        return Listed.of(query.page, sort_items(meters, query.sort, SORTS, "created_at"))
 
-    def update(self, id_or_key: str, body: Any) -> Meter:
-        req = validate_model(UpdateMeterRequest, body)
+    def update(self, id_or_key: str, req: UpdateMeterRequest) -> Meter:
         meter = self.get(id_or_key)
         fields = req.model_fields_set
         if "name" in fields and req.name is not None:
@@ -89,7 +103,7 @@ class MeterService:
     def delete(self, id_or_key: str) -> None:
         """Soft delete; 409 naming a feature while any non-archived feature is based on the meter."""
         meter = self.get(id_or_key)
-        live = FeatureRepository(self.repo.table, self.repo.client).live_features_for_meter(meter.id)
+        live = self.users.live_features_for_meter(meter.id)
         if live:
             raise Conflict(
                 f"Meter [{meter.key}] is used by feature [{live[0].key}] ({live[0].id}); archive it first",

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from shared.api.params import sort_items
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import new_id
-from shared.core.listing import Listed
+from shared.core.listing import Listed, sort_items
 from shared.core.timeutil import Clock
 from shared.notifications import signing
 from shared.notifications.models import RESERVED_HEADERS, Channel, ChannelType, Rule, RuleType, Threshold

@@ -21,7 +21,8 @@ Random = Callable[[], float]  # [0, 1)
 
 
 def backoff(attempt: int, rand: Random = random.random) -> timedelta:
-    raw = min(BASE * (2 ** (attempt - 1)), CAP)
+    factor: float = 2 ** (attempt - 1)  # int ** int is typed Any (a negative power is a float)
+    raw = min(BASE * factor, CAP)
     low, high = JITTER
     return raw * (low + (high - low) * rand())
 

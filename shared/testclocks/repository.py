@@ -56,9 +56,10 @@ class TestClockRepository(TableRepository):
 
     def _update(self, clock_id: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return self.client.update_item(
+            attributes: dict[str, Any] = self.client.update_item(
                 TableName=self.table, Key=_key(clock_id), ReturnValues="ALL_NEW", **kwargs
             )["Attributes"]
+            return attributes
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ClockChanged(clock_id) from None

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aws_lambda_powertools import Logger
 
-from shared.aws.dynamo import batch_get, batch_put, from_item, to_item
+from shared.aws.dynamo import batch_get, batch_put, to_item
 from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock, event_time_problem, format_rfc3339, parse_rfc3339
 from shared.events.keys import index_attributes
@@ -285,11 +285,3 @@ def _ingested(value: str, fallback: datetime) -> datetime:
         return parse_rfc3339(value)
     except ValueError:
         return fallback
-
-
-def stored_event_from_item(item: dict[str, Any]) -> dict[str, Any]:
-    rec = from_item(item)
-    rec["event"] = orjson.loads(rec["event"])
-    if rec.get("validation_errors"):
-        rec["validation_errors"] = orjson.loads(rec["validation_errors"])
-    return rec

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.problem import BadRequest
+from shared.core.errors import FieldError, InvalidInput
 
 _LEAF = {"eq", "neq", "contains", "ncontains"}
 _LIST = {"in", "nin"}
 _NESTED = {"and", "or"}
 
 
-def _bad(field: str, reason: str) -> BadRequest:
-    return BadRequest.field(field, reason, "invalid")
+def _bad(field: str, reason: str) -> InvalidInput:
+    return InvalidInput.field(field, reason, "invalid")
 
 
 def validate_filter(spec: Any, field: str, map_item: bool = True) -> dict[str, Any]:
@@ -25,17 +25,10 @@ def validate_filter(spec: Any, field: str, map_item: bool = True) -> dict[str, A
     allowed = _LEAF | _LIST | _NESTED | ({"exists"} if map_item else set())
     if op not in allowed:
         choices = sorted(allowed)
-        raise BadRequest(
+        reason = f"unknown operator; use one of {', '.join(choices)}"
+        raise InvalidInput(
             f"Invalid [{field}.{op}]: unknown operator",
-            [
-                {
-                    "field": f"{field}.{op}",
-                    "rule": "enum",
-                    "choices": choices,
-                    "source": "body",
-                    "reason": f"unknown operator; use one of {', '.join(choices)}",
-                }
-            ],
+            (FieldError(f"{field}.{op}", reason, "enum", "body", tuple(choices)),),
         )
     if op in _LEAF and not isinstance(value, str):
         raise _bad(f"{field}.{op}", "must be a string")
@@ -62,9 +55,9 @@ def matches(spec: dict[str, Any], value: str | None) -> bool:
         return (value is not None and value != "") is arg
     actual = value or ""
     if op == "eq":
-        return actual == arg
+        return bool(actual == arg)
     if op == "neq":
-        return actual != arg
+        return bool(actual != arg)
     if op == "contains":
         return arg in actual
     if op == "ncontains":

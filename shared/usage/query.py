@@ -1,4 +1,6 @@
-"""Meter queries answered from the pre-aggregated counters (contract `MeterQueryRequest`).
+"""Meter queries answered from the pre-aggregated counters: the use case and its folding.
+
+The request is parsed in `requests.py` (`ParsedQuery`), the result rendered in `views.py`.
 
 Each window is decomposed into aligned buckets (buckets.py); consecutive buckets of one level
 are read with one Query per subject partition, so the items read are bounded by the number of
@@ -7,52 +9,31 @@ buckets, not by the number of events or minutes.
 
 from __future__ import annotations
 
-import csv
-import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from shared.api.problem import BadRequest, invalid_parameter
-from shared.api.validation import Rfc3339, validate_model
 from shared.aws.dynamo import from_item, query_all
+from shared.core.errors import InvalidInput
 from shared.core.timeutil import (
     EARLIEST_INSTANT,
     EVENT_FUTURE_ALLOWANCE,
     Clock,
     ceil_minute,
     format_rfc3339,
-    instant_problem,
 )
 from shared.customers.attribution import Attribution, CustomerRef
 from shared.meters.models import Aggregation, Meter
 from shared.usage.buckets import LEVEL_LENGTH, bucket_code, decompose, parse_bucket_code
 from shared.usage.counters import member_partition, partition
-from shared.usage.filters import matches, validate_filter
-from shared.usage.windows import GRANULARITIES, count_windows, windows
+from shared.usage.filters import matches
+from shared.usage.windows import count_windows, windows
 
 MAX_WINDOWS = 50_000
 MERGE_GAP = 4  # buckets
-
-
-class QueryFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    dimensions: dict[str, dict[str, Any]] | None = Field(default=None, max_length=10)
-
-
-class MeterQueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    from_: Rfc3339 | None = Field(default=None, alias="from")
-    to: Rfc3339 | None = None
-    granularity: str | None = None
-    time_zone: str = "UTC"
-    group_by_dimensions: list[str] = Field(default_factory=list, max_length=100)
-    filters: QueryFilters | None = None
 
 
 @dataclass
@@ -98,79 +79,6 @@ class _Acc:
                 self.high = value if self.high is None else max(self.high, value)
             elif name.startswith("lt#") and value > self.latest_key:
                 self.latest_key, self.latest_value = value, item["lv#" + name[3:]]
-
-
-def _minute_aligned(name: str, value: datetime | None) -> None:
-    if value is not None and (value.second or value.microsecond):
-        raise BadRequest.field(name, "must fall on a whole minute (usage is kept at minute resolution)")
-
-
-def parse_query(meter: Meter, body: Any) -> ParsedQuery:
-    req = validate_model(MeterQueryRequest, body if body is not None else {})
-    out_of_range = [
-        invalid_parameter(name, reason)
-        for name, value in (("from", req.from_), ("to", req.to))
-        if value is not None and (reason := instant_problem(value))
-    ]
-    if out_of_range:
-        first = out_of_range[0]
-        raise BadRequest(f"Invalid [{first['field']}]: {first['reason']}", out_of_range)
-    _minute_aligned("from", req.from_)
-    _minute_aligned("to", req.to)
-    if req.from_ and req.to and req.from_ >= req.to:
-        raise BadRequest.field("to", "must be after from")
-    if req.granularity is not None and req.granularity not in GRANULARITIES:
-        raise BadRequest(
-            "Invalid [granularity]",
-            [
-                {
-                    "field": "granularity",
-                    "rule": "enum",
-                    "source": "body",
-                    "reason": "must be one of " + ", ".join(GRANULARITIES),
-                    "choices": list(GRANULARITIES),
-                }
-            ],
-        )
-    try:
-        tz = ZoneInfo(req.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadRequest.field("time_zone", f"unknown IANA time zone [{req.time_zone}]") from None
-    known = set(meter.dimensions) | {"subject", "customer_id"}
-    for i, name in enumerate(req.group_by_dimensions):
-        if name not in known:
-            raise BadRequest.field(
-                f"group_by_dimensions[{i}]", f"[{name}] is not a dimension of meter [{meter.key}]"
-            )
-    filters: dict[str, dict[str, Any]] = {}
-    subjects: list[str] | None = None
-    customer_ids: list[str] | None = None
-    for name, spec in ((req.filters.dimensions if req.filters else None) or {}).items():
-        fname = f"filters.dimensions.{name}"
-        if name not in known:
-            raise BadRequest.field(fname, f"[{name}] is not a dimension of meter [{meter.key}]")
-        validate_filter(spec, fname)
-        if name in ("subject", "customer_id"):
-            op = next(iter(spec))
-            if op not in ("eq", "in"):
-                raise BadRequest.field(fname, f"only eq and in are supported for {name}")
-            values = [spec["eq"]] if op == "eq" else list(dict.fromkeys(spec["in"]))
-            if name == "subject":
-                subjects = values
-            else:
-                customer_ids = values
-            continue
-        filters[name] = spec
-    return ParsedQuery(
-        req.from_,
-        req.to,
-        req.granularity,
-        tz,
-        list(dict.fromkeys(req.group_by_dimensions)),
-        filters,
-        subjects,
-        customer_ids,
-    )
 
 
 def format_value(value: Decimal) -> str:
@@ -297,7 +205,7 @@ class UsageQueryService:
     @staticmethod
     def _check_window_count(start: datetime, end: datetime, q: ParsedQuery) -> None:
         if q.granularity is not None and count_windows(start, end, q.granularity, q.tz) > MAX_WINDOWS:
-            raise BadRequest.field(
+            raise InvalidInput.field(
                 "granularity", f"the range holds more than {MAX_WINDOWS} windows; narrow it"
             )
 
@@ -306,7 +214,7 @@ class UsageQueryService:
         for span in windows(start, end, q.granularity or "", q.tz):
             out.append(span)
             if len(out) > MAX_WINDOWS:
-                raise BadRequest.field(
+                raise InvalidInput.field(
                     "granularity", f"the range holds more than {MAX_WINDOWS} windows; narrow it"
                 )
         return out
@@ -406,39 +314,3 @@ def _value(aggregation: Aggregation, acc: _Acc) -> Decimal:
     if aggregation == Aggregation.UNIQUE_COUNT:
         return Decimal(len(acc.members))
     return acc.total
-
-
-def to_api(result: QueryResult) -> dict[str, Any]:
-    body: dict[str, Any] = {"data": result.rows}
-    if result.start is not None:
-        body["from"] = format_rfc3339(result.start)
-    if result.end is not None:
-        body["to"] = format_rfc3339(result.end)
-    return body
-
-
-def to_csv(result: QueryResult) -> str:
-    dims = [d for d in result.group_by if d not in ("subject", "customer_id")]
-    header = ["from", "to"]
-    if "subject" in result.group_by:
-        header.append("subject")
-    with_customer = "customer_id" in result.group_by
-    if with_customer:
-        header += ["customer_id", "customer_key", "customer_name"]
-    header += [*dims, "value"]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for row in result.rows:
-        d = row["dimensions"]
-        line = [row["from"], row["to"]]
-        if "subject" in result.group_by:
-            line.append(d.get("subject", ""))
-        if with_customer:
-            cid = d.get("customer_id", "")
-            ref = result.customers.get(cid)
-            line += [cid, (ref.key or "") if ref else "", ref.name if ref else ""]
-        line += [d.get(name, "") for name in dims]
-        line.append(row["value"])
-        writer.writerow(line)
-    return out.getvalue()

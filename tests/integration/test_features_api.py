@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from functions.api.routes import features as feature_routes
-from shared.api.problem import NotFound
+from shared import bootstrap
+from shared.core.errors import NotFound
+from shared.features import views as feature_views
 from shared.features.models import LlmUnitCost, ManualUnitCost, TokenType
 from shared.features.repository import FeatureRepository
 from shared.settings import get_settings
@@ -287,7 +288,7 @@ def test_llm_static_cost_needs_no_meter(stack: Stack) -> None:
     cost = {"type": "llm", "provider": "openai", "model": "gpt-4o", "token_type": "request"}
     body = create(stack, unit_cost=cost)
     assert body["unit_cost"] == cost  # no fake `pricing`: the cost database comes later
-    feature = feature_routes.features().get(body["id"])
+    feature = bootstrap.features().get(body["id"])
     assert feature.unit_cost == LlmUnitCost(provider="openai", model="gpt-4o", token_type=TokenType.REQUEST)
     assert feature.unit_cost.token_type.canonical is TokenType.INPUT
 
@@ -324,7 +325,7 @@ def test_duplicate_key_is_409(stack: Stack) -> None:
 
 def test_meter_deleted_while_creating_is_400(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     meter = create_meter(stack)
-    service = feature_routes.features()
+    service = bootstrap.features()
     stale = service.meters.get(meter["id"])
     assert stack.request("DELETE", f"/meters/{meter['id']}").status == 204
     calls = iter([stale])
@@ -402,7 +403,7 @@ def test_patch_unknown_or_archived_is_404(stack: Stack) -> None:
 
 def test_patch_racing_an_archive_does_not_resurrect(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     created = create(stack)
-    service = feature_routes.features()
+    service = bootstrap.features()
     stale = service.get(created["id"])
     assert stack.request("DELETE", f"/features/{created['id']}").status == 204
     monkeypatch.setattr(service, "get", lambda _ref: dataclasses.replace(stale))
@@ -584,14 +585,14 @@ def test_service_and_repository_lookups(stack: Stack) -> None:
         meter={"id": meter["id"], "filters": {"model": {"eq": "gpt-4"}}},
         unit_cost={"type": "manual", "amount": "0.25"},
     )
-    service = feature_routes.features()
+    service = bootstrap.features()
     feature = service.get("gpt_4_tokens")
     assert feature == service.get(created["id"])
     assert feature.meter_id == meter["id"]
     assert feature.meter_filters == {"model": {"eq": "gpt-4"}}
     assert feature.unit_cost == ManualUnitCost(Decimal("0.25"))
     assert feature.archived_at is None
-    assert feature.to_api() == created
+    assert feature_views.feature(feature) == created
 
     repo = FeatureRepository(get_settings().config_table)
     assert repo.get(created["id"]) == feature

@@ -13,6 +13,7 @@ import pytest
 from functions.ingest import handler as ingest_handler
 from shared.core.timeutil import Clock
 from shared.ingest import publisher as publisher_mod
+from shared.ingest import requests
 from shared.ingest.publisher import (
     MAX_BYTES_PER_CALL,
     MAX_RECORD_BYTES,
@@ -134,7 +135,7 @@ def test_time_and_specversion_default() -> None:
 
     svc = IngestService(Recorder("s"), 10, 10_000, clock=Frozen())
     raw = event(1, time=_DROP, specversion=_DROP)
-    assert svc.ingest(orjson.dumps(raw), SINGLE) == 1
+    assert svc.ingest(requests.parse(orjson.dumps(raw), SINGLE, 10, 10_000)) == 1
     [[(key, data)]] = sent
     record = orjson.loads(data)
     assert record["event"]["time"] == "2026-05-04T03:02:01.123Z"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from functions.api.routes import meters as meter_routes
+from shared import bootstrap
 from tests.support import contract
 from tests.support.contract import fast_boto3, full_headers  # noqa: F401  (fixtures)
 from tests.support.harness import VIEWER, Stack
@@ -407,7 +407,7 @@ def test_update_racing_a_delete_does_not_resurrect_the_meter(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     created = create(stack)
-    service = meter_routes.meters()
+    service = bootstrap.meters()
     stale = service.get(created["id"])  # the PUT read the meter just before the DELETE landed
     assert stack.request("DELETE", f"/meters/{created['id']}").status == 204
     with monkeypatch.context() as m:
@@ -422,7 +422,7 @@ def test_update_racing_a_delete_does_not_resurrect_the_meter(
 
 def test_delete_racing_a_delete_is_404(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     created = create(stack)
-    service = meter_routes.meters()
+    service = bootstrap.meters()
     stale = service.get(created["id"])
     assert stack.request("DELETE", f"/meters/{created['id']}").status == 204
     replacement = create(stack)  # the key is taken again

@@ -8,43 +8,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.api.app import app, body, json_response, no_content, problem, query_params
+from functions.api.app import body, json_response, no_content, query_params
 from shared.api.params import Page, StringFilter, nested, page_params, sort_items, string_filters, ulid_filter
-from shared.api.problem import ApiError, BadRequest, Conflict, NotFound
+from shared.api.problem import BadRequest
 from shared.bootstrap import addons, plans, tax_codes
 from shared.catalog import requests, views
-from shared.catalog.errors import CatalogError, ConflictError, GoneError, InvalidError, NotFoundError
 from shared.catalog.service import AddonService, PlanService
 
 router = APIGatewayRouter()
-
-
-class Gone(ApiError):
-    status = 410
-    title = "Gone"
-
-
-def to_api_error(err: CatalogError) -> ApiError:
-    """Catalog domain errors in the contract's problem+json (the lead folds this into a shared map)."""
-    if isinstance(err, InvalidError):
-        params = [
-            {"field": i.field, "reason": i.reason, "rule": i.rule, "source": i.source, **i.extra}
-            for i in err.issues
-        ]
-        return BadRequest(str(err), params)
-    if isinstance(err, ConflictError):
-        extra = {"conflicting_entity_id": err.conflicting_entity_id} if err.conflicting_entity_id else {}
-        return Conflict(str(err), **extra)
-    if isinstance(err, GoneError):
-        return Gone(str(err))
-    if isinstance(err, NotFoundError):
-        return NotFound(str(err))
-    return ApiError(str(err))
-
-
-@router.exception_handler(CatalogError)
-def _catalog_error(err: CatalogError) -> Response:
-    return problem(to_api_error(err))
 
 
 # -- list parameters ------------------------------------------------------------------------------
@@ -267,6 +238,3 @@ def get_default_tax_codes() -> Response:
 def update_default_tax_codes() -> Response:
     inp = requests.update_default_tax_codes(body())
     return json_response(200, views.default_tax_codes(tax_codes().set_defaults(inp)))
-
-
-app.include_router(router)

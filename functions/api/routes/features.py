@@ -1,34 +1,40 @@
-"""Features: CRUD with archive on delete (contract tag `OpenMeter Features`)."""
+"""Features: CRUD with archive on delete (contract tag `OpenMeter Features`). Parse, call, render."""
 
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.api.app import app, body, json_response, no_content, query_params
-from shared.bootstrap import features
+from functions.api.app import body, json_response, no_content, query_params
+from shared import bootstrap
+from shared.features import requests, views
+
+router = APIGatewayRouter()
 
 
-@app.post("/features")
+@router.post("/features")
 def create_feature() -> Response:
-    return json_response(201, features().create(body()).to_api())
+    return json_response(201, views.feature(bootstrap.features().create(requests.create_feature(body()))))
 
 
-@app.get("/features")
+@router.get("/features")
 def list_features() -> Response:
-    return json_response(200, features().list(query_params()))
+    query = requests.list_features(query_params())
+    return json_response(200, views.page(query.page, bootstrap.features().list(query)))
 
 
-@app.get("/features/<feature_id>")
+@router.get("/features/<feature_id>")
 def get_feature(feature_id: str) -> Response:
-    return json_response(200, features().get(feature_id).to_api())
+    return json_response(200, views.feature(bootstrap.features().get(feature_id)))
 
 
-@app.patch("/features/<feature_id>")
+@router.patch("/features/<feature_id>")
 def update_feature(feature_id: str) -> Response:
-    return json_response(200, features().update(feature_id, body()).to_api())
+    change = requests.update_feature(body())
+    return json_response(200, views.feature(bootstrap.features().update(feature_id, change)))
 
 
-@app.delete("/features/<feature_id>")
+@router.delete("/features/<feature_id>")
 def delete_feature(feature_id: str) -> Response:
-    features().delete(feature_id)
+    bootstrap.features().delete(feature_id)
     return no_content()
