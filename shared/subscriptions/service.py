@@ -26,7 +26,7 @@ from shared.core import durations
 from shared.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from shared.core.ids import new_id
 from shared.core.listing import Listed
-from shared.core.timeutil import format_rfc3339
+from shared.core.timeutil import Clock, format_rfc3339
 from shared.customers.service import CustomerService
 from shared.entitlements.requests import CreateEntitlementRequest
 from shared.entitlements.service import EntitlementService
@@ -71,8 +71,12 @@ class SubscriptionService:
         entitlements: EntitlementService,
         now_for: Callable[[str], datetime],
         addons: AddonRepository | None = None,
+        wall: Clock | None = None,
     ) -> None:
         self.repo = repo
+        # The catalog lives on wall time, customers may live on a test clock: a plan published now can
+        # be subscribed by a customer whose clock is in the past (as Stripe's prices on test clocks).
+        self.wall = wall or Clock()
         self.addon_versions = addons
         self.plans = plans
         self.customers = customers
@@ -97,7 +101,9 @@ class SubscriptionService:
             raise InvalidInput.field(field, f"customer [{value}] not found", "missing_reference")
         return customer
 
-    def _plan(self, ref: PlanRef, now: datetime) -> Plan:
+    def _plan(self, ref: PlanRef, customer_now: datetime) -> Plan:
+        # A plan must be active at the customer's now, or now in wall time when that is later.
+        now = max(customer_now, self.wall.now())
         if ref.id is not None:
             field, found = "plan.id", self.plans.get(ref.id)
             plan = found[0] if found else None
