@@ -22,6 +22,7 @@ from decimal import Decimal
 from shared.core import durations
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import new_id
+from shared.core.listing import Listed
 from shared.core.timeutil import Clock
 from shared.credits import ledger
 from shared.credits.models import (
@@ -183,7 +184,7 @@ class CreditService:
             raise NotFound(f"Credit grant [{grant_id}] not found")
         return found[0]
 
-    def list_grants(self, customer_id: str, query: GrantsQuery) -> tuple[list[CreditGrant], int]:
+    def list_grants(self, customer_id: str, query: GrantsQuery) -> Listed[CreditGrant]:
         self._customer(customer_id)
         now = self.clock.now()
         grants = [
@@ -193,7 +194,7 @@ class CreditService:
             and (query.currency is None or g.currency == query.currency)
             and (query.key is None or (g.key is not None and query.key.matches(g.key)))
         ]
-        return query.page.slice(grants), len(grants)
+        return Listed.of(query.page, grants)
 
     def settle_externally(self, customer_id: str, grant_id: str, req: SettlementRequest) -> CreditGrant:
         """An externally funded grant's payment moved on (pending -> authorized -> settled)."""

@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from shared.api.params import Page
 from shared.core.decimals import wire
+from shared.core.listing import Listed
 from shared.core.timeutil import format_rfc3339
 from shared.credits.ledger import Transaction
 from shared.credits.models import CreditGrant, Movement
@@ -56,13 +58,8 @@ def grant(g: CreditGrant, now: datetime) -> dict[str, Any]:
     return body
 
 
-def grants_page(
-    number: int, size: int, items: list[CreditGrant], total: int, now: datetime
-) -> dict[str, Any]:
-    return {
-        "data": [grant(g, now) for g in items],
-        "meta": {"page": {"number": number, "size": size, "total": total}},
-    }
+def grants_page(page: Page, listed: Listed[CreditGrant], now: datetime) -> dict[str, Any]:
+    return page.response([grant(g, now) for g in listed.items], listed.total)
 
 
 def balances(retrieved_at: datetime, found: list[Balance]) -> dict[str, Any]:

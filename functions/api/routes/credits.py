@@ -37,10 +37,8 @@ def list_credit_grants(customer_id: str) -> Response:
     cid = _customer(customer_id)
     query = requests.list_grants(query_params())
     service = bootstrap.credits()
-    items, total = service.list_grants(cid, query)
-    return json_response(
-        200, views.grants_page(query.page.number, query.page.size, items, total, service.clock.now())
-    )
+    listed = service.list_grants(cid, query)
+    return json_response(200, views.grants_page(query.page, listed, service.clock.now()))
 
 
 @router.get(BASE + "/grants/<grant_id>")
