@@ -53,6 +53,7 @@ class Block:
     name: str = ""
     expires_at: datetime | None = None
     features: frozenset[str] = frozenset()  # empty: any charge
+    created_at: datetime | None = None  # when it was written (None: at effective_at)
 
     def usable_at(self, at: datetime) -> bool:
         return self.effective_at <= at and (self.expires_at is None or at < self.expires_at)
@@ -73,6 +74,7 @@ class Draw:
     booked_at: datetime
     seq: int
     name: str = ""
+    created_at: datetime | None = None  # when it was written (None: at booked_at)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Transaction:
     block_id: str
     before: Decimal
     after: Decimal
+    created_at: datetime
 
 
 def check_amount(amount: Decimal, currency: str) -> None:
@@ -177,27 +180,32 @@ _RANK = {TransactionType.FUNDED: 0, TransactionType.CONSUMED: 1, TransactionType
 def transactions(blocks: Sequence[Block], draws: Sequence[Draw], until: datetime) -> list[Transaction]:
     """Every movement booked at or before `until`, oldest first, with running balances per currency."""
     by_id = {b.id: b for b in blocks}
-    rows: list[tuple[tuple[datetime, int, int, str], TransactionType, Block, Decimal, str, str]] = []
+    # (order key, type, block, signed amount, id, name, written at)
+    Row = tuple[tuple[datetime, int, int, str], TransactionType, Block, Decimal, str, str, datetime]
+    rows: list[Row] = []
     for b in blocks:
         if b.effective_at <= until:
-            rows.append(((b.effective_at, 0, b.seq, b.id), TransactionType.FUNDED, b, b.amount, b.id, b.name))
-        if b.expires_at is not None and b.expires_at <= until and (lost := expired_amount(b, draws)) > 0:
+            written = b.created_at or b.effective_at
             rows.append(
-                ((b.expires_at, 2, b.seq, b.id), TransactionType.EXPIRED, b, -lost, expiry_id(b), b.name)
+                ((b.effective_at, 0, b.seq, b.id), TransactionType.FUNDED, b, b.amount, b.id, b.name, written)
             )
+        if b.expires_at is not None and b.expires_at <= until and (lost := expired_amount(b, draws)) > 0:
+            key = (b.expires_at, 2, b.seq, b.id)
+            rows.append((key, TransactionType.EXPIRED, b, -lost, expiry_id(b), b.name, b.expires_at))
     for d in draws:
         if d.booked_at <= until:
-            block = by_id[d.block_id]
-            rows.append(
-                ((d.booked_at, 1, d.seq, d.id), TransactionType.CONSUMED, block, -d.amount, d.id, d.name)
-            )
+            key = (d.booked_at, 1, d.seq, d.id)
+            written = d.created_at or d.booked_at
+            rows.append((key, TransactionType.CONSUMED, by_id[d.block_id], -d.amount, d.id, d.name, written))
     rows.sort(key=lambda r: r[0])
     running: dict[str, Decimal] = {}
     out: list[Transaction] = []
-    for key, kind, block, amount, tx_id, name in rows:
+    for key, kind, block, amount, tx_id, name, written in rows:
         before = running.get(block.currency, ZERO)
         running[block.currency] = before + amount
         out.append(
-            Transaction(tx_id, kind, block.currency, amount, key[0], name, block.id, before, before + amount)
+            Transaction(
+                tx_id, kind, block.currency, amount, key[0], name, block.id, before, before + amount, written
+            )
         )
     return out

@@ -78,12 +78,13 @@ def _blocks(state: LedgerState) -> list[ledger.Block]:
             name=g.name,
             expires_at=g.expires_at,
             features=frozenset(g.features),
+            created_at=g.created_at,
         )
         for g in state.grants
     ]
     blocks += [
         ledger.Block(
-            m.id, m.currency, m.amount, DEFAULT_PRIORITY, m.booked_at, len(state.grants) + m.seq, m.name
+            m.id, m.currency, m.amount, DEFAULT_PRIORITY, m.booked_at, m.seq, m.name, created_at=m.created_at
         )
         for m in state.movements
         if m.amount > 0
@@ -93,7 +94,7 @@ def _blocks(state: LedgerState) -> list[ledger.Block]:
 
 def _draws(state: LedgerState) -> list[ledger.Draw]:
     return [
-        ledger.Draw(part_id, block_id, drawn, m.booked_at, m.seq, m.name)
+        ledger.Draw(part_id, block_id, drawn, m.booked_at, m.seq, m.name, m.created_at)
         for m in state.movements
         for part_id, block_id, drawn in m.parts
     ]

@@ -81,8 +81,7 @@ def transaction(t: Transaction) -> dict[str, Any]:
     return {
         "id": t.id,
         "name": t.name,
-        # A stored movement's write time is not kept per part; the booking time is what orders them.
-        "created_at": format_rfc3339(t.booked_at),
+        "created_at": format_rfc3339(t.created_at),
         "booked_at": format_rfc3339(t.booked_at),
         "type": t.type.value,
         "currency": t.currency,

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.core.errors import InvalidInput
 from shared.credits.ledger import (
@@ -21,6 +24,7 @@ from shared.credits.ledger import (
     check_amount,
     expired_amount,
     expiry_id,
+    left,
     pending_at,
     transactions,
 )
@@ -215,3 +219,62 @@ def test_unknown_currency_is_refused() -> None:
         check_amount(D(1), "ZZZ")
     with pytest.raises(InvalidInput):
         check_amount(D(1), "XAU")  # no minor unit
+
+
+# -- properties over random ledgers ------------------------------------------------------------------
+@st.composite
+def ledgers(draw: st.DrawFn) -> tuple[list[Block], list[tuple[Decimal, int, str | None]]]:
+    n = draw(st.integers(1, 6))
+    blocks = [
+        block(
+            f"b{i}",
+            str(draw(st.integers(1, 10_000)) / D(100)),
+            draw(st.integers(1, 3)),
+            draw(st.one_of(st.none(), st.integers(1, 20))),
+            seq=i,
+            effective=draw(st.integers(0, 5)),
+            currency=draw(st.sampled_from(["USD", "EUR"])),
+            features=tuple(draw(st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True))),
+        )
+        for i in range(n)
+    ]
+    charges = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 20_000).map(lambda c: c / D(100)),
+                st.integers(0, 25),
+                st.sampled_from([None, "a", "b"]),
+            ),
+            max_size=8,
+        )
+    )
+    return blocks, charges
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(ledgers())
+def test_burn_down_invariants(case: tuple[list[Block], list[tuple[Decimal, int, str | None]]]) -> None:
+    blocks, charges = case
+    draws: list[Draw] = []
+    for n, (amount, day, feature) in enumerate(charges):
+        can = available(blocks, draws, "USD", at(day), feature)
+        drawn = burn(blocks, draws, "USD", amount, at(day), feature)
+        # Exactly what is there, up to the amount asked.
+        assert sum((a for _, a in drawn), D(0)) == min(amount, can)
+        # In burn order: every usable block before the last one drawn from is empty afterwards.
+        draws += [Draw(f"{n}-{i}", b, a, at(day), 100 + n) for i, (b, a) in enumerate(drawn)]
+        if drawn:
+            usable = sorted(
+                (b for b in blocks if b.currency == "USD" and b.usable_at(at(day)) and b.serves(feature)),
+                key=Block.burn_key,
+            )
+            last = [b.id for b in usable].index(drawn[-1][0])
+            assert all(left(b, draws) == 0 for b in usable[:last])
+    assert all(left(b, draws) >= 0 for b in blocks)  # never overdrawn
+    txs = transactions(blocks, draws, at(40))
+    for currency in ("USD", "EUR"):
+        chain = [t for t in txs if t.currency == currency]
+        assert all(t.before + t.amount == t.after for t in chain)
+        assert all(a.after == b.before for a, b in pairwise(chain))
+        assert (chain[-1].after if chain else D(0)) == balance_at(blocks, draws, currency, at(40))
+        assert balance_at(blocks, draws, currency, at(40)) >= 0
