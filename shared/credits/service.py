@@ -47,6 +47,8 @@ from shared.rating.money import currency_precision, round_amount
 
 # Retries of a write that lost the ledger race to a concurrent one (each retry re-reads).
 _ATTEMPTS = 8
+# Part of a DynamoDB partition key (2,048 bytes at most, with the customer id and a prefix).
+MAX_IDEMPOTENCY_KEY = 512
 Step = Callable[[str], None]
 
 
@@ -340,10 +342,15 @@ class CreditService:
         `feature_key`; None: unrestricted credits only), by burn-down, exactly once per
         `idempotency_key`. Returns the amount applied (0 <= applied <= amount); the caller invoices
         `amount - applied`. A repeated key returns the first answer; the same key with another
-        currency, amount or feature is a Conflict. `step` is the fault-injection seam of the tests."""
+        currency, amount or feature is a Conflict. The customer is not looked up (the invoice has it):
+        one with no credits gets 0. `step` is the fault-injection seam of the tests."""
         step = step or (lambda _name: None)
         if amount < 0:
             raise ValueError("amount must not be negative")
+        if at.tzinfo is None:
+            raise ValueError("at must be timezone-aware")
+        if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ValueError(f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} characters")
         ledger.check_amount(amount, currency)
         for _ in range(_ATTEMPTS):
             claim = self.repo.applied(customer_id, idempotency_key)

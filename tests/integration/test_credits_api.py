@@ -240,3 +240,42 @@ def test_transactions_cursor_pagination(stack: Stack) -> None:
     assert [t["amount"] for t in back["data"]] == ["3", "2"]
     funded = stack.request("GET", f"/customers/{cid}/credits/transactions?filter[type]=consumed").json()
     assert funded["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"amount": "0"}, "amount"),
+        ({"amount": "0.001"}, "amount"),
+        ({"amount": "1e3"}, "amount"),
+        ({"currency": "XAU"}, "currency"),  # no minor unit: not money
+        ({"name": ""}, "name"),
+        ({"labels": {"kong-x": "1", "_bad": "1"}}, "labels"),
+    ],
+)
+def test_bad_adjustments_name_the_field_and_write_nothing(
+    stack: Stack, body: dict[str, Any], field: str
+) -> None:
+    cid = customer(stack)
+    grant(stack, cid, amount="5", effective_at="2026-01-01T00:00:00Z")
+    full = {"name": "Fix", "currency": "USD", "amount": "1", **body}
+    resp = stack.request("POST", f"/customers/{cid}/credits/adjustments", full)
+    assert resp.status == 400, resp
+    assert field in [p["field"] for p in resp.json()["invalid_parameters"]]
+    assert balance(stack, cid)["USD"]["settled"] == "5"
+    txs = stack.request("GET", f"/customers/{cid}/credits/transactions").json()["data"]
+    assert [t["type"] for t in txs] == ["funded"]
+
+
+def test_apply_refuses_what_the_invoice_must_never_send(stack: Stack) -> None:
+    cid = customer(stack)
+    credits = bootstrap.credits()
+    at = parse_rfc3339("2026-02-01T00:00:00Z")
+    with pytest.raises(ValueError, match="negative"):
+        credits.apply(cid, "USD", D(-1), at, "k")
+    with pytest.raises(ValueError, match="decimals"):
+        credits.apply(cid, "USD", D("0.001"), at, "k")
+    with pytest.raises(ValueError, match="timezone"):
+        credits.apply(cid, "USD", D(1), at.replace(tzinfo=None), "k")
+    with pytest.raises(ValueError, match="idempotency_key"):
+        credits.apply(cid, "USD", D(1), at, "")
