@@ -19,6 +19,8 @@ from shared.aws.publisher import DomainPublisher
 from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
 from shared.catalog.service import AddonService, PlanService, TaxCodeService
 from shared.core.timeutil import Clock, CustomerClock, WallClock
+from shared.credits.repository import CreditRepository
+from shared.credits.service import CreditService
 from shared.customers.attribution import Attribution
 from shared.customers.deletion import CustomerDeletion
 from shared.customers.repository import CustomerRepository
@@ -278,6 +280,27 @@ def subscriptions() -> SubscriptionService:
     )
 
 
+# -- prepaid credits (api; invoice: `credits().apply`) ------------------------------------------
+def build_credits(clock: Clock | None = None) -> CreditService:
+    """A fresh service (tests build one on a fixed clock); `credits()` is the shared one."""
+
+    def customer_exists(customer_id: str) -> bool:
+        found = customers().find(customer_id)
+        return found is not None and found.id == customer_id and found.deleted_at is None
+
+    def tax_code_exists(tax_code_id: str) -> bool:
+        return tax_code_id in tax_codes().live_ids({tax_code_id})
+
+    return CreditService(
+        CreditRepository(get_settings().config_table), customer_exists, tax_code_exists, clock
+    )
+
+
+@lru_cache(maxsize=1)
+def credits() -> CreditService:
+    return build_credits()
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -315,6 +338,7 @@ _CACHED = (
     plans,
     addons,
     subscriptions,
+    credits,
     llm_catalog,
 )
 

@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from functions.api import app as api
 from functions.api.app import app
 from functions.api.routes import catalog as _catalog
+from functions.api.routes import credits as _credits
 from functions.api.routes import customers as _customers
 from functions.api.routes import entitlements as _entitlements
 from functions.api.routes import events as _events
@@ -24,6 +25,7 @@ from shared.core.observability import lambda_entry
 
 # One Router per domain (tokens still register on the app directly).
 app.include_router(_catalog.router)
+app.include_router(_credits.router)
 app.include_router(_entitlements.router)
 app.include_router(_notifications.router)
 app.include_router(_meters.router)

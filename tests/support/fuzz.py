@@ -129,6 +129,7 @@ def seeded_path_parameters(seeds: dict[str, list[str]]) -> Callable[..., Any]:
 # The contract as this server means to serve it: each change here is a departure listed in
 # docs/contract-notes.md, and the fuzz test checks responses against the contract plus these.
 KEY_PARAMS = ("customerId", "featureId", "meterId")  # ids in paths also take the object's key
+ULID_ONLY_PATHS = ("/credits/",)  # credit endpoints take the customer ULID only, as the contract says
 CONFLICT_OPERATIONS = (
     "create-customer",
     "create-feature",
@@ -138,7 +139,10 @@ CONFLICT_OPERATIONS = (
     "create-product-catalog-addon",
     "create-plan-addon",
     "create-tax-code",
-)  # 409: duplicate key; meter in use; a second draft of a plan or add-on key; a duplicate plan link
+    "create-credit-adjustment",
+    "update-credit-grant-external-settlement",
+)  # 409: duplicate key; meter in use; a second draft of a plan or add-on key; a duplicate plan link;
+# a credit ledger or grant changed concurrently past the retries
 UNSUPPORTED_MEDIA_TYPE_OPERATIONS = ("ingest-metering-events",)  # 415 on a body that is not JSON
 
 
@@ -162,12 +166,13 @@ def with_departures(raw: dict[str, Any]) -> dict[str, Any]:
     key_or_id = {
         "anyOf": [{"$ref": "#/components/schemas/ULID"}, {"$ref": "#/components/schemas/ResourceKey"}]
     }
-    for item in spec["paths"].values():
+    for path, item in spec["paths"].items():
+        ulid_only = any(part in path for part in ULID_ONLY_PATHS)
         for op in item.values():
             if not isinstance(op, dict) or "operationId" not in op:
                 continue
             for param in op.get("parameters", []):
-                if param.get("in") == "path" and param.get("name") in KEY_PARAMS:
+                if param.get("in") == "path" and param.get("name") in KEY_PARAMS and not ulid_only:
                     param["schema"] = key_or_id
             if op["operationId"] in CONFLICT_OPERATIONS:
                 op["responses"].setdefault("409", _problem("Conflict"))

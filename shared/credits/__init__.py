@@ -1,0 +1,1 @@
+"""Prepaid customer credits: grants, a burn-down ledger, adjustments and exactly-once consumption."""
