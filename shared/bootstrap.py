@@ -16,6 +16,8 @@ from functools import lru_cache
 from shared.auth.store import TokenStore
 from shared.aws import clients
 from shared.aws.publisher import DomainPublisher
+from shared.billing.repository import BillingRepository
+from shared.billing.service import AppService, CustomerBillingService, ProfileService
 from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
 from shared.catalog.service import AddonService, PlanService, TaxCodeService
 from shared.core.timeutil import Clock
@@ -210,6 +212,24 @@ def addons() -> AddonService:
     return AddonService(AddonRepository(table), FeatureRepository(table), tax_codes())
 
 
+# -- billing settings (api; the invoice code reads `customer_billing().effective_profile`) ---------
+@lru_cache(maxsize=1)
+def apps() -> AppService:
+    return AppService(BillingRepository(get_settings().config_table))
+
+
+@lru_cache(maxsize=1)
+def billing_profiles() -> ProfileService:
+    return ProfileService(BillingRepository(get_settings().config_table), apps(), customers())
+
+
+@lru_cache(maxsize=1)
+def customer_billing() -> CustomerBillingService:
+    return CustomerBillingService(
+        BillingRepository(get_settings().config_table), billing_profiles(), customers()
+    )
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -242,6 +262,9 @@ _CACHED = (
     tax_codes,
     plans,
     addons,
+    apps,
+    billing_profiles,
+    customer_billing,
     llm_catalog,
 )
 

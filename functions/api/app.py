@@ -14,6 +14,7 @@ from shared.api.problem import (
     ApiError,
     BadRequest,
     Conflict,
+    Gone,
     MethodNotAllowed,
     NotFound,
     invalid_parameter,
@@ -114,6 +115,8 @@ def api_error(err: errors.DomainError) -> ApiError:
         return BadRequest(err.message, params)
     if isinstance(err, errors.NotFound):
         return NotFound(err.message)
+    if isinstance(err, errors.Gone):
+        return Gone(err.message)
     if isinstance(err, errors.Conflict):
         return Conflict(err.message, **err.conflicting)
     return ApiError(err.message)

@@ -8,6 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from functions.api import app as api
 from functions.api.app import app
+from functions.api.routes import billing as _billing
 from functions.api.routes import catalog as _catalog  # noqa: F401  (registers routes)
 from functions.api.routes import customers as _customers  # noqa: F401  (registers routes)
 from functions.api.routes import entitlements as _entitlements
@@ -20,6 +21,7 @@ from functions.api.routes import tokens as _tokens  # noqa: F401  (registers rou
 from shared.core.observability import lambda_entry
 
 # Domains reshaped into a Router each (the others still register on the app directly).
+app.include_router(_billing.router)
 app.include_router(_entitlements.router)
 app.include_router(_notifications.router)
 

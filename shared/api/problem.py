@@ -79,6 +79,11 @@ class Conflict(ApiError):
     title = "Conflict"
 
 
+class Gone(ApiError):
+    status = 410
+    title = "Gone"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     title = "Payload Too Large"

@@ -32,6 +32,10 @@ class NotFound(DomainError):
     """The thing asked for does not exist (or is not visible to the caller)."""
 
 
+class Gone(DomainError):
+    """The thing asked for existed and was deleted (the contract's 410)."""
+
+
 class Conflict(DomainError):
     """The request contradicts the current state; `conflicting` names the other entity (entities)."""
 
