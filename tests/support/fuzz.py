@@ -138,7 +138,13 @@ CONFLICT_OPERATIONS = (
     "create-product-catalog-addon",
     "create-plan-addon",
     "create-tax-code",
-)  # 409: duplicate key; meter in use; a second draft of a plan or add-on key; a duplicate plan link
+    "create-billing-profile",
+    "update-billing-profile",
+    "delete-billing-profile",
+    "update-customer-billing",
+    "update-customer-billing-app-data",
+)  # 409: duplicate key; meter in use; a second draft of a plan or add-on key; a duplicate plan link;
+# a billing profile in use (the default, or pinned by a customer), or writes that kept racing
 UNSUPPORTED_MEDIA_TYPE_OPERATIONS = ("ingest-metering-events",)  # 415 on a body that is not JSON
 
 
