@@ -275,3 +275,24 @@ def test_customer_billing_errors(stack: Stack) -> None:
     problem(stack.request("PUT", f"/customers/{c['id']}/billing", {}), 410)
     problem(stack.request("PUT", f"/customers/{c['id']}/billing/app-data", {}), 410)
     assert stack.request("GET", f"/customers/{c['id']}/billing").status == 200
+
+
+def test_a_default_taker_that_read_a_stale_default_retries_and_wins(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = create(stack, profile_body(stack, name="First"))
+    repo = bootstrap.billing_profiles().repo
+    real = repo.default_id
+    reads: list[str | None] = []
+
+    def stale_once() -> str | None:
+        # the first read names a profile that is no longer the default (another taker moved it)
+        value = UNKNOWN_ULID if not reads else real()
+        reads.append(value)
+        return value
+
+    monkeypatch.setattr(repo, "default_id", stale_once)
+    second = create(stack, profile_body(stack, name="Second", default=True))
+    assert reads == [UNKNOWN_ULID, first["id"]]  # the conditional pointer write failed, then won
+    monkeypatch.setattr(repo, "default_id", real)
+    assert defaults(stack) == [second["id"]]
