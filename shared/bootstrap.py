@@ -18,6 +18,7 @@ from shared.aws import clients
 from shared.aws.publisher import DomainPublisher
 from shared.billing.repository import BillingRepository
 from shared.billing.service import AppService, CustomerBillingService, ProfileService
+from shared.billing.stripe_account import StripeAccounts, read_secret_parameter
 from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
 from shared.catalog.service import AddonService, PlanService, TaxCodeService
 from shared.core.timeutil import Clock
@@ -213,9 +214,17 @@ def addons() -> AddonService:
 
 
 # -- billing settings (api; the invoice code reads `customer_billing().effective_profile`) ---------
+def _stripe_accounts() -> StripeAccounts | None:
+    s = get_settings()
+    key = s.stripe_api_key
+    if not key and s.stripe_api_key_parameter:
+        key = read_secret_parameter(clients.ssm(), s.stripe_api_key_parameter)
+    return StripeAccounts(key, s.stripe_api_base or None) if key else None
+
+
 @lru_cache(maxsize=1)
 def apps() -> AppService:
-    return AppService(BillingRepository(get_settings().config_table))
+    return AppService(BillingRepository(get_settings().config_table), _stripe_accounts())
 
 
 @lru_cache(maxsize=1)

@@ -38,6 +38,11 @@ class App:
     # external_invoicing: pause invoices for the integration's callbacks (off: nothing to wait for)
     enable_draft_sync_hook: bool = False
     enable_issuing_sync_hook: bool = False
+    # stripe: the account Stripe reported for the configured key
+    account_id: str | None = None
+    livemode: bool = False
+    masked_api_key: str | None = None
+    key_fingerprint: str | None = None  # which configured key installed it (a hash, never the key)
 
 
 class AlignmentType(StrEnum):

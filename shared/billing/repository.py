@@ -65,6 +65,10 @@ def _app_record(app: App) -> dict[str, Any]:
         "status": app.status.value,
         "enable_draft_sync_hook": app.enable_draft_sync_hook,
         "enable_issuing_sync_hook": app.enable_issuing_sync_hook,
+        "account_id": app.account_id,
+        "livemode": app.livemode,
+        "masked_api_key": app.masked_api_key,
+        "key_fingerprint": app.key_fingerprint,
         "created_at": format_rfc3339(app.created_at),
         "updated_at": format_rfc3339(app.updated_at),
     }
@@ -81,6 +85,10 @@ def _app_from(rec: dict[str, Any]) -> App:
         updated_at=parse_rfc3339(rec["updated_at"]),
         enable_draft_sync_hook=bool(rec.get("enable_draft_sync_hook")),
         enable_issuing_sync_hook=bool(rec.get("enable_issuing_sync_hook")),
+        account_id=rec.get("account_id"),
+        livemode=bool(rec.get("livemode")),
+        masked_api_key=rec.get("masked_api_key"),
+        key_fingerprint=rec.get("key_fingerprint"),
     )
 
 
@@ -209,6 +217,9 @@ class BillingRepository(TableRepository):
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+
+    def put_app(self, app: App) -> None:
+        self.client.put_item(TableName=self.table, Item=to_item(_app_record(app)))
 
     def list_apps(self) -> list[App]:
         items = query_all(

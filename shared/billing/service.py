@@ -21,15 +21,21 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+from aws_lambda_powertools import Logger
+from stripe import StripeError
 from ulid import ULID
 
 from shared.billing.models import App, AppData, AppStatus, AppType, CustomerBilling, Profile
 from shared.billing.repository import BillingRepository, WriteConflict
 from shared.billing.requests import CustomerBillingInput, ProfileInput
+from shared.billing.stripe_account import StripeAccount, StripeUnauthorized
 from shared.core.errors import Conflict, FieldError, Gone, InvalidInput, NotFound
 from shared.core.ids import new_id
 from shared.core.listing import Listed, PageLike
+from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock
+
+log = Logger(service=SERVICE, child=True)
 
 # A lost race on the default pointer or a revision is retried this many times before a 409.
 MAX_ATTEMPTS = 5
@@ -76,12 +82,30 @@ def builtin_app_id(app_type: AppType) -> str:
     return str(ULID.from_bytes(millis.to_bytes(6, "big") + digest))
 
 
-class AppService:
-    """The installed apps: sandbox and external invoicing, always. Stripe is not installed: it needs a
-    Stripe account, which a later change configures; until then it is not listed (nothing pretends)."""
+def stripe_app_id(account_id: str, livemode: bool) -> str:
+    millis = int(_APP_EPOCH.timestamp() * 1000)
+    digest = hashlib.sha256(f"meterline-app:stripe:{account_id}:{livemode}".encode()).digest()[:10]
+    return str(ULID.from_bytes(millis.to_bytes(6, "big") + digest))
 
-    def __init__(self, repo: BillingRepository, clock: Clock | None = None) -> None:
+
+class StripeAccountLookup(Protocol):
+    """The Stripe port (`stripe_account.StripeAccounts`): the account of the configured key."""
+
+    api_key: str
+
+    def current(self) -> StripeAccount: ...
+
+
+class AppService:
+    """The installed apps: sandbox and external invoicing, always; Stripe when a secret key is
+    configured and Stripe confirms its account (one call, then stored). A key Stripe refuses, or
+    Stripe unreachable, leaves Stripe unlisted (logged) rather than shown with made-up data."""
+
+    def __init__(
+        self, repo: BillingRepository, stripe: StripeAccountLookup | None = None, clock: Clock | None = None
+    ) -> None:
         self.repo = repo
+        self.stripe = stripe
         self.clock = clock or Clock()
 
     def _provision(self) -> list[App]:
@@ -91,22 +115,57 @@ class AppService:
             self.repo.put_app_if_absent(app)  # concurrent provisioning: the first one stays
         return self.repo.list_apps()
 
+    def _install_stripe(self) -> App | None:
+        assert self.stripe is not None
+        try:
+            account = self.stripe.current()
+        except (StripeUnauthorized, StripeError) as exc:
+            log.warning(
+                "Stripe app not installed: Stripe refused or did not answer", extra={"error": str(exc)}
+            )
+            return None
+        now = self.clock.now()
+        app = App(
+            stripe_app_id(account.account_id, account.livemode),
+            AppType.STRIPE,
+            "Stripe",
+            "Stripe integration allows you to collect payments with Stripe.",
+            AppStatus.READY,
+            now,
+            now,
+            account_id=account.account_id,
+            livemode=account.livemode,
+            masked_api_key=account.masked_api_key,
+            key_fingerprint=_fingerprint(self.stripe.api_key),
+        )
+        self.repo.put_app(app)  # the key changed to another of the same account: this key's record
+        return app
+
     def installed(self) -> list[App]:
         apps = self.repo.list_apps()
-        if {a.type for a in apps} < {b.type for b in BUILTIN_APPS} or not apps:
+        if not {b.type for b in BUILTIN_APPS} <= {a.type for a in apps}:
             apps = self._provision()
-        return sorted(apps, key=lambda a: a.id)
+        # A Stripe app is installed while the key that installed it is the configured one.
+        fingerprint = _fingerprint(self.stripe.api_key) if self.stripe else None
+        out = [a for a in apps if a.type is not AppType.STRIPE or a.key_fingerprint == fingerprint]
+        if self.stripe is not None and not any(a.type is AppType.STRIPE for a in out):
+            stripe_app = self._install_stripe()
+            if stripe_app is not None:
+                out.append(stripe_app)
+        return sorted(out, key=lambda a: a.id)
 
     def list(self, page: PageLike) -> Listed[App]:
         return Listed.of(page, self.installed())
 
     def get(self, app_id: str) -> App:
-        app = self.repo.get_app(app_id)
-        if app is None and app_id in {builtin_app_id(b.type) for b in BUILTIN_APPS}:
-            app = next((a for a in self._provision() if a.id == app_id), None)
+        app = next((a for a in self.installed() if a.id == app_id), None)
         if app is None:
             raise NotFound(f"App [{app_id}] not found")
         return app
+
+
+def _fingerprint(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
 # -- profiles -------------------------------------------------------------------------------------

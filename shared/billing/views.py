@@ -42,6 +42,10 @@ def app(a: App) -> dict[str, Any]:
         "created_at": format_rfc3339(a.created_at),
         "updated_at": format_rfc3339(a.updated_at),
     }
+    if a.type.value == "stripe":
+        body["account_id"] = a.account_id
+        body["livemode"] = a.livemode
+        body["masked_api_key"] = a.masked_api_key
     if a.type.value == "external_invoicing":
         body["enable_draft_sync_hook"] = a.enable_draft_sync_hook
         body["enable_issuing_sync_hook"] = a.enable_issuing_sync_hook

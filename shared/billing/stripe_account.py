@@ -1,0 +1,56 @@
+"""The Stripe account behind the configured secret key: the Stripe app is installed only when one is
+configured and Stripe confirms it (`GET /v1/account`), so its account id is never made up.
+
+The key comes from the settings: `STRIPE_API_KEY` directly (local runs), or the name of an SSM
+SecureString parameter holding it (`STRIPE_API_KEY_PARAMETER`, on AWS), read once per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+
+@dataclass(frozen=True)
+class StripeAccount:
+    account_id: str
+    livemode: bool
+    masked_api_key: str
+
+
+class StripeUnauthorized(Exception):
+    """Stripe refused the configured key."""
+
+
+def mask(api_key: str) -> str:
+    """`sk_test_51Hx…wxyz`: the key's kind and mode, and its last four characters."""
+    parts = api_key.split("_")
+    prefix = "_".join(parts[:2]) + "_" if len(parts) > 2 else ""
+    return f"{prefix}***{api_key[-4:]}" if len(api_key) > len(prefix) + 4 else "***"
+
+
+class StripeAccounts:
+    """Looks up the account of a secret key with Stripe's own client (`api_base` for a stand-in)."""
+
+    def __init__(self, api_key: str, api_base: str | None = None) -> None:
+        self.api_key = api_key
+        self.api_base = api_base
+
+    def current(self) -> StripeAccount:
+        kwargs: dict[str, Any] = {"max_network_retries": 2}
+        if self.api_base:
+            kwargs["base_addresses"] = {"api": self.api_base}
+        client = stripe.StripeClient(self.api_key, **kwargs)
+        try:
+            account = client.v1.accounts.retrieve_current()
+        except stripe.AuthenticationError as exc:
+            raise StripeUnauthorized(str(exc)) from exc
+        livemode = self.api_key.startswith(("sk_live_", "rk_live_"))
+        return StripeAccount(str(account.id), livemode, mask(self.api_key))
+
+
+def read_secret_parameter(ssm: Any, name: str) -> str:
+    """The SecureString's value (decrypted)."""
+    return str(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
