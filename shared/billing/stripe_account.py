@@ -52,5 +52,8 @@ class StripeAccounts:
 
 
 def read_secret_parameter(ssm: Any, name: str) -> str:
-    """The SecureString's value (decrypted)."""
-    return str(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
+    """The SecureString's value (decrypted); "" while the parameter does not exist (not configured)."""
+    try:
+        return str(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
+    except ssm.exceptions.ParameterNotFound:
+        return ""

@@ -118,3 +118,15 @@ def test_the_key_can_come_from_an_ssm_secure_string(
 def test_mask_keeps_the_kind_and_the_last_four() -> None:
     assert mask("sk_live_abcdefgh1234") == "sk_live_***1234"
     assert mask("rk_test_x") == "***"
+
+
+def test_a_missing_ssm_parameter_means_stripe_is_not_configured(
+    stack: Stack, stripe_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, "", stripe_api)
+    monkeypatch.setenv("STRIPE_API_KEY_PARAMETER", "/meterline/not-created")
+    bootstrap.get_settings.cache_clear()
+    resp = stack.request("GET", "/apps")
+    assert resp.status == 200
+    assert {a["type"] for a in resp.json()["data"]} == {"sandbox", "external_invoicing"}
+    assert _Stripe.calls == []
