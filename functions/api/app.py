@@ -17,6 +17,7 @@ from shared.api.problem import (
     Gone,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
     invalid_parameter,
 )
 from shared.api.validation import parse_json_body
@@ -117,6 +118,8 @@ def api_error(err: errors.DomainError) -> ApiError:
         return NotFound(err.message)
     if isinstance(err, errors.Gone):
         return Gone(err.message)
+    if isinstance(err, errors.Unavailable):
+        return ServiceUnavailable(err.message)
     if isinstance(err, errors.Conflict):
         return Conflict(err.message, **err.conflicting)
     return ApiError(err.message)

@@ -221,6 +221,18 @@ class CustomerBillingBody(_Strict):
     app_data: AppDataBody | None = None
 
 
+class _PortalOptions(_Strict):
+    configuration_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    locale: Annotated[str, Field(min_length=1, max_length=35)] | None = None
+    return_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+
+
+class PortalSessionBody(_Strict):
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    stripe_options: _PortalOptions
+
+
 # -- typed inputs ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ProfileInput:
@@ -334,3 +346,15 @@ def customer_billing(body: Any) -> CustomerBillingInput:
 
 def page(params: dict[str, str]) -> Page:
     return page_params(params)
+
+
+@dataclass(frozen=True)
+class PortalOptions:
+    configuration_id: str | None
+    locale: str | None
+    return_url: str | None
+
+
+def portal_session(body: Any) -> PortalOptions:
+    o = validate_model(PortalSessionBody, body).stripe_options
+    return PortalOptions(o.configuration_id, o.locale, o.return_url)

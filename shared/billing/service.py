@@ -27,9 +27,15 @@ from ulid import ULID
 
 from shared.billing.models import App, AppData, AppStatus, AppType, CustomerBilling, Profile
 from shared.billing.repository import BillingRepository, WriteConflict
-from shared.billing.requests import CustomerBillingInput, ProfileInput
-from shared.billing.stripe_account import StripeAccount, StripeUnauthorized
-from shared.core.errors import Conflict, FieldError, Gone, InvalidInput, NotFound
+from shared.billing.requests import CustomerBillingInput, PortalOptions, ProfileInput
+from shared.billing.stripe_account import (
+    PortalSession,
+    StripeAccount,
+    StripeRejected,
+    StripeUnauthorized,
+    StripeUnreachable,
+)
+from shared.core.errors import Conflict, FieldError, Gone, InvalidInput, NotFound, Unavailable
 from shared.core.ids import new_id
 from shared.core.listing import Listed, PageLike
 from shared.core.observability import SERVICE
@@ -94,6 +100,10 @@ class StripeAccountLookup(Protocol):
     api_key: str
 
     def current(self) -> StripeAccount: ...
+
+    def portal_session(
+        self, customer: str, return_url: str | None, locale: str | None, configuration: str | None
+    ) -> PortalSession: ...
 
 
 class AppService:
@@ -358,3 +368,41 @@ class CustomerBillingService:
         if profile is None:
             raise NotFound("No billing profile exists yet: create one (the first becomes the default)")
         return profile
+
+    def portal_session(self, customer_ref: str, options: PortalOptions) -> PortalSession:
+        """A Stripe customer portal session, when the customer's effective profile collects payments
+        with the installed Stripe app and the customer has a Stripe customer id."""
+        customer_id = self._customer_id(customer_ref, writable=True)
+        stripe = self.profiles.apps.stripe
+
+        def refuse(reason: str) -> InvalidInput:
+            return InvalidInput.field("customerId", reason, source="path")
+
+        try:
+            profile = self.effective_profile(customer_id)
+        except NotFound:
+            raise refuse("the customer has no billing profile (none exists yet)") from None
+        installed = {a.id: a for a in self.profiles.apps.installed()}
+        payment = installed.get(profile.apps.payment)
+        if stripe is None or payment is None or payment.type is not AppType.STRIPE:
+            raise refuse(
+                f"the customer's billing profile [{profile.id}] does not collect payments with Stripe"
+            )
+        stripe_data = self.repo.get_customer_billing(customer_id).app_data.stripe
+        if stripe_data is None or stripe_data.customer_id is None:
+            raise refuse(
+                "the customer has no Stripe customer id: set app_data.stripe.customer_id "
+                "(PUT /customers/{customerId}/billing/app-data)"
+            )
+        try:
+            return stripe.portal_session(
+                stripe_data.customer_id, options.return_url, options.locale, options.configuration_id
+            )
+        except StripeRejected as exc:
+            field = {"return_url": "return_url", "locale": "locale", "configuration": "configuration_id"}.get(
+                exc.param or "", ""
+            )
+            name = f"stripe_options.{field}" if field else "stripe_options"
+            raise InvalidInput.field(name, f"Stripe refused it: {exc}") from exc
+        except (StripeUnreachable, StripeUnauthorized) as exc:
+            raise Unavailable(f"Stripe did not create the session ({exc}); retry") from exc

@@ -8,6 +8,7 @@ SecureString parameter holding it (`STRIPE_API_KEY_PARAMETER`, on AWS), read onc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -24,6 +25,30 @@ class StripeUnauthorized(Exception):
     """Stripe refused the configured key."""
 
 
+class StripeRejected(Exception):
+    """Stripe refused the request's parameters (its message says which)."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class StripeUnreachable(Exception):
+    """Stripe did not answer (network, rate limit, its own error): the same request may be retried."""
+
+
+@dataclass(frozen=True)
+class PortalSession:
+    id: str
+    stripe_customer_id: str
+    configuration_id: str
+    livemode: bool
+    created_at: datetime
+    return_url: str | None
+    locale: str | None
+    url: str
+
+
 def mask(api_key: str) -> str:
     """`sk_test_51Hx…wxyz`: the key's kind and mode, and its last four characters."""
     parts = api_key.split("_")
@@ -38,11 +63,43 @@ class StripeAccounts:
         self.api_key = api_key
         self.api_base = api_base
 
-    def current(self) -> StripeAccount:
+    def _client(self) -> stripe.StripeClient:
         kwargs: dict[str, Any] = {"max_network_retries": 2}
         if self.api_base:
             kwargs["base_addresses"] = {"api": self.api_base}
-        client = stripe.StripeClient(self.api_key, **kwargs)
+        return stripe.StripeClient(self.api_key, **kwargs)
+
+    def portal_session(
+        self, customer: str, return_url: str | None, locale: str | None, configuration: str | None
+    ) -> PortalSession:
+        params: dict[str, Any] = {"customer": customer}
+        for name, value in (("return_url", return_url), ("locale", locale), ("configuration", configuration)):
+            if value is not None:
+                params[name] = value
+        try:
+            session = self._client().v1.billing_portal.sessions.create(params=params)  # type: ignore[arg-type]
+        except stripe.InvalidRequestError as exc:
+            raise StripeRejected(exc.user_message or str(exc), exc.param) from exc
+        except stripe.AuthenticationError as exc:
+            raise StripeUnauthorized(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise StripeUnreachable(str(exc)) from exc
+        configuration_id = session.configuration
+        return PortalSession(
+            id=str(session.id),
+            stripe_customer_id=str(session.customer),
+            configuration_id=configuration_id
+            if isinstance(configuration_id, str)
+            else str(configuration_id.id),
+            livemode=bool(session.livemode),
+            created_at=datetime.fromtimestamp(int(session.created), UTC),
+            return_url=session.return_url,
+            locale=session.locale,
+            url=str(session.url),
+        )
+
+    def current(self) -> StripeAccount:
+        client = self._client()
         try:
             account = client.v1.accounts.retrieve_current()
         except stripe.AuthenticationError as exc:

@@ -17,6 +17,7 @@ from shared.billing.models import (
     Supplier,
     Workflow,
 )
+from shared.billing.stripe_account import PortalSession
 from shared.core.listing import Listed
 from shared.core.timeutil import format_optional, format_rfc3339
 
@@ -123,3 +124,18 @@ def customer_billing(b: CustomerBilling) -> dict[str, Any]:
     if b.profile_id is not None:
         body["billing_profile"] = {"id": b.profile_id}
     return body
+
+
+def portal_session(s: PortalSession) -> dict[str, Any]:
+    # The contract requires `return_url` and `locale`; Stripe leaves them null when not set (no
+    # return link; the customer's own locale), shown as "".
+    return {
+        "id": s.id,
+        "stripe_customer_id": s.stripe_customer_id,
+        "configuration_id": s.configuration_id,
+        "livemode": s.livemode,
+        "created_at": format_rfc3339(s.created_at),
+        "return_url": s.return_url or "",
+        "locale": s.locale or "",
+        "url": s.url,
+    }

@@ -36,6 +36,10 @@ class Gone(DomainError):
     """The thing asked for existed and was deleted (the contract's 410)."""
 
 
+class Unavailable(DomainError):
+    """A dependency failed transiently; the caller may retry the same request (the contract's 503)."""
+
+
 class Conflict(DomainError):
     """The request contradicts the current state; `conflicting` names the other entity (entities)."""
 

@@ -1,5 +1,6 @@
 """Every apps, billing-profile and customer-billing operation of the contract, served and validated
-(the Stripe checkout and portal session operations are not served yet)."""
+(the Stripe portal session's 201 is validated in tests/integration/test_billing_stripe_app.py, against
+a stand-in for Stripe; the checkout session operation is not served yet)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ _moto = integration._moto
 stack = integration.stack
 
 BILLING_PATHS = ("/openmeter/apps", "/openmeter/profiles")
-CUSTOMER_BILLING = {"get-customer-billing", "update-customer-billing", "update-customer-billing-app-data"}
+CUSTOMER_BILLING = {
+    "get-customer-billing",
+    "update-customer-billing",
+    "update-customer-billing-app-data",
+    "create-customer-stripe-portal-session",
+}
 
 
 def billing_operations() -> set[str]:
@@ -29,7 +35,7 @@ def billing_operations() -> set[str]:
 
 def test_every_billing_operation_is_served() -> None:
     served = {op.operation_id for m, p in served_routes() if (op := contract_operation(m, p))}
-    assert len(billing_operations()) == 10
+    assert len(billing_operations()) == 11
     assert billing_operations() - served == set()
 
 
@@ -81,5 +87,7 @@ def test_every_billing_operation_answers_in_the_contract_shape(stack: Stack) -> 
     call("PUT", f"/customers/{customer['id']}/billing/app-data", 200, {"stripe": stripe})
     call("GET", f"/customers/{customer['id']}/billing", 200)
     call("PUT", f"/customers/{customer['id']}/billing", 200, {})
+    # no Stripe app configured: the portal session is refused naming the customer (400)
+    call("POST", f"/customers/{customer['id']}/billing/stripe/portal-sessions", 400, {"stripe_options": {}})
     call("DELETE", f"/profiles/{second['id']}", 204)
     assert billing_operations() - seen == set()

@@ -8,19 +8,25 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
 from shared import bootstrap
 from shared.billing.stripe_account import mask
+from tests.support import contract
+from tests.support.contract import full_headers  # noqa: F401  (fixture)
 from tests.support.harness import Stack
+from tests.support.problems import problem
 
+pytestmark = pytest.mark.usefixtures("full_headers")
 GOOD_KEY = "sk_test_51Meterline0000000000000000abcd"
 ACCOUNT = "acct_1MeterlineTest01"
 
 
 class _Stripe(BaseHTTPRequestHandler):
     calls: list[str] = []
+    forms: list[dict[str, str]] = []
 
     def do_GET(self) -> None:
         type(self).calls.append(self.path)
@@ -30,6 +36,37 @@ class _Stripe(BaseHTTPRequestHandler):
             self._send(200, {"id": ACCOUNT, "object": "account", "country": "US"})
         else:
             self._send(404, {"error": {"type": "invalid_request_error", "message": "no such route"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        type(self).calls.append(self.path)
+        type(self).forms.append(form)
+        if self.headers.get("Authorization") != f"Bearer {GOOD_KEY}":
+            self._send(401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}})
+        elif self.path != "/v1/billing_portal/sessions":
+            self._send(404, {"error": {"type": "invalid_request_error", "message": "no such route"}})
+        elif not form.get("customer", "").startswith("cus_known"):
+            error = {"type": "invalid_request_error", "message": "No such customer", "param": "customer"}
+            self._send(400, {"error": error})
+        elif form.get("return_url") == "not-a-url":
+            error = {"type": "invalid_request_error", "message": "Not a valid URL", "param": "return_url"}
+            self._send(400, {"error": error})
+        else:
+            self._send(
+                200,
+                {
+                    "id": "bps_1Meterline",
+                    "object": "billing_portal.session",
+                    "configuration": form.get("configuration", "bpc_default"),
+                    "created": 1767225600,
+                    "customer": form["customer"],
+                    "livemode": False,
+                    "locale": form.get("locale"),
+                    "return_url": form.get("return_url"),
+                    "url": "https://billing.stripe.com/p/session/test_1Meterline",
+                },
+            )
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -49,6 +86,7 @@ def stripe_api() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _Stripe.calls = []
+    _Stripe.forms = []
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -130,3 +168,62 @@ def test_a_missing_ssm_parameter_means_stripe_is_not_configured(
     assert resp.status == 200
     assert {a["type"] for a in resp.json()["data"]} == {"sandbox", "external_invoicing"}
     assert _Stripe.calls == []
+
+
+def test_a_portal_session_for_a_customer_billed_through_stripe(
+    stack: Stack, stripe_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, GOOD_KEY, stripe_api)
+    apps = {a["type"]: a["id"] for a in stack.request("GET", "/apps").json()["data"]}
+    sandbox, stripe_app = apps["sandbox"], apps["stripe"]
+    refs = {"tax": {"id": sandbox}, "invoicing": {"id": sandbox}}
+    body = {"name": "Sandbox", "supplier": {}, "workflow": {}, "default": True}
+    stack.request("POST", "/profiles", {**body, "apps": {**refs, "payment": {"id": sandbox}}})
+    stripe_profile = stack.request(
+        "POST",
+        "/profiles",
+        {**body, "name": "Stripe", "default": False, "apps": {**refs, "payment": {"id": stripe_app}}},
+    ).json()
+    customer = stack.request("POST", "/customers", {"key": "acme", "name": "Acme"}).json()
+    path = f"/customers/{customer['id']}/billing/stripe/portal-sessions"
+    options = {"stripe_options": {"return_url": "https://example.com/account", "locale": "en"}}
+
+    body_ = problem(stack.request("POST", path, options), 400, "customerId")  # default profile: sandbox
+    assert "does not collect payments with Stripe" in body_["detail"]
+    stack.request(
+        "PUT", f"/customers/{customer['id']}/billing", {"billing_profile": {"id": stripe_profile["id"]}}
+    )
+    body_ = problem(stack.request("POST", path, options), 400, "customerId")
+    assert "no Stripe customer id" in body_["detail"]
+    assert _Stripe.calls == ["/v1/account"]  # refused before asking Stripe
+
+    stack.request("PUT", "/customers/acme/billing/app-data", {"stripe": {"customer_id": "cus_known1"}})
+    resp = stack.request("POST", path, options)
+    assert resp.status == 201, resp
+    contract.validate(resp, "create-customer-stripe-portal-session")
+    assert resp.json() == {
+        "id": "bps_1Meterline",
+        "stripe_customer_id": "cus_known1",
+        "configuration_id": "bpc_default",
+        "livemode": False,
+        "created_at": "2026-01-01T00:00:00Z",
+        "return_url": "https://example.com/account",
+        "locale": "en",
+        "url": "https://billing.stripe.com/p/session/test_1Meterline",
+    }
+    assert _Stripe.forms[-1] == {
+        "customer": "cus_known1",
+        "return_url": "https://example.com/account",
+        "locale": "en",
+    }
+    bad = {"stripe_options": {"return_url": "not-a-url"}}
+    problem(stack.request("POST", path, bad), 400, "stripe_options.return_url")
+    problem(stack.request("POST", path, {}), 400, "stripe_options")
+
+
+def test_a_portal_session_without_stripe_configured_is_refused(stack: Stack) -> None:
+    customer = stack.request("POST", "/customers", {"key": "acme", "name": "Acme"}).json()
+    path = f"/customers/{customer['id']}/billing/stripe/portal-sessions"
+    problem(stack.request("POST", path, {"stripe_options": {}}), 400, "customerId")
+    stack.request("DELETE", f"/customers/{customer['id']}")
+    problem(stack.request("POST", path, {"stripe_options": {}}), 410)

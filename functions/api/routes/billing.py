@@ -72,3 +72,10 @@ def update_customer_billing(customer_id: str) -> Response:
 def update_customer_app_data(customer_id: str) -> Response:
     updated = bootstrap.customer_billing().update_app_data(unquote(customer_id), requests.app_data(body()))
     return json_response(200, views.app_data(updated))
+
+
+@router.post("/customers/<customer_id>/billing/stripe/portal-sessions")
+def create_portal_session(customer_id: str) -> Response:
+    options = requests.portal_session(body())
+    session = bootstrap.customer_billing().portal_session(unquote(customer_id), options)
+    return json_response(201, views.portal_session(session))
