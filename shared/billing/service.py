@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -78,6 +78,8 @@ BUILTIN_APPS = (
         "External Invoicing app enables integration with third-party invoicing or payment systems.",
     ),
 )
+# After Stripe refused the key or did not answer, the Stripe app is looked up again this much later.
+STRIPE_RETRY_AFTER = timedelta(minutes=1)
 # Fixed ids (a fixed timestamp, randomness from the type): every container provisions the same items.
 _APP_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -117,6 +119,7 @@ class AppService:
         self.repo = repo
         self.stripe = stripe
         self.clock = clock or Clock()
+        self._stripe_failed_at: datetime | None = None
 
     def _provision(self) -> list[App]:
         now = self.clock.now()
@@ -127,14 +130,17 @@ class AppService:
 
     def _install_stripe(self) -> App | None:
         assert self.stripe is not None
+        now = self.clock.now()
+        if self._stripe_failed_at is not None and now - self._stripe_failed_at < STRIPE_RETRY_AFTER:
+            return None  # asked recently and failed: don't make every request wait for Stripe
         try:
             account = self.stripe.current()
         except (StripeUnauthorized, StripeError) as exc:
+            self._stripe_failed_at = now
             log.warning(
                 "Stripe app not installed: Stripe refused or did not answer", extra={"error": str(exc)}
             )
             return None
-        now = self.clock.now()
         app = App(
             stripe_app_id(account.account_id, account.livemode),
             AppType.STRIPE,

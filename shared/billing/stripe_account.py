@@ -13,6 +13,8 @@ from typing import Any
 
 import stripe
 
+STRIPE_TIMEOUT_S = 8
+
 
 @dataclass(frozen=True)
 class StripeAccount:
@@ -64,7 +66,11 @@ class StripeAccounts:
         self.api_base = api_base
 
     def _client(self) -> stripe.StripeClient:
-        kwargs: dict[str, Any] = {"max_network_retries": 2}
+        # Bounded: an API request has 29 s (API Gateway); Stripe's default timeout is 80 s.
+        kwargs: dict[str, Any] = {
+            "max_network_retries": 1,
+            "http_client": stripe.new_default_http_client(timeout=STRIPE_TIMEOUT_S),
+        }
         if self.api_base:
             kwargs["base_addresses"] = {"api": self.api_base}
         return stripe.StripeClient(self.api_key, **kwargs)

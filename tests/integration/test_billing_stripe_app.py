@@ -138,7 +138,8 @@ def test_a_key_stripe_refuses_installs_nothing(
     configure(monkeypatch, "sk_test_revoked0000000000wxyz", stripe_api)
     apps = stack.request("GET", "/apps").json()["data"]
     assert {a["type"] for a in apps} == {"sandbox", "external_invoicing"}
-    assert _Stripe.calls == ["/v1/account"]
+    assert stack.request("GET", "/apps").status == 200
+    assert _Stripe.calls == ["/v1/account"]  # not asked again for a minute
 
 
 def test_the_key_can_come_from_an_ssm_secure_string(
