@@ -41,4 +41,9 @@ STREAM_RETENTION_HOURS = 168
 API_THROTTLE_RATE = 1000
 API_THROTTLE_BURST = 2000
 
+# Stripe: the secret key lives in this SSM SecureString (created by the operator:
+# `aws ssm put-parameter --type SecureString --name /meterline/stripe-secret-key --value sk_...`);
+# the API function reads it; while it does not exist, the Stripe app is not installed.
+STRIPE_SECRET_PARAMETER = "/meterline/stripe-secret-key"
+
 LOG_RETENTION = "ONE_MONTH"  # name of an aws_logs.RetentionDays member

@@ -236,6 +236,20 @@ class MeterlineStack(cdk.Stack):
                 "customer-managed key.",
             )
 
+        def stripe_secret_reader(name: str) -> None:
+            parameter = settings.STRIPE_SECRET_PARAMETER
+            fn[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["ssm:GetParameter"],
+                    resources=[
+                        cdk.Stack.of(self).format_arn(
+                            service="ssm", resource="parameter", resource_name=parameter.lstrip("/")
+                        )
+                    ],
+                )
+            )
+            fn[name].add_environment("STRIPE_API_KEY_PARAMETER", parameter)
+
         # ingest: authenticate (config read), validate, put to Kinesis.
         table("Ingest", r.CONFIG_TABLE, write=False)
         stream_writer("Ingest")
@@ -246,6 +260,7 @@ class MeterlineStack(cdk.Stack):
         table("Api", r.USAGE_TABLE, write=False)
         table("Api", r.NOTIFICATIONS_TABLE, write=True)  # notification events: rule test, resend
         topic_publisher("Api")
+        stripe_secret_reader("Api")  # the Stripe app's secret key (apps, profiles)
 
         # aggregate: dedupe into events, bump usage counters, refresh entitlement access state
         # (config table), publish domain events.

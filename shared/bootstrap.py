@@ -16,6 +16,9 @@ from functools import lru_cache
 from shared.auth.store import TokenStore
 from shared.aws import clients
 from shared.aws.publisher import DomainPublisher
+from shared.billing.repository import BillingRepository
+from shared.billing.service import AppService, CustomerBillingService, ProfileService
+from shared.billing.stripe_account import StripeAccounts, read_secret_parameter
 from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
 from shared.catalog.service import AddonService, PlanService, TaxCodeService
 from shared.core.timeutil import Clock, CustomerClock, WallClock
@@ -301,6 +304,32 @@ def credits() -> CreditService:
     return build_credits()
 
 
+# -- billing settings (api; the invoice code reads `customer_billing().effective_profile`) ---------
+def _stripe_accounts() -> StripeAccounts | None:
+    s = get_settings()
+    key = s.stripe_api_key
+    if not key and s.stripe_api_key_parameter:
+        key = read_secret_parameter(clients.ssm(), s.stripe_api_key_parameter)
+    return StripeAccounts(key, s.stripe_api_base or None) if key else None
+
+
+@lru_cache(maxsize=1)
+def apps() -> AppService:
+    return AppService(BillingRepository(get_settings().config_table), _stripe_accounts())
+
+
+@lru_cache(maxsize=1)
+def billing_profiles() -> ProfileService:
+    return ProfileService(BillingRepository(get_settings().config_table), apps(), customers())
+
+
+@lru_cache(maxsize=1)
+def customer_billing() -> CustomerBillingService:
+    return CustomerBillingService(
+        BillingRepository(get_settings().config_table), billing_profiles(), customers()
+    )
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -339,6 +368,9 @@ _CACHED = (
     addons,
     subscriptions,
     credits,
+    apps,
+    billing_profiles,
+    customer_billing,
     llm_catalog,
 )
 

@@ -30,6 +30,11 @@ class Settings:
     event_retention_days: int
     # Local runtime only: `http` webhook URLs to loopback are allowed when true.
     allow_insecure_loopback_webhooks: bool
+    # Stripe: the secret key itself (local), or the SSM SecureString parameter holding it (AWS); with
+    # neither, the Stripe app is not installed. `stripe_api_base` points Stripe's client elsewhere (tests).
+    stripe_api_key: str = ""
+    stripe_api_key_parameter: str = ""
+    stripe_api_base: str = ""
 
 
 def _env(name: str, default: str = "") -> str:
@@ -51,4 +56,7 @@ def get_settings() -> Settings:
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(5 * 1024 * 1024))),
         event_retention_days=max(retention, 32),
         allow_insecure_loopback_webhooks=_env("ALLOW_INSECURE_LOOPBACK_WEBHOOKS") == "true",
+        stripe_api_key=_env("STRIPE_API_KEY"),
+        stripe_api_key_parameter=_env("STRIPE_API_KEY_PARAMETER"),
+        stripe_api_base=_env("STRIPE_API_BASE"),
     )

@@ -8,6 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from functions.api import app as api
 from functions.api.app import app
+from functions.api.routes import billing as _billing
 from functions.api.routes import catalog as _catalog
 from functions.api.routes import credits as _credits
 from functions.api.routes import customers as _customers
@@ -26,6 +27,7 @@ from shared.core.observability import lambda_entry
 # One Router per domain (tokens still register on the app directly).
 app.include_router(_catalog.router)
 app.include_router(_credits.router)
+app.include_router(_billing.router)
 app.include_router(_entitlements.router)
 app.include_router(_notifications.router)
 app.include_router(_meters.router)

@@ -39,6 +39,10 @@ def sns() -> Any:
     return _client("sns")
 
 
+def ssm() -> Any:
+    return _client("ssm")
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch endpoints between runs)."""
     _client.cache_clear()

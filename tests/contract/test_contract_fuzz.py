@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.integration import conftest as integration
 from tests.support import fuzz
+from tests.support.billing import profile_body
 from tests.support.contract import fast_boto3  # noqa: F401  (fixture)
 from tests.support.harness import ADMIN, Stack
 
@@ -65,7 +66,11 @@ def seed(stack: Stack) -> dict[str, list[str]]:
     feature = stack.request(
         "POST", "/features", {"key": "tokens_feature", "name": "Tokens", "meter": {"id": meter["id"]}}
     ).json()
+    apps = stack.request("GET", "/apps").json()["data"]
+    profile = stack.request("POST", "/profiles", profile_body(stack)).json()
     return {
+        "appId": [a["id"] for a in apps],
+        "id": [profile["id"]],  # only billing profiles name their path parameter `id`
         "meterId": [meter["id"], "tokens"],
         "customerId": [customer["id"], "acme"],
         "featureId": [feature["id"], "tokens_feature"],

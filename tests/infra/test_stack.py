@@ -280,7 +280,10 @@ def test_function_sizes() -> None:
 def test_function_gets_exactly_its_resource_names(synth: Synth, name: str) -> None:
     env = synth.props(synth.function_id(name))["Environment"]["Variables"]
     resource_env = {k: v for k, v in env.items() if not k.startswith("POWERTOOLS_")}
-    assert resource_env == {k: {"Ref": v} for k, v in EXPECTED_ENV[name].items()}
+    expected: dict[str, Any] = {k: {"Ref": v} for k, v in EXPECTED_ENV[name].items()}
+    if name == "Api":  # the Stripe secret key's SSM parameter: a name, not a resource of the stack
+        expected["STRIPE_API_KEY_PARAMETER"] = settings.STRIPE_SECRET_PARAMETER
+    assert resource_env == expected
 
 
 def test_all_functions_share_one_code_asset(synth: Synth) -> None:
@@ -463,6 +466,8 @@ def test_api_permissions(synth: Synth) -> None:
     assert "dynamodb:Query" in usage and not usage & DYNAMODB_WRITES
     assert synth.actions_on("Api", TOPIC) == {"sns:Publish"}  # entitlement changes emit domain events
     assert not {a for a in synth.all_actions("Api") if a.startswith(("kinesis:", "s3:"))}
+    # the Stripe secret key: one parameter, read-only
+    assert {a for a in synth.all_actions("Api") if a.startswith("ssm:")} == {"ssm:GetParameter"}
 
 
 def test_aggregate_permissions(synth: Synth) -> None:

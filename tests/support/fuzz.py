@@ -141,8 +141,14 @@ CONFLICT_OPERATIONS = (
     "create-tax-code",
     "create-credit-adjustment",
     "update-credit-grant-external-settlement",
+    "create-billing-profile",
+    "update-billing-profile",
+    "delete-billing-profile",
+    "update-customer-billing",
+    "update-customer-billing-app-data",
 )  # 409: duplicate key; meter in use; a second draft of a plan or add-on key; a duplicate plan link;
-# a credit ledger or grant changed concurrently past the retries
+# a credit ledger or grant changed concurrently past the retries; a billing profile in use (the
+# default, or pinned by a customer), or writes that kept racing
 UNSUPPORTED_MEDIA_TYPE_OPERATIONS = ("ingest-metering-events",)  # 415 on a body that is not JSON
 
 
