@@ -9,6 +9,7 @@ positive `expires_after`. Every problem is a 400 naming the field; nothing is wr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -216,6 +217,14 @@ def _plain_filter(spec: Any, field: str, choices: tuple[str, ...] | None = None)
     return spec
 
 
+def _currency_filter(spec: Any) -> str:
+    """`filter[currency]` is a CurrencyCode in the contract: three upper-case letters."""
+    value = _plain_filter(spec, "currency")
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise BadRequest.field("filter[currency]", "must be a three-letter ISO 4217 code", "pattern", "query")
+    return value
+
+
 def _one_op(filters: list[StringFilter], field: str, ops: tuple[str, ...]) -> StringFilter | None:
     mine = [f for f in filters if f.field == field]
     if len(mine) > 1:
@@ -284,7 +293,7 @@ def list_grants(params: dict[str, str] | None) -> GrantsQuery:
     status = (
         GrantStatus(_plain_filter(status, "status", tuple(s.value for s in GrantStatus))) if status else None
     )
-    currency = _plain_filter(spec["currency"], "currency") if "currency" in spec else None
+    currency = _currency_filter(spec["currency"]) if "currency" in spec else None
     key_filters = string_filters({k: v for k, v in params.items() if k.startswith("filter[key]")}, ("key",))
     return GrantsQuery(
         page, status, currency, _one_op(key_filters, "key", ("eq", "oeq", "neq", "contains", "ocontains"))
@@ -346,7 +355,7 @@ def list_transactions(params: dict[str, str] | None) -> TransactionsQuery:
         if kind
         else None
     )
-    currency = _plain_filter(spec["currency"], "currency") if "currency" in spec else None
+    currency = _currency_filter(spec["currency"]) if "currency" in spec else None
     feature_filters = string_filters(
         {k: v for k, v in params.items() if k.startswith("filter[feature_key]")}, ("feature_key",)
     )

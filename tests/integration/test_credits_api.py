@@ -218,6 +218,16 @@ def test_unknown_customer_and_grant_are_404_and_keys_are_400(stack: Stack) -> No
     assert bad.status == 400 and bad.json()["invalid_parameters"][0]["field"] == "page[after]"
 
 
+@pytest.mark.parametrize("path", ["transactions", "grants"])
+@pytest.mark.parametrize("currency", ["", "usd", "EURO"])
+def test_a_currency_filter_that_is_no_currency_code_is_400(stack: Stack, path: str, currency: str) -> None:
+    """Found by the contract fuzz: `filter[currency]=` was answered 200 with an empty page."""
+    cid = customer(stack)
+    resp = stack.request("GET", f"/customers/{cid}/credits/{path}?filter[currency]={currency}")
+    assert resp.status == 400, resp
+    assert resp.json()["invalid_parameters"][0]["field"] == "filter[currency]"
+
+
 def test_viewer_reads_but_cannot_grant(stack: Stack) -> None:
     cid = customer(stack)
     assert stack.request("GET", f"/customers/{cid}/credits/balance", token=VIEWER).status == 200
