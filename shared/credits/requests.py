@@ -221,7 +221,9 @@ def _currency_filter(spec: Any) -> str:
     """`filter[currency]` is a CurrencyCode in the contract: three upper-case letters."""
     value = _plain_filter(spec, "currency")
     if not re.fullmatch(r"[A-Z]{3}", value):
-        raise BadRequest.field("filter[currency]", "must be a three-letter ISO 4217 code", "pattern", "query")
+        raise BadRequest.field(
+            "filter[currency]", "must be a three-letter ISO 4217 code", "matches_regex", "query"
+        )
     return value
 
 
