@@ -256,7 +256,11 @@ def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) ->
         print(f"cost per event: aggregate function, {per_batch} records per batch (as deployed)")
         for workload, n in (("mix", n_mix), ("high", n_high)):
             results = [(label, _cost_run(root, workload, n, per_batch)) for label, root in columns]
-            title = "bench mix" if workload == "mix" else "high cardinality (a new subject per event)"
+            title = (
+                f"bench mix (priced after {2 * n} events of warm-up)"
+                if workload == "mix"
+                else "high cardinality (a new subject per event)"
+            )
             print(f"  {title}, {n} events")
             print(f"    {'':34s}" + "".join(f"{label:>22s}" for label, _ in results))
             for key, label, fmt in (
