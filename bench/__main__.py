@@ -281,7 +281,7 @@ def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) ->
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("name", nargs="?", default="all", choices=["all", "cost"], help="what to run")
-    parser.add_argument("--cost-events", type=int, default=3000, help="events per cost workload")
+    parser.add_argument("--cost-events", type=int, default=1000, help="events priced per cost workload")
     parser.add_argument("--batch-records", type=int, default=DEPLOYED_BATCH_RECORDS)
     parser.add_argument("--baseline", default=COST_BASELINE, help="commit priced as 'before' ('' for none)")
     parser.add_argument("--events", type=int, default=20_000)
