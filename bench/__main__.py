@@ -10,9 +10,14 @@ last the rating engine alone, lines rated per second (bench/rating.py).
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -218,12 +223,78 @@ def bench_month_query() -> None:
     assert resp["statusCode"] == 200 and len(orjson.loads(resp["body"])["data"]) == 31
 
 
+# The code before issue 12's cost work: `python -m bench cost` measures it beside the working tree.
+COST_BASELINE = "a8289115c715a03104f9ac01b0486ea2617f2c17"
+# Records per aggregate invocation as deployed: the 1 s batching window at a billion events a month
+# over 570 customers delivers ~96 records per batch (issue 12).
+DEPLOYED_BATCH_RECORDS = 100
+
+
+def _cost_run(root: Path, workload: str, n: int, per_batch: int) -> dict[str, Any]:
+    """One cost measurement in a fresh interpreter whose imports resolve to the code under `root`."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    script = Path(__file__).with_name("cost.py")
+    out = subprocess.run(
+        [sys.executable, str(script), workload, str(n), str(per_batch)],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(orjson.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) -> None:
+    """DynamoDB units, dollars and storage per event, before (baseline commit) and after (this tree)."""
+    here = Path(__file__).resolve().parent.parent
+    columns: list[tuple[str, Path]] = []
+    with tempfile.TemporaryDirectory(prefix="meterline-baseline-") as tmp:
+        if baseline:
+            archive = subprocess.run(
+                ["git", "-C", str(here), "archive", baseline], check=True, capture_output=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            columns.append((f"before ({baseline[:7]})", Path(tmp)))
+        columns.append(("after (this tree)", here))
+        print(f"cost per event: aggregate function, {per_batch} records per batch (as deployed)")
+        for workload, n in (("mix", n_mix), ("high", n_high)):
+            results = [(label, _cost_run(root, workload, n, per_batch)) for label, root in columns]
+            title = (
+                f"bench mix (priced after {2 * n} events of warm-up)"
+                if workload == "mix"
+                else "high cardinality (a new subject per event)"
+            )
+            print(f"  {title}, {n} events")
+            print(f"    {'':34s}" + "".join(f"{label:>22s}" for label, _ in results))
+            for key, label, fmt in (
+                ("write_units_per_event", "write units / event", "{:.2f}"),
+                ("read_units_per_event", "read units / event", "{:.2f}"),
+                ("usd_per_million_events", "USD / million events (on-demand)", "{:.2f}"),
+                ("dynamodb_bytes_per_event", "DynamoDB bytes / retained event", "{:,.0f}"),
+                ("s3_bytes_per_event", "S3 bytes / retained event", "{:,.0f}"),
+            ):
+                print(f"    {label:34s}" + "".join(f"{fmt.format(r[key]):>22s}" for _, r in results))
+            kinds = sorted({k for _, r in results for k in r["by_kind"]})
+            for kind in kinds:
+                print(
+                    f"      {kind:32s}" + "".join(f"{r['by_kind'].get(kind, 0):>22.3f}" for _, r in results)
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("name", nargs="?", default="all", choices=["all", "cost"], help="what to run")
+    parser.add_argument("--cost-events", type=int, default=1000, help="events priced per cost workload")
+    parser.add_argument("--batch-records", type=int, default=DEPLOYED_BATCH_RECORDS)
+    parser.add_argument("--baseline", default=COST_BASELINE, help="commit priced as 'before' ('' for none)")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--request-size", type=int, default=500)
     parser.add_argument("--customers", type=int, default=1000, help="customers x 10 features (entitlements)")
     args = parser.parse_args()
+    bench_cost(args.cost_events, args.cost_events, args.batch_records, args.baseline or None)
+    if args.name == "cost":
+        return
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
         bench_pipeline(args.events, args.request_size)
     with mock_aws(config={"core": {"reset_boto3_session": False}}):

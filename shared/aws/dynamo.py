@@ -74,9 +74,15 @@ def _drain(
 
 
 def batch_get(
-    client: Any, table: str, keys: list[dict[str, Any]], consistent: bool = True, sleep: Sleep = time.sleep
+    client: Any,
+    table: str,
+    keys: list[dict[str, Any]],
+    consistent: bool = True,
+    sleep: Sleep = time.sleep,
+    projection: str | None = None,
 ) -> list[dict[str, Any]]:
-    """BatchGetItem in chunks of 100, retrying unprocessed keys with backoff."""
+    """BatchGetItem in chunks of 100, retrying unprocessed keys with backoff. `projection` (plain
+    attribute names, comma-separated) reads only those attributes: existence checks."""
     out: list[dict[str, Any]] = []
 
     def call(request: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,7 +92,10 @@ def batch_get(
         return unprocessed
 
     for start in range(0, len(keys), 100):
-        _drain(call, {table: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}}, sleep)
+        request: dict[str, Any] = {"Keys": keys[start : start + 100], "ConsistentRead": consistent}
+        if projection:
+            request["ProjectionExpression"] = projection
+        _drain(call, {table: request}, sleep)
     return out
 
 

@@ -315,13 +315,16 @@ def test_invalid_values_are_stored_with_errors_and_not_counted(stack: Stack) -> 
     assert Decimal(total[0]["value"]) == expected_sum
 
 
-def _truth_by(events: list[dict[str, Any]], aggregation: str) -> dict[tuple[str, str, str], str]:
+def _truth_by(
+    events: list[dict[str, Any]], aggregation: str, whole_hour: bool = False
+) -> dict[tuple[str, str, str], str]:
     seen: set[tuple[str, str]] = set()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for e in events:
         if (e["source"], e["id"]) not in seen:
             seen.add((e["source"], e["id"]))
-            groups[(e["subject"], e["time"][:16] + ":00Z", e["data"]["method"])].append(e)
+            window = "2026-03-01T10:00:00Z" if whole_hour else e["time"][:16] + ":00Z"
+            groups[(e["subject"], window, e["data"]["method"])].append(e)
     if aggregation == "latest":
         return {k: max(v, key=lambda e: e["time"])["data"]["bytes"] for k, v in groups.items()}
     return {k: str(len({e["data"]["bytes"] for e in v})) for k, v in groups.items()}
@@ -370,6 +373,11 @@ def test_crash_after_every_write_for_read_modify_write_and_member_meters(
                         crashed = True
                 process(batch)
             assert query(stack, resp.json()["id"], "PT1M") == _truth_by(events, aggregation), (
+                batch_index,
+                step_index,
+            )
+            # The whole hour reads the hour level: members skipped as existing must be there too.
+            assert query(stack, resp.json()["id"], None) == _truth_by(events, aggregation, True), (
                 batch_index,
                 step_index,
             )
