@@ -12,52 +12,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from shared.auth.store import TokenStore
+if TYPE_CHECKING:  # domain modules load inside the factories that need them (cold starts)
+    from shared.auth.store import TokenStore
+    from shared.billing.service import AppService, CustomerBillingService, ProfileService
+    from shared.billing.stripe_account import StripeAccounts
+    from shared.catalog.service import AddonService, PlanService, TaxCodeService
+    from shared.core.timeutil import Clock, CustomerClock
+    from shared.credits.service import CreditService
+    from shared.customers.attribution import Attribution
+    from shared.customers.deletion import CustomerDeletion
+    from shared.customers.service import CustomerService
+    from shared.entitlements.realtime import AccessRefresher
+    from shared.entitlements.repository import EntitlementRepository
+    from shared.entitlements.service import EntitlementService
+    from shared.events.listing import EventLister
+    from shared.features.service import FeatureService
+    from shared.ingest.service import IngestService
+    from shared.llmcost.catalog import Catalog
+    from shared.llmcost.service import CostService, PriceService
+    from shared.meters.service import MeterService
+    from shared.notifications.config_service import NotificationConfigService
+    from shared.notifications.event_service import NotificationEventService
+    from shared.notifications.repository import NotificationConfigRepository
+    from shared.notifications.sender import Sender
+    from shared.notifications.store import NotificationStore
+    from shared.subscriptions.service import SubscriptionService
+    from shared.testclocks.resolver import ClockResolver
+    from shared.testclocks.service import ClockAdvancer, TestClockService
+    from shared.usage.aggregator import Aggregator
+    from shared.usage.query import UsageQueryService
 from shared.aws import clients
-from shared.aws.publisher import DomainPublisher
-from shared.billing.repository import BillingRepository
-from shared.billing.service import AppService, CustomerBillingService, ProfileService
-from shared.billing.stripe_account import StripeAccounts, read_secret_parameter
-from shared.catalog.repository import AddonRepository, PlanRepository, TaxCodeRepository
-from shared.catalog.service import AddonService, PlanService, TaxCodeService
-from shared.core.timeutil import Clock, CustomerClock, WallClock
-from shared.credits.repository import CreditRepository
-from shared.credits.service import CreditService
-from shared.customers.attribution import Attribution
-from shared.customers.deletion import CustomerDeletion
-from shared.customers.repository import CustomerRepository
-from shared.customers.service import CustomerService
-from shared.entitlements.access import AccessStore
-from shared.entitlements.due import EntitlementResets
-from shared.entitlements.realtime import AccessRefresher
-from shared.entitlements.repository import EntitlementRepository
-from shared.entitlements.service import EntitlementService
-from shared.entitlements.usage import EntitlementUsage
-from shared.events.listing import EventLister
-from shared.features.repository import FeatureRepository
-from shared.features.service import FeatureService
-from shared.ingest.publisher import KinesisPublisher
-from shared.ingest.service import IngestService
-from shared.llmcost.catalog import Catalog
-from shared.llmcost.repository import PriceRepository
-from shared.llmcost.service import CostService, PriceService
-from shared.meters.repository import MeterRepository
-from shared.meters.service import MeterService
-from shared.notifications.config_service import NotificationConfigService
-from shared.notifications.event_service import NotificationEventService
-from shared.notifications.repository import NotificationConfigRepository
-from shared.notifications.sender import Sender
-from shared.notifications.store import NotificationStore
 from shared.settings import get_settings
-from shared.subscriptions.repository import SubscriptionRepository
-from shared.subscriptions.service import SubscriptionService
-from shared.testclocks.repository import TestClockRepository
-from shared.testclocks.resolver import ClockResolver
-from shared.testclocks.service import ClockAdvancer, TestClockService
-from shared.testclocks.trigger import PublishedTrigger
-from shared.usage.aggregator import Aggregator
-from shared.usage.query import UsageQueryService
 
 
 # -- entitlements (api, aggregate, rate) --------------------------------------------------------
@@ -83,6 +70,21 @@ class Entitlements:
 def build_entitlements(clock: Clock | None = None) -> Entitlements:
     """A fresh object graph (tests build one on a fixed clock: every customer on it);
     `entitlements()` is the shared one, where each customer reads its test clock's time."""
+    from shared.aws.publisher import DomainPublisher
+    from shared.core.timeutil import WallClock
+    from shared.customers.attribution import Attribution
+    from shared.customers.repository import CustomerRepository
+    from shared.customers.service import CustomerService
+    from shared.entitlements.access import AccessStore
+    from shared.entitlements.realtime import AccessRefresher
+    from shared.entitlements.repository import EntitlementRepository
+    from shared.entitlements.service import EntitlementService
+    from shared.entitlements.usage import EntitlementUsage
+    from shared.features.repository import FeatureRepository
+    from shared.features.service import FeatureService
+    from shared.meters.repository import MeterRepository
+    from shared.usage.query import UsageQueryService
+
     s = get_settings()
     customer_clock: CustomerClock = WallClock(clock) if clock is not None else clock_resolver()
     ddb = clients.dynamodb()
@@ -124,6 +126,10 @@ def entitlement_service() -> EntitlementService:
 # -- customers ----------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def customers() -> CustomerService:
+    from shared.customers.repository import CustomerRepository
+    from shared.customers.service import CustomerService
+    from shared.testclocks.repository import TestClockRepository
+
     table = get_settings().config_table
     return CustomerService(CustomerRepository(table), clocks=TestClockRepository(table))
 
@@ -131,12 +137,21 @@ def customers() -> CustomerService:
 # -- test clocks (api, rate; the resolver wherever a customer's "now" is read) --------------------
 @lru_cache(maxsize=1)
 def clock_resolver() -> ClockResolver:
+    from shared.customers.repository import CustomerRepository
+    from shared.testclocks.repository import TestClockRepository
+    from shared.testclocks.resolver import ClockResolver
+
     table = get_settings().config_table
     return ClockResolver(TestClockRepository(table), CustomerRepository(table))
 
 
 @lru_cache(maxsize=1)
 def test_clocks() -> TestClockService:
+    from shared.aws.publisher import DomainPublisher
+    from shared.testclocks.repository import TestClockRepository
+    from shared.testclocks.service import TestClockService
+    from shared.testclocks.trigger import PublishedTrigger
+
     s = get_settings()
     trigger = PublishedTrigger(DomainPublisher(s.domain_topic_arn)) if s.domain_topic_arn else None
     return TestClockService(TestClockRepository(s.config_table), trigger)
@@ -147,6 +162,10 @@ def clock_advancer() -> ClockAdvancer:
     """What an advance runs, in this order at each step (shared/testclocks/due.py): subscription
     phase changes (a phase's entitlements exist before its resets run), entitlement resets, invoices
     (later)."""
+    from shared.entitlements.due import EntitlementResets
+    from shared.testclocks.repository import TestClockRepository
+    from shared.testclocks.service import ClockAdvancer
+
     return ClockAdvancer(
         TestClockRepository(get_settings().config_table),
         clock_resolver(),
@@ -162,17 +181,26 @@ def new_invocation() -> None:
 
 def customer_deletion() -> CustomerDeletion:
     # Not cached: it holds the cached services, so it follows when either is rebuilt.
+    from shared.customers.deletion import CustomerDeletion
+
     return CustomerDeletion(customers(), entitlement_service())
 
 
 # -- notifications (api, notify) ----------------------------------------------------------------
 @lru_cache(maxsize=1)
 def notification_config() -> NotificationConfigService:
+    from shared.notifications.config_service import NotificationConfigService
+    from shared.notifications.repository import NotificationConfigRepository
+
     return NotificationConfigService(NotificationConfigRepository(get_settings().config_table))
 
 
 @lru_cache(maxsize=1)
 def notification_events() -> NotificationEventService:
+    from shared.notifications.event_service import NotificationEventService
+    from shared.notifications.repository import NotificationConfigRepository
+    from shared.notifications.store import NotificationStore
+
     s = get_settings()
     return NotificationEventService(
         NotificationStore(s.notifications_table), NotificationConfigRepository(s.config_table)
@@ -182,6 +210,10 @@ def notification_events() -> NotificationEventService:
 @lru_cache(maxsize=1)
 def notify_components() -> tuple[NotificationConfigRepository, NotificationStore, Sender]:
     """The notify function's long-lived parts; its engine and dispatcher are per invocation."""
+    from shared.notifications.repository import NotificationConfigRepository
+    from shared.notifications.sender import Sender
+    from shared.notifications.store import NotificationStore
+
     s = get_settings()
     return (
         NotificationConfigRepository(s.config_table),
@@ -193,6 +225,9 @@ def notify_components() -> tuple[NotificationConfigRepository, NotificationStore
 # -- ingest and aggregate -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def ingest_service() -> IngestService:
+    from shared.ingest.publisher import KinesisPublisher
+    from shared.ingest.service import IngestService
+
     s = get_settings()
     return IngestService(KinesisPublisher(s.events_stream), s.max_events_per_request, s.max_request_bytes)
 
@@ -203,6 +238,9 @@ def _refresh_entitlements(touched: dict[str, dict[str, datetime]]) -> None:
 
 @lru_cache(maxsize=1)
 def aggregator() -> Aggregator:
+    from shared.meters.repository import MeterRepository
+    from shared.usage.aggregator import Aggregator
+
     s = get_settings()
     client = clients.dynamodb()
     return Aggregator(
@@ -220,12 +258,19 @@ def aggregator() -> Aggregator:
 # -- meters, usage, features, tokens (api) ------------------------------------------------------
 @lru_cache(maxsize=1)
 def meters() -> MeterService:
+    from shared.features.repository import FeatureRepository
+    from shared.meters.repository import MeterRepository
+    from shared.meters.service import MeterService
+
     table = get_settings().config_table
     return MeterService(MeterRepository(table), FeatureRepository(table))
 
 
 @lru_cache(maxsize=1)
 def usage() -> UsageQueryService:
+    from shared.customers.attribution import Attribution
+    from shared.usage.query import UsageQueryService
+
     s = get_settings()
     ddb = clients.dynamodb()
     return UsageQueryService(ddb, s.usage_table, attribution=Attribution(ddb, s.config_table))
@@ -233,12 +278,19 @@ def usage() -> UsageQueryService:
 
 @lru_cache(maxsize=1)
 def features() -> FeatureService:
+    from shared.features.repository import FeatureRepository
+    from shared.features.service import FeatureService
+    from shared.meters.repository import MeterRepository
+
     table = get_settings().config_table
     return FeatureService(FeatureRepository(table), MeterRepository(table))
 
 
 @lru_cache(maxsize=1)
 def event_lister() -> EventLister:
+    from shared.customers.attribution import Attribution
+    from shared.events.listing import EventLister
+
     s = get_settings()
     client = clients.dynamodb()
     return EventLister(
@@ -248,23 +300,36 @@ def event_lister() -> EventLister:
 
 @lru_cache(maxsize=1)
 def tokens() -> TokenStore:
+    from shared.auth.store import TokenStore
+
     return TokenStore(get_settings().config_table)
 
 
 # -- product catalog (api) ----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def tax_codes() -> TaxCodeService:
+    from shared.catalog.repository import TaxCodeRepository
+    from shared.catalog.service import TaxCodeService
+
     return TaxCodeService(TaxCodeRepository(get_settings().config_table))
 
 
 @lru_cache(maxsize=1)
 def plans() -> PlanService:
+    from shared.catalog.repository import AddonRepository, PlanRepository
+    from shared.catalog.service import PlanService
+    from shared.features.repository import FeatureRepository
+
     table = get_settings().config_table
     return PlanService(PlanRepository(table), AddonRepository(table), FeatureRepository(table), tax_codes())
 
 
 @lru_cache(maxsize=1)
 def addons() -> AddonService:
+    from shared.catalog.repository import AddonRepository
+    from shared.catalog.service import AddonService
+    from shared.features.repository import FeatureRepository
+
     table = get_settings().config_table
     return AddonService(AddonRepository(table), FeatureRepository(table), tax_codes())
 
@@ -272,6 +337,10 @@ def addons() -> AddonService:
 # -- subscriptions (api, rate) -------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def subscriptions() -> SubscriptionService:
+    from shared.catalog.repository import AddonRepository, PlanRepository
+    from shared.subscriptions.repository import SubscriptionRepository
+    from shared.subscriptions.service import SubscriptionService
+
     table = get_settings().config_table
     return SubscriptionService(
         SubscriptionRepository(table),
@@ -286,6 +355,8 @@ def subscriptions() -> SubscriptionService:
 # -- prepaid credits (api; invoice: `credits().apply`) ------------------------------------------
 def build_credits(clock: Clock | None = None) -> CreditService:
     """A fresh service (tests build one on a fixed clock); `credits()` is the shared one."""
+    from shared.credits.repository import CreditRepository
+    from shared.credits.service import CreditService
 
     def customer_exists(customer_id: str) -> bool:
         found = customers().find(customer_id)
@@ -306,6 +377,8 @@ def credits() -> CreditService:
 
 # -- billing settings (api; the invoice code reads `customer_billing().effective_profile`) ---------
 def _stripe_accounts() -> StripeAccounts | None:
+    from shared.billing.stripe_account import StripeAccounts, read_secret_parameter
+
     s = get_settings()
     key = s.stripe_api_key
     if not key and s.stripe_api_key_parameter:
@@ -315,16 +388,25 @@ def _stripe_accounts() -> StripeAccounts | None:
 
 @lru_cache(maxsize=1)
 def apps() -> AppService:
+    from shared.billing.repository import BillingRepository
+    from shared.billing.service import AppService
+
     return AppService(BillingRepository(get_settings().config_table), _stripe_accounts())
 
 
 @lru_cache(maxsize=1)
 def billing_profiles() -> ProfileService:
+    from shared.billing.repository import BillingRepository
+    from shared.billing.service import ProfileService
+
     return ProfileService(BillingRepository(get_settings().config_table), apps(), customers())
 
 
 @lru_cache(maxsize=1)
 def customer_billing() -> CustomerBillingService:
+    from shared.billing.repository import BillingRepository
+    from shared.billing.service import CustomerBillingService
+
     return CustomerBillingService(
         BillingRepository(get_settings().config_table), billing_profiles(), customers()
     )
@@ -334,15 +416,23 @@ def customer_billing() -> CustomerBillingService:
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
     """The installed genai-prices snapshot (tests swap this function for a catalog of their own)."""
+    from shared.llmcost.catalog import Catalog
+
     return Catalog()
 
 
 def llm_prices() -> PriceService:
     # Not cached: it reads `llm_catalog` at call time, so a swapped catalog takes effect.
+    from shared.llmcost.repository import PriceRepository
+    from shared.llmcost.service import PriceService
+
     return PriceService(PriceRepository(get_settings().config_table), llm_catalog())
 
 
 def llm_costs() -> CostService:
+    from shared.llmcost.repository import PriceRepository
+    from shared.llmcost.service import CostService
+
     table = get_settings().config_table
     return CostService(features(), meters(), usage(), PriceRepository(table), llm_catalog())
 
