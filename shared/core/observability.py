@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.utilities import jmespath_utils
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "meterline"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Meterline"
@@ -56,6 +58,15 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
+_warm = False
+
+
+def _cold_start() -> bool:
+    """True for the first invocation in this process (as Powertools reports it)."""
+    global _warm
+    cold, _warm = not _warm, True
+    return cold
+
 
 @dataclass
 class _InvokeContext:
@@ -89,7 +100,19 @@ def lambda_entry(function: str, correlation_id_path: str | None = None) -> Calla
         if tracer is not None:
             # Responses carry customer data: X-Ray keeps the timings and the botocore subsegments only.
             inner = tracer.capture_lambda_handler(inner, capture_response=False)
-        wrapped = log.inject_lambda_context(correlation_id_path=correlation_id_path, clear_state=True)(inner)
+
+        def wrapped(event: dict[str, Any], context: Any) -> Any:
+            # Powertools' inject_lambda_context appends its keys process-wide; the local stack runs
+            # every function on threads of one process, where they overwrote each other (a notify
+            # log line said `meterline-rate`). Thread-local keys give each invocation its own.
+            keys: dict[str, Any] = {"cold_start": _cold_start(), **vars(build_lambda_context_model(context))}
+            if correlation_id_path:
+                keys["correlation_id"] = jmespath_utils.query(envelope=correlation_id_path, data=event)
+            log.thread_safe_append_keys(**keys)
+            try:
+                return inner(event, context)
+            finally:
+                log.thread_safe_clear_keys()
 
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any) -> Any:
