@@ -75,7 +75,8 @@ Name = Annotated[str, Field(min_length=1, max_length=256)]
 Description = Annotated[str | None, Field(default=None, max_length=1024)]
 Labels = Annotated[dict[str, str] | None, AfterValidator(check_labels)]
 Amount = Annotated[str, Field(pattern=DECIMAL), AfterValidator(_decimal)]
-Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$"), AfterValidator(_currency)]
+CURRENCY_CODE = r"^[A-Z]{3}$"  # the contract's CurrencyCode
+Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=CURRENCY_CODE), AfterValidator(_currency)]
 FeatureKey = Annotated[str, Field(min_length=1, max_length=64, pattern=KEY)]
 Ulid = Annotated[str, Field(pattern=ULID_PATTERN.pattern)]
 
@@ -220,7 +221,7 @@ def _plain_filter(spec: Any, field: str, choices: tuple[str, ...] | None = None)
 def _currency_filter(spec: Any) -> str:
     """`filter[currency]` is a CurrencyCode in the contract: three upper-case letters."""
     value = _plain_filter(spec, "currency")
-    if not re.fullmatch(r"[A-Z]{3}", value):
+    if not re.fullmatch(CURRENCY_CODE, value):
         raise BadRequest.field(
             "filter[currency]", "must be a three-letter ISO 4217 code", "matches_regex", "query"
         )

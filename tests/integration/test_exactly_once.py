@@ -118,6 +118,23 @@ def process(batch: dict[str, Any], crash_at: str | None = None) -> list[str]:
     return steps
 
 
+def crash_after(batch: dict[str, Any], step_index: int) -> bool:
+    """Deliver `batch` and kill the handler right after its `step_index`-th write (0-based).
+    True if it crashed (False: the batch has fewer writes, so it ran to the end)."""
+    seen: list[str] = []
+
+    def step(name: str) -> None:
+        seen.append(name)
+        if len(seen) == step_index + 1:
+            raise Crash(name)
+
+    try:
+        aggregate_handler.aggregator().process(batch, step=step)
+    except Crash:
+        return True
+    return False
+
+
 def test_clean_run_matches_truth_with_duplicates_in_and_across_requests(stack: Stack) -> None:
     meters = setup_meters(stack)
     events = make_events(80)
@@ -176,17 +193,7 @@ def crash_run(stack: Stack, n: int, batch_index: int, step_index: int) -> tuple[
     crashed = False
     for i, batch in enumerate(batch_of(stack)):
         if i == batch_index:
-            seen: list[str] = []
-
-            def step(name: str, seen: list[str] = seen) -> None:
-                seen.append(name)
-                if len(seen) == step_index + 1:
-                    raise Crash(name)
-
-            try:
-                aggregate_handler.aggregator().process(batch, step=step)
-            except Crash:
-                crashed = True
+            crashed = crash_after(batch, step_index)
         process(batch)  # Lambda's retry of the whole batch (or the first delivery)
     return meter.json()["id"], crashed
 
@@ -360,17 +367,7 @@ def test_crash_after_every_write_for_read_modify_write_and_member_meters(
             crashed = False
             for i, batch in enumerate(batch_of(stack)):
                 if i == batch_index:
-                    seen: list[str] = []
-
-                    def step(name: str, seen: list[str] = seen, at: int = step_index) -> None:
-                        seen.append(name)
-                        if len(seen) == at + 1:
-                            raise Crash(name)
-
-                    try:
-                        aggregate_handler.aggregator().process(batch, step=step)
-                    except Crash:
-                        crashed = True
+                    crashed = crash_after(batch, step_index)
                 process(batch)
             assert query(stack, resp.json()["id"], "PT1M") == _truth_by(events, aggregation), (
                 batch_index,
@@ -459,17 +456,7 @@ def crash_run_records(stack: Stack, n: int, batch_index: int, step_index: int) -
     crashed = False
     for i, batch in enumerate(batch_of(stack)):
         if i == batch_index:
-            seen: list[str] = []
-
-            def step(name: str, seen: list[str] = seen) -> None:
-                seen.append(name)
-                if len(seen) == step_index + 1:
-                    raise Crash(name)
-
-            try:
-                aggregate_handler.aggregator().process(batch, step=step)
-            except Crash:
-                crashed = True
+            crashed = crash_after(batch, step_index)
         records = batch["Records"]
         process({"Records": records[: len(records) // 2]})  # a bisected retry, then the whole batch
         process(batch)
