@@ -16,7 +16,8 @@ Service periods. A recurring item's service periods are the aligned periods of i
 phase (or add-on segment). A one-time item (a flat price without cadence) has one service period:
 the phase (segment) span; an open-ended one has `[start, start)` when paid in advance and is not billed
 yet when paid in arrears (its end is unknown). An add-on's one-time fee is billed once, for the
-add-on's first segment (a later quantity change does not charge it again).
+add-on's first segment, in the phase it starts in (a later quantity change or phase does not charge it
+again).
 
 Billing period. The plan-cadence aligned period, cut to the phase (engine-rules §2.8 "clipped to
 phase/subscription boundaries"), containing the service period's start for an in-advance flat fee
@@ -146,7 +147,9 @@ def _addon_versions(addon: SubscriptionAddon, start: datetime, end: datetime | N
         hi = seg_end if end is None else end if seg_end is None else min(seg_end, end)
         if hi is not None and hi <= lo:
             continue
-        out.append(_Version(len(out), lo, hi, seg.quantity, bills_one_time=seg.start == first_billed))
+        # A one-time fee: in the phase the add-on's first billed segment starts in, not again in later ones.
+        once = seg.start == first_billed and seg.start >= start
+        out.append(_Version(len(out), lo, hi, seg.quantity, bills_one_time=once))
     return out
 
 

@@ -353,3 +353,32 @@ def test_a_plan_that_is_not_the_subscriptions_is_refused() -> None:
     other.id = "plan2"
     with pytest.raises(ValueError, match="plan2"):
         billables_for(sub, other, until=t("06-01"))
+
+
+def test_an_addon_one_time_fee_bills_once_across_phases_and_quantity_changes() -> None:
+    activation = flat("activation", "5", cadence=None)  # one-time, in advance
+    boost = Addon(
+        id="addonBoost",
+        key="boost",
+        version=1,
+        name="Boost",
+        currency="USD",
+        instance_type=InstanceType.MULTIPLE,
+        rate_cards=(activation,),
+        created_at=t("01-01"),
+        updated_at=t("01-01"),
+    )
+    # bought Mar 5 in the trial (2), the paid phase from Mar 15, raised to 4 on Mar 20
+    segments = (QuantitySegment(t("03-05"), 2), QuantitySegment(t("03-20"), 4))
+    bought = SubscriptionAddon("sa1", SUB, boost.id, "Boost", segments, t("03-05"), t("03-05"))
+    sub = subscription("03-01", "03-01", [("trial", "03-01"), ("paid", "03-15")])
+    pl = plan(Phase("trial", "Trial", (), duration="P14D"), Phase("paid", "Paid", ()))
+    got = billables_for(sub, pl, [(bought, boost)], until=t("06-01"))
+    # once: the first segment cut to the trial, [Mar 5, Mar 15), 2 units, in advance at Mar 5; the
+    # billing period is March cut to the trial [Mar 1, Mar 15). Not again for the same segment in the
+    # paid phase [Mar 15, Mar 20), nor for the 4 units from Mar 20.
+    assert rows(got) == [
+        (f"{SUB}/trial/addon:addonBoost:activation/v[0]/period[0]", p("03-05", "03-15"), p("03-01", "03-15"),
+         t("03-05")),
+    ]  # fmt: skip
+    assert got[0].quantity == 2
