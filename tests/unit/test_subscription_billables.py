@@ -9,6 +9,8 @@ the full cadence period a flat fee bills (what `shared.rating.proration` multipl
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -382,3 +384,13 @@ def test_an_addon_one_time_fee_bills_once_across_phases_and_quantity_changes() -
          t("03-05")),
     ]  # fmt: skip
     assert got[0].quantity == 2
+
+
+def test_the_rules_load_no_io_module() -> None:
+    """Pure like the rating engine: importing them loads nothing that talks to AWS or HTTP."""
+    script = "import sys, shared.invoices.lines; print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
+    assert "shared.invoices.lines" in loaded
+    forbidden = ("boto3", "botocore", "shared.aws", "shared.api", "shared.settings", "shared.bootstrap")
+    assert not {m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)}
