@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.events.listing import EventLister
     from shared.features.service import FeatureService
     from shared.ingest.service import IngestService
+    from shared.invoices.subscription_source import SubscriptionBillables
     from shared.llmcost.catalog import Catalog
     from shared.llmcost.service import CostService, PriceService
     from shared.meters.service import MeterService
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.notifications.repository import NotificationConfigRepository
     from shared.notifications.sender import Sender
     from shared.notifications.store import NotificationStore
+    from shared.rating.models import EndProrationMode
     from shared.subscriptions.service import SubscriptionService
     from shared.testclocks.resolver import ClockResolver
     from shared.testclocks.service import ClockAdvancer, TestClockService
@@ -412,6 +414,38 @@ def customer_billing() -> CustomerBillingService:
     )
 
 
+# -- invoicing's sources (invoice) -------------------------------------------------------------------
+def _end_proration_mode(customer_id: str) -> EndProrationMode:
+    """The customer's effective profile's `proration_mode`; the workflow default while there is no
+    profile yet (nothing can be invoiced then, but a preview still needs a mode)."""
+    from shared.billing.models import Workflow
+    from shared.core.errors import NotFound
+    from shared.rating.models import EndProrationMode
+
+    try:
+        mode = customer_billing().effective_profile(customer_id).workflow.proration_mode
+    except NotFound:
+        mode = Workflow().proration_mode
+    return EndProrationMode(mode.value)
+
+
+@lru_cache(maxsize=1)
+def subscription_billables() -> SubscriptionBillables:
+    from shared.catalog.repository import AddonRepository, PlanRepository
+    from shared.features.repository import FeatureRepository
+    from shared.invoices.subscription_source import SubscriptionBillables
+    from shared.subscriptions.repository import SubscriptionRepository
+
+    table = get_settings().config_table
+    return SubscriptionBillables(
+        SubscriptionRepository(table),
+        PlanRepository(table),
+        AddonRepository(table),
+        FeatureRepository(table),
+        end_mode_for=_end_proration_mode,
+    )
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -461,6 +495,7 @@ _CACHED = (
     apps,
     billing_profiles,
     customer_billing,
+    subscription_billables,
     llm_catalog,
 )
 
