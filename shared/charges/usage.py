@@ -1,0 +1,63 @@
+"""A feature's metered usage for one customer, as usage-based charges rate it (the `FeatureUsage` port).
+
+The same measure entitlements burn against (`shared/entitlements/usage.py`): the feature's meter
+aggregated over a period for every subject attributed to the customer, with the feature's meter
+filters, read from the pre-aggregated counters (strongly consistent: a charge read right after an
+aggregate sees its usage).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from shared.customers.attribution import Attribution
+from shared.features.models import Feature
+from shared.features.repository import FeatureRepository
+from shared.meters.repository import MeterRepository
+from shared.rating.models import Period
+from shared.usage.query import ParsedQuery, UsageQueryService
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+class MeteredUsage:
+    def __init__(
+        self,
+        query: UsageQueryService,
+        attribution: Attribution,
+        features: FeatureRepository,
+        meters: MeterRepository,
+    ) -> None:
+        self.query = query
+        self.attribution = attribution
+        self.features = features
+        self.meters = meters
+
+    def _feature(self, feature_key: str) -> Feature | None:
+        return self.features.active_by_key(feature_key)
+
+    def metered(self, feature_key: str) -> bool | None:
+        feature = self._feature(feature_key)
+        if feature is None:
+            return None
+        return feature.meter_id is not None and self.meters.get(feature.meter_id) is not None
+
+    def usage(self, customer_id: str, feature_key: str, period: Period) -> Decimal:
+        """Zero when nothing can be measured: no subjects, or the feature (its key) or meter is gone."""
+        feature = self._feature(feature_key)
+        meter = self.meters.get(feature.meter_id) if feature and feature.meter_id else None
+        subjects = self.attribution.subjects_of([customer_id]).get(customer_id, [])
+        if feature is None or meter is None or not subjects or period.end <= period.start:
+            return Decimal(0)
+        q = ParsedQuery(
+            start=period.start,
+            end=period.end,
+            granularity=None,
+            tz=UTC_ZONE,
+            group_by=[],
+            filters=dict(feature.meter_filters or {}),
+            subjects=subjects,
+        )
+        rows = self.query.run(meter, q).rows
+        return Decimal(rows[0]["value"]) if rows else Decimal(0)
