@@ -13,13 +13,15 @@ naming the field; nothing is written.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from shared.api.params import Page, StringFilter, nested, page_params
 from shared.api.problem import BadRequest
@@ -57,6 +59,15 @@ def _currency(value: str) -> str:
     return value
 
 
+def _json_number(value: Any) -> Decimal:
+    """A JSON number (the contract's `number`), exactly: neither a string nor a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("float_type", "Input should be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("float_type", "Input should be a finite number")
+    return Decimal(str(value))
+
+
 def _instant(value: datetime) -> datetime:
     if problem := instant_problem(value):
         raise ValueError(problem)
@@ -70,7 +81,7 @@ Numeric = Annotated[str, Field(pattern=DECIMAL), AfterValidator(_decimal)]
 Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=CURRENCY_CODE), AfterValidator(_currency)]
 Instant = Annotated[Rfc3339, AfterValidator(_instant)]
 Ulid = Annotated[str, Field(pattern=ULID_PATTERN.pattern)]
-Percentage = Annotated[StrictInt | StrictFloat, Field(ge=0, le=100)]
+Percentage = Annotated[Decimal, BeforeValidator(_json_number), Field(ge=0, le=100)]
 
 
 class _Strict(BaseModel):

@@ -36,7 +36,7 @@ from shared.charges.requests import CreateCharge, FlatFeeIn, ListChargesQuery
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import new_id
 from shared.core.listing import Listed, sort_items
-from shared.core.timeutil import Clock
+from shared.core.timeutil import Clock, ceil_minute
 from shared.rating.engine import rate
 from shared.rating.models import BillableLine, Period, Proration, Totals
 from shared.rating.money import currency_precision
@@ -167,7 +167,7 @@ class ChargeService:
             )
             if tax
             else None,
-            discount_percentage=Decimal(str(percentage)) if percentage is not None else None,
+            discount_percentage=percentage,
             feature_key=body.feature_key,
             request_hash=req.fingerprint,
         )
@@ -257,7 +257,9 @@ class ChargeService:
         if charge.type is not ChargeType.USAGE_BASED or charge.feature_key is None:
             return None
         period = charge.service_period
-        so_far = Period(period.start, min(now, period.end))
+        # Up to the end of the current minute: usage is counted by the minute, and this one's so far
+        # is already in.
+        so_far = Period(period.start, min(ceil_minute(now), period.end))
         quantity = Decimal(0)
         if so_far.end > so_far.start and charge.price.usage_based:
             quantity = self.usage.usage(charge.customer_id, charge.feature_key, so_far)

@@ -4,6 +4,9 @@ The same measure entitlements burn against (`shared/entitlements/usage.py`): the
 aggregated over a period for every subject attributed to the customer, with the feature's meter
 filters, read from the pre-aggregated counters (strongly consistent: a charge read right after an
 aggregate sees its usage).
+
+Usage is counted by the minute (the counters' finest bucket), so a period's boundaries are floored
+to the minute: every minute belongs to exactly one of two adjacent periods, never both or neither.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from shared.core.timeutil import floor_minute
 from shared.customers.attribution import Attribution
 from shared.features.models import Feature
 from shared.features.repository import FeatureRepository
@@ -48,11 +52,12 @@ class MeteredUsage:
         feature = self._feature(feature_key)
         meter = self.meters.get(feature.meter_id) if feature and feature.meter_id else None
         subjects = self.attribution.subjects_of([customer_id]).get(customer_id, [])
-        if feature is None or meter is None or not subjects or period.end <= period.start:
+        start, end = floor_minute(period.start), floor_minute(period.end)
+        if feature is None or meter is None or not subjects or end <= start:
             return Decimal(0)
         q = ParsedQuery(
-            start=period.start,
-            end=period.end,
+            start=start,
+            end=end,
             granularity=None,
             tz=UTC_ZONE,
             group_by=[],
