@@ -3,9 +3,10 @@ invoice's call-back `record_booked`. Typed inputs in (`requests`), domain object
 raised (no HTTP).
 
 Idempotent creation: the reference's claim is written with the charge in one transaction. The same
-reference with the same body (byte-for-byte the same JSON, keys in any order) answers the existing
-charge; with a different body it is a 409 naming the existing charge (`conflicting_entity_id`): a
-retried create never makes a second charge, and a reused reference never silently drops a change.
+reference with the same body (the same JSON, keys in any order) answers the existing charge (201,
+as the first time); with a different body it is a 400 naming `unique_reference_id` and the existing
+charge (the contract declares no 409 on create): a retried create never makes a second charge, and
+a reused reference never silently drops a change.
 
 Real-time totals (`expand=real_time_usage`, usage-based charges): the feature's meter usage for the
 customer over the service period so far (`[from, min(now, to))`, the customer's now), rated by the
@@ -134,7 +135,10 @@ class ChargeService:
 
     # -- create --------------------------------------------------------------------------------------
     def create(self, customer_id: str, req: CreateCharge) -> ChargeState:
-        self._customer(customer_id)
+        # The contract declares no 404 on create (400, 401, 403 only): an unknown customer is a bad
+        # path parameter there, while the list answers 404 as it declares.
+        if not self.customer_exists(customer_id):
+            raise InvalidInput.field("customerId", f"no customer with id [{customer_id}]", "invalid", "path")
         body = req.body
         if (existing := self._replay(customer_id, req)) is not None:
             return existing
@@ -210,9 +214,13 @@ class ChargeService:
         if existing is None:  # the claim is written with its charge: only a torn read gets here
             raise Conflict(f"A charge with unique_reference_id [{reference}] is being created; retry")
         if existing.request_hash != req.fingerprint:
-            raise Conflict(
-                f"A charge with unique_reference_id [{reference}] already exists with a different body",
-                conflicting_entity_id=existing.id,
+            # A 400 naming the field (the contract declares no 409 on create; Stripe answers a reused
+            # idempotency key with other parameters the same way).
+            raise InvalidInput.field(
+                "unique_reference_id",
+                f"already names charge [{existing.id}], created with a different body",
+                "invalid",
+                "body",
             )
         return self._state(existing)
 

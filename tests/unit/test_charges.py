@@ -316,8 +316,9 @@ def test_realtime_before_the_period_reads_no_usage() -> None:
 
 def test_create_checks_customer_feature_and_tax_code() -> None:
     svc, repo, _ = service(T0)
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput) as unknown:
         svc.create("01KBQ3Y3X4Z5A6B7C8D9E0F1G9", requests.create_charge(flat()))
+    assert unknown.value.fields[0].field == "customerId" and unknown.value.fields[0].source == "path"
     for body, field in [
         (usage(feature_key="sso"), "feature_key"),
         (flat(feature_key="nope"), "feature_key"),
@@ -339,9 +340,10 @@ def test_a_create_losing_the_reference_race_answers_the_winner() -> None:
     assert svc.create(CUSTOMER, req).charge.id == winner.id
     assert list(repo.charges) == [winner.id]
     repo.lose_next_create_to = replace(winner, id="01KBQ3Y3X4Z5A6B7C8D9E0F1G6", unique_reference_id="r2")
-    with pytest.raises(Conflict) as conflict:
+    with pytest.raises(InvalidInput) as reused:
         svc.create(CUSTOMER, requests.create_charge(flat(unique_reference_id="r2", name="Other")))
-    assert conflict.value.conflicting == {"conflicting_entity_id": "01KBQ3Y3X4Z5A6B7C8D9E0F1G6"}
+    assert reused.value.fields[0].field == "unique_reference_id"
+    assert "01KBQ3Y3X4Z5A6B7C8D9E0F1G6" in reused.value.fields[0].reason
 
 
 def test_record_booked_is_idempotent_per_invoice() -> None:
