@@ -206,7 +206,7 @@ def create_charge(body: Any) -> CreateCharge:
     if not isinstance(body, dict):
         raise _bad("body", "must be a JSON object", "is_object")
     kind = body.get("type")
-    if kind not in _MODELS:
+    if not isinstance(kind, str) or kind not in _MODELS:  # a list or object is no type (nor hashable)
         param = {
             "field": "type",
             "reason": "must be one of flat_fee, usage_based",

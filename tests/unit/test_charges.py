@@ -110,6 +110,8 @@ def test_usage_price_is_the_catalogs() -> None:
     [
         ([], "body"),
         ({"name": "x"}, "type"),
+        (flat(type=["flat_fee"]), "type"),
+        (flat(type={"a": 1}), "type"),
         (flat(currency="XTS"), "currency"),  # ISO 4217 test code without a minor unit: not invoiceable
         (flat(currency="ABC"), "currency"),  # not ISO 4217
         (flat(discounts={"percentage": True}), "discounts.percentage"),
