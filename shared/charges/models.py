@@ -105,6 +105,7 @@ class Charge:
     discount_percentage: Decimal | None = None
     usage_discount: Decimal | None = None  # usage-based: free units
     feature_key: str | None = None
+    feature_id: str | None = None  # the feature the key named at creation: what usage is measured on
     proration_mode: ProrationMode = ProrationMode.PRORATE_PRICES  # flat fees
     amount_after_proration: Decimal | None = None  # flat fees, rounded to the currency
     lifecycle_controller: LifecycleController = LifecycleController.SYSTEM

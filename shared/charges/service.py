@@ -49,11 +49,11 @@ _ATTEMPTS = 4  # a create that lost a reference race re-reads the winner
 class FeatureUsage(Protocol):
     """What charges need of features and usage (bootstrap fills it: `shared/charges/usage.py`)."""
 
-    def metered(self, feature_key: str) -> bool | None:
-        """None: no live feature with this key; False: a feature without a meter."""
+    def resolve(self, feature_key: str) -> tuple[str, bool] | None:
+        """The live feature with this key: (its id, whether it has a meter); None if there is none."""
         ...
 
-    def usage(self, customer_id: str, feature_key: str, period: Period) -> Decimal:
+    def usage(self, customer_id: str, feature_id: str, period: Period) -> Decimal:
         """The feature's meter aggregate over `period` for every subject of the customer."""
         ...
 
@@ -142,7 +142,7 @@ class ChargeService:
         body = req.body
         if (existing := self._replay(customer_id, req)) is not None:
             return existing
-        self._check_references(req)
+        feature_id = self._check_references(req)
         now = self.clock.now()
         tax = body.tax_config
         percentage = body.discounts.percentage if body.discounts is not None else None
@@ -173,6 +173,7 @@ class ChargeService:
             else None,
             discount_percentage=percentage,
             feature_key=body.feature_key,
+            feature_id=feature_id,
             request_hash=req.fingerprint,
         )
         if isinstance(body, FlatFeeIn):
@@ -224,13 +225,16 @@ class ChargeService:
             )
         return self._state(existing)
 
-    def _check_references(self, req: CreateCharge) -> None:
+    def _check_references(self, req: CreateCharge) -> str | None:
+        """The feature's id (if one is named); InvalidInput for a missing feature or tax code."""
         body = req.body
         key = body.feature_key
+        feature_id = None
         if key is not None:
-            metered = self.usage.metered(key)
-            if metered is None:
+            found = self.usage.resolve(key)
+            if found is None:
                 raise InvalidInput.field("feature_key", f"no feature with key [{key}]", "invalid", "body")
+            feature_id, metered = found
             if req.type is ChargeType.USAGE_BASED and not metered:
                 raise InvalidInput.field(
                     "feature_key", f"feature [{key}] has no meter to measure usage with", "invalid", "body"
@@ -239,6 +243,7 @@ class ChargeService:
         if tax is not None and tax.code_id is not None and not self.tax_code_exists(tax.code_id):
             field = "tax_config.tax_code.id" if tax.tax_code is not None else "tax_config.tax_code_id"
             raise InvalidInput.field(field, f"no tax code with id [{tax.code_id}]", "invalid", "body")
+        return feature_id
 
     # -- read ----------------------------------------------------------------------------------------
     def _state(self, charge: Charge, real_time: bool = False) -> ChargeState:
@@ -262,7 +267,7 @@ class ChargeService:
 
     def realtime(self, charge: Charge, now: datetime) -> ChargeTotals | None:
         """The usage-based charge rated on its usage so far; None for a flat fee (no totals on it)."""
-        if charge.type is not ChargeType.USAGE_BASED or charge.feature_key is None:
+        if charge.type is not ChargeType.USAGE_BASED or charge.feature_id is None:
             return None
         period = charge.service_period
         # Up to the end of the current minute: usage is counted by the minute, and this one's so far
@@ -270,7 +275,7 @@ class ChargeService:
         so_far = Period(period.start, min(ceil_minute(now), period.end))
         quantity = Decimal(0)
         if so_far.end > so_far.start and charge.price.usage_based:
-            quantity = self.usage.usage(charge.customer_id, charge.feature_key, so_far)
+            quantity = self.usage.usage(charge.customer_id, charge.feature_id, so_far)
         return ChargeTotals.from_rated(rate(rating_line(charge, quantity)).totals)
 
     # -- invoicing's call-back -----------------------------------------------------------------------

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 from shared.core.timeutil import floor_minute
 from shared.customers.attribution import Attribution
-from shared.features.models import Feature
 from shared.features.repository import FeatureRepository
 from shared.meters.repository import MeterRepository
 from shared.rating.models import Period
@@ -38,18 +37,17 @@ class MeteredUsage:
         self.features = features
         self.meters = meters
 
-    def _feature(self, feature_key: str) -> Feature | None:
-        return self.features.active_by_key(feature_key)
-
-    def metered(self, feature_key: str) -> bool | None:
-        feature = self._feature(feature_key)
+    def resolve(self, feature_key: str) -> tuple[str, bool] | None:
+        """The live feature with this key: its id, and whether it has a meter to measure usage with."""
+        feature = self.features.active_by_key(feature_key)
         if feature is None:
             return None
-        return feature.meter_id is not None and self.meters.get(feature.meter_id) is not None
+        return feature.id, feature.meter_id is not None and self.meters.get(feature.meter_id) is not None
 
-    def usage(self, customer_id: str, feature_key: str, period: Period) -> Decimal:
-        """Zero when nothing can be measured: no subjects, or the feature (its key) or meter is gone."""
-        feature = self._feature(feature_key)
+    def usage(self, customer_id: str, feature_id: str, period: Period) -> Decimal:
+        """By the feature's id (archived or not: a charge keeps measuring the feature it was created
+        with, even once its key names another). Zero with no subjects or no meter."""
+        feature = self.features.get(feature_id)
         meter = self.meters.get(feature.meter_id) if feature and feature.meter_id else None
         subjects = self.attribution.subjects_of([customer_id]).get(customer_id, [])
         start, end = floor_minute(period.start), floor_minute(period.end)

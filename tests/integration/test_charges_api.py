@@ -322,6 +322,11 @@ def test_realtime_totals_rate_the_usage_so_far(stack: Stack, world: dict[str, An
         assert realtime["amount"] == "1.5" and realtime["total"] == "1.5"  # 3 runs x 0.5
         assert rows[charge["id"]]["totals"]["booked"]["amount"] == "0"
         assert "totals" not in rows[flat["id"]]
+    # Archiving the feature (which frees its key) doesn't stop the charge measuring it.
+    feature = stack.request("GET", "/features/agent_run").json()
+    assert stack.request("DELETE", f"/features/{feature['id']}").status == 204
+    rows = {c["id"]: c for c in listed(stack, cid, "?expand=real_time_usage")["data"]}
+    assert rows[charge["id"]]["totals"]["realtime"]["amount"] == "1.5"
 
 
 # -- billables ---------------------------------------------------------------------------------------

@@ -278,10 +278,11 @@ class FakeUsage:
     def __init__(self) -> None:
         self.asked: list[Period] = []
 
-    def metered(self, feature_key: str) -> bool | None:
-        return {"runs": True, "sso": False}.get(feature_key)
+    def resolve(self, feature_key: str) -> tuple[str, bool] | None:
+        return {"runs": ("F-runs", True), "sso": ("F-sso", False)}.get(feature_key)
 
-    def usage(self, customer_id: str, feature_key: str, period: Period) -> Decimal:
+    def usage(self, customer_id: str, feature_id: str, period: Period) -> Decimal:
+        assert feature_id == "F-runs"
         self.asked.append(period)
         return Decimal(7)
 
