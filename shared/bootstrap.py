@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.billing.service import AppService, CustomerBillingService, ProfileService
     from shared.billing.stripe_account import StripeAccounts
     from shared.catalog.service import AddonService, PlanService, TaxCodeService
+    from shared.charges.billables import ChargeBillables
+    from shared.charges.service import ChargeService
     from shared.core.timeutil import Clock, CustomerClock
     from shared.credits.service import CreditService
     from shared.customers.attribution import Attribution
@@ -377,6 +379,58 @@ def credits() -> CreditService:
     return build_credits()
 
 
+# -- charges (api; invoicing reads `charge_billables()`) ------------------------------------------
+def build_charges(clock: Clock | None = None) -> ChargeService:
+    """A fresh service (tests build one on a fixed clock); `charges()` is the shared one."""
+    from shared.charges.repository import ChargeRepository
+    from shared.charges.service import ChargeService
+    from shared.charges.usage import MeteredUsage
+    from shared.customers.attribution import Attribution
+    from shared.features.repository import FeatureRepository
+    from shared.meters.repository import MeterRepository
+    from shared.usage.query import UsageQueryService
+
+    s = get_settings()
+    ddb = clients.dynamodb()
+    attribution = Attribution(ddb, s.config_table)
+    usage = MeteredUsage(
+        UsageQueryService(ddb, s.usage_table, attribution=attribution, consistent=True),
+        attribution,
+        FeatureRepository(s.config_table, ddb),
+        MeterRepository(s.config_table, ddb),
+    )
+
+    def customer_exists(customer_id: str) -> bool:
+        found = customers().find(customer_id)
+        return found is not None and found.id == customer_id and found.deleted_at is None
+
+    def tax_code_exists(tax_code_id: str) -> bool:
+        return tax_code_id in tax_codes().live_ids({tax_code_id})
+
+    return ChargeService(
+        ChargeRepository(s.config_table, ddb),
+        customer_exists,
+        tax_code_exists,
+        usage,
+        clock,
+        # A customer on a test clock lives on its time; a fixed test clock is every customer's.
+        now_for=clock_resolver().now_for if clock is None else None,
+    )
+
+
+@lru_cache(maxsize=1)
+def charges() -> ChargeService:
+    return build_charges()
+
+
+def charge_billables() -> ChargeBillables:
+    # Not cached: it holds the cached service, so it follows when that is rebuilt.
+    from shared.charges.billables import ChargeBillables
+
+    service = charges()
+    return ChargeBillables(service.repo, service)
+
+
 # -- billing settings (api; the invoice code reads `customer_billing().effective_profile`) ---------
 def _stripe_accounts() -> StripeAccounts | None:
     from shared.billing.stripe_account import StripeAccounts, read_secret_parameter
@@ -492,6 +546,7 @@ _CACHED = (
     addons,
     subscriptions,
     credits,
+    charges,
     apps,
     billing_profiles,
     customer_billing,

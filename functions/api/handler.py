@@ -10,6 +10,7 @@ from functions.api import app as api
 from functions.api.app import app
 from functions.api.routes import billing as _billing
 from functions.api.routes import catalog as _catalog
+from functions.api.routes import charges as _charges
 from functions.api.routes import credits as _credits
 from functions.api.routes import customers as _customers
 from functions.api.routes import entitlements as _entitlements
@@ -27,6 +28,7 @@ from shared.core.observability import lambda_entry
 # One Router per domain (tokens still register on the app directly).
 app.include_router(_catalog.router)
 app.include_router(_credits.router)
+app.include_router(_charges.router)
 app.include_router(_billing.router)
 app.include_router(_entitlements.router)
 app.include_router(_notifications.router)

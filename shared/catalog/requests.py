@@ -368,6 +368,13 @@ def _price(data: dict[str, Any], prefix: str) -> Price:
     return Price(PriceType(req.type), tiers=tuple(tiers))
 
 
+def price(data: Any, prefix: str) -> Price:
+    """A contract `BillingPrice` (free, flat, unit, graduated, volume) at `prefix`: what charges reuse."""
+    if not isinstance(data, dict):
+        raise InvalidError.field(prefix, "must be a JSON object", "is_object")
+    return _price(data, prefix)
+
+
 def _entitlement(data: dict[str, Any], prefix: str) -> EntitlementTemplate:
     req = _one_of(data, _TEMPLATE_MODELS, prefix)
     if isinstance(req, _MeteredTemplate):
