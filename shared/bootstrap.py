@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.events.listing import EventLister
     from shared.features.service import FeatureService
     from shared.ingest.service import IngestService
+    from shared.invoices.documents import DocumentStore
     from shared.llmcost.catalog import Catalog
     from shared.llmcost.service import CostService, PriceService
     from shared.meters.service import MeterService
@@ -412,6 +413,14 @@ def customer_billing() -> CustomerBillingService:
     )
 
 
+# -- invoice documents (invoice: `put` at issue; api: `links` when rendering an invoice) ----------
+@lru_cache(maxsize=1)
+def document_store() -> DocumentStore:
+    from shared.invoices.documents import DocumentStore
+
+    return DocumentStore(clients.s3(), get_settings().documents_bucket)
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -461,6 +470,7 @@ _CACHED = (
     apps,
     billing_profiles,
     customer_billing,
+    document_store,
     llm_catalog,
 )
 
