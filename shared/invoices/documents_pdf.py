@@ -8,6 +8,8 @@ tier rows and minimum-spend commitments, its discounts, credits and taxes), then
 header repeats on every page and each page's footer reads "Invoice <number> - Page n of N".
 
 Amounts are the wire's decimal strings, shown, never recomputed: the PDF says what the invoice says.
+A line's adjustments are its own (`line.discounts`, its credits and taxes totals); the detailed
+lines' `discounts` are the same money broken down and are not printed again.
 They are formatted with Babel for `locale` (English by default, the language of the labels) at the
 currency's ISO 4217 precision (shared.rating.money, not CLDR's digits): JPY 0 decimals, KWD 3.
 Unit prices keep their extra decimals (0.00015 USD per token stays 0.00015).
