@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pypdfium2
 import pytest
+from iso4217 import Currency
 from pypdf import PdfReader
 
 from shared.invoices.documents import document_keys, render_json, render_pdf
+from shared.invoices.documents_pdf import Money
 from tests.support.invoice_documents import (
     detailed,
     in_currency,
@@ -321,3 +324,29 @@ def test_document_keys(invoice: dict[str, Any]) -> None:
         broken[field] = bad
         with pytest.raises(ValueError, match=field):
             document_keys(broken)
+
+
+def test_every_invoiceable_currency_formats_at_its_iso_precision() -> None:
+    checked = 0
+    for currency in Currency:
+        if currency.exponent is None:  # metals, funds, testing: not invoiceable
+            continue
+        shown = Money(currency.code).amount("1234.5").replace("\u00a0", " ")
+        number = re.search(r"\d[\d,]*(\.\d+)?", shown)
+        assert number is not None, (currency.code, shown)
+        decimals = len(number.group(1) or ".") - 1
+        assert decimals == currency.exponent, (currency.code, shown)
+        checked += 1
+    assert checked > 150
+
+
+def test_a_minimal_draft_renders() -> None:
+    # Only what the renderer cannot do without; everything else in the wire shape is optional to it.
+    lines = all_lines(render_pdf({"currency": "EUR", "number": "DRAFT-1", "status": "draft", "lines": []}))
+    assert "Draft invoice" in lines and ("Total (EUR)", "€0.00") in totals_block(lines)
+
+
+def test_a_locale_changes_the_number_format_not_the_precision() -> None:
+    german = totals_block(all_lines(render_pdf(realistic_invoice(), locale="de_DE")))
+    assert german[0] == ("Subtotal", "112,00 $") and german[-1] == ("Total (USD)", "122,10 $")
+    assert Money("KWD", "de_DE").amount("1234.5").replace("\u00a0", " ") == "1.234,500 KWD"
