@@ -226,6 +226,21 @@ class MeterlineStack(cdk.Stack):
                 "Part of the CDK put grant: lets the SDK abort its own multipart uploads of large documents.",
             )
 
+        def documents_linker(name: str) -> None:
+            # Presigned GETs of invoice documents carry the signer's rights: GetObject, invoices/ only.
+            fn[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[data.documents_bucket.arn_for_objects("invoices/*")]
+                )
+            )
+            fn[name].add_environment(r.DOCUMENTS_BUCKET.env_var, data.documents_bucket.bucket_name)
+            self._ack(
+                self.functions[name],
+                f"AwsSolutions-IAM5[Resource::<{r.DOCUMENTS_BUCKET.logical_id}.Arn>/invoices/*]",
+                "Signs short-lived download links for invoice documents: s3:GetObject on the objects under "
+                "invoices/ of this one bucket, nothing else.",
+            )
+
         def topic_publisher(name: str) -> None:
             data.topic.grant_publish(fn[name])
             fn[name].add_environment(r.DOMAIN_TOPIC.env_var, data.topic.topic_arn)
@@ -261,6 +276,7 @@ class MeterlineStack(cdk.Stack):
         table("Api", r.NOTIFICATIONS_TABLE, write=True)  # notification events: rule test, resend
         topic_publisher("Api")
         stripe_secret_reader("Api")  # the Stripe app's secret key (apps, profiles)
+        documents_linker("Api")  # GET /invoices/{id}: presigned links to the issued invoice's JSON and PDF
 
         # aggregate: dedupe into events, bump usage counters, refresh entitlement access state
         # (config table), publish domain events.

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.events.listing import EventLister
     from shared.features.service import FeatureService
     from shared.ingest.service import IngestService
+    from shared.invoices.documents import DocumentStore
     from shared.invoices.subscription_source import SubscriptionBillables
     from shared.llmcost.catalog import Catalog
     from shared.llmcost.service import CostService, PriceService
@@ -500,6 +501,14 @@ def subscription_billables() -> SubscriptionBillables:
     )
 
 
+# -- invoice documents (invoice: `put` at issue; api: `links` when rendering an invoice) ----------
+@lru_cache(maxsize=1)
+def document_store() -> DocumentStore:
+    from shared.invoices.documents import DocumentStore
+
+    return DocumentStore(clients.s3(), get_settings().documents_bucket)
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -551,6 +560,7 @@ _CACHED = (
     billing_profiles,
     customer_billing,
     subscription_billables,
+    document_store,
     llm_catalog,
 )
 

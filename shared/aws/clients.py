@@ -15,12 +15,15 @@ from botocore.config import Config
 
 _lock = threading.Lock()
 _CONFIG = Config(retries={"max_attempts": 5, "mode": "adaptive"}, max_pool_connections=32)
+# S3 calls are SigV4 anyway; this makes presigned URLs SigV4 too (botocore otherwise presigns with
+# the legacy SigV2, which regions opened since 2014 refuse).
+_SERVICE_CONFIG = {"s3": _CONFIG.merge(Config(signature_version="s3v4"))}
 
 
 @cache
 def _client(service: str) -> Any:
     with _lock:  # boto3's default session is not thread-safe while creating clients
-        return boto3.session.Session().client(service, config=_CONFIG)
+        return boto3.session.Session().client(service, config=_SERVICE_CONFIG.get(service, _CONFIG))
 
 
 def dynamodb() -> Any:

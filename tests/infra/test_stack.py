@@ -44,6 +44,7 @@ EXPECTED_ENV = {
         r.USAGE_TABLE.env_var: USAGE,
         r.NOTIFICATIONS_TABLE.env_var: NOTIFICATIONS,
         r.DOMAIN_TOPIC.env_var: TOPIC,
+        r.DOCUMENTS_BUCKET.env_var: BUCKET,  # presigned links to invoice documents
     },
     "Aggregate": {
         r.CONFIG_TABLE.env_var: CONFIG,
@@ -465,7 +466,9 @@ def test_api_permissions(synth: Synth) -> None:
     usage = synth.actions_on("Api", USAGE)
     assert "dynamodb:Query" in usage and not usage & DYNAMODB_WRITES
     assert synth.actions_on("Api", TOPIC) == {"sns:Publish"}  # entitlement changes emit domain events
-    assert not {a for a in synth.all_actions("Api") if a.startswith(("kinesis:", "s3:"))}
+    assert not {a for a in synth.all_actions("Api") if a.startswith("kinesis:")}
+    # S3: read invoice documents (the presigned links carry the API's rights), nothing else.
+    assert {a for a in synth.all_actions("Api") if a.startswith("s3:")} == {"s3:GetObject"}
     # the Stripe secret key: one parameter, read-only
     assert {a for a in synth.all_actions("Api") if a.startswith("ssm:")} == {"ssm:GetParameter"}
 
@@ -496,6 +499,13 @@ def test_rate_and_invoice_permissions(synth: Synth, name: str) -> None:
     assert synth.actions_on(name, TOPIC) == ({"sns:Publish"} if sweeps else set())
     assert not synth.actions_on(name, EVENTS)
     assert not {a for a in synth.all_actions(name) if a.startswith("kinesis:")}
+
+
+def test_api_reads_only_invoice_documents(synth: Synth) -> None:
+    (stmt,) = [s for s in synth.statements("Api") if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    assert as_list(stmt["Action"]) == ["s3:GetObject"]
+    assert refs(stmt["Resource"]) == {BUCKET}
+    assert json.dumps(stmt["Resource"]).endswith('"/invoices/*"]]}')
 
 
 def test_notify_permissions(synth: Synth) -> None:
