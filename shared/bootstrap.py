@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.events.listing import EventLister
     from shared.features.service import FeatureService
     from shared.ingest.service import IngestService
+    from shared.invoices.ports import BillableSource, Documents
+    from shared.invoices.service import InvoiceService
     from shared.llmcost.catalog import Catalog
     from shared.llmcost.service import CostService, PriceService
     from shared.meters.service import MeterService
@@ -161,7 +163,7 @@ def test_clocks() -> TestClockService:
 def clock_advancer() -> ClockAdvancer:
     """What an advance runs, in this order at each step (shared/testclocks/due.py): subscription
     phase changes (a phase's entitlements exist before its resets run), entitlement resets, invoices
-    (later)."""
+    (they see the period's final usage)."""
     from shared.entitlements.due import EntitlementResets
     from shared.testclocks.repository import TestClockRepository
     from shared.testclocks.service import ClockAdvancer
@@ -169,7 +171,7 @@ def clock_advancer() -> ClockAdvancer:
     return ClockAdvancer(
         TestClockRepository(get_settings().config_table),
         clock_resolver(),
-        [subscriptions(), EntitlementResets(entitlements().refresher)],
+        [subscriptions(), EntitlementResets(entitlements().refresher), invoices()],
     )
 
 
@@ -412,6 +414,57 @@ def customer_billing() -> CustomerBillingService:
     )
 
 
+# -- invoices (api, invoice; rate: a test clock's third due-work provider) ------------------------
+@lru_cache(maxsize=1)
+def invoice_sources() -> list[BillableSource]:
+    """Where billables come from (subscriptions, charges): wired as their producers land; tests
+    replace this list with a fake source."""
+    return []
+
+
+@lru_cache(maxsize=1)
+def invoice_documents() -> Documents | None:
+    """The invoice documents store (PDF/JSON in S3); None until it is wired: no documents."""
+    return None
+
+
+@lru_cache(maxsize=1)
+def invoices() -> InvoiceService:
+    from shared.aws.publisher import DomainPublisher
+    from shared.credits.repository import CreditRepository
+    from shared.customers.attribution import Attribution
+    from shared.features.repository import FeatureRepository
+    from shared.invoices import views
+    from shared.invoices.adapters import BillingPort, CreditsPort, CustomersPort
+    from shared.invoices.repository import InvoiceRepository
+    from shared.invoices.service import InvoiceService
+    from shared.invoices.usage import MeteredUsage
+    from shared.meters.repository import MeterRepository
+    from shared.usage.query import UsageQueryService
+
+    s = get_settings()
+    ddb = clients.dynamodb()
+    attribution = Attribution(ddb, s.config_table)
+    usage = MeteredUsage(
+        UsageQueryService(ddb, s.usage_table, attribution=attribution, consistent=True),
+        attribution,
+        MeterRepository(s.config_table, ddb),
+        FeatureRepository(s.config_table, ddb),
+    )
+    return InvoiceService(
+        InvoiceRepository(s.config_table),
+        invoice_sources(),
+        usage,
+        CreditsPort(credits(), CreditRepository(s.config_table)),
+        BillingPort(customer_billing(), apps()),
+        CustomersPort(customers()),
+        clock_resolver().now_for,
+        views.invoice,
+        documents=invoice_documents(),
+        publisher=DomainPublisher(s.domain_topic_arn) if s.domain_topic_arn else None,
+    )
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -461,6 +514,9 @@ _CACHED = (
     apps,
     billing_profiles,
     customer_billing,
+    invoice_sources,
+    invoice_documents,
+    invoices,
     llm_catalog,
 )
 

@@ -1,0 +1,80 @@
+"""The invoice ports on Meterline's own services (bootstrap builds these; tests use fakes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from shared.billing.models import Address
+from shared.billing.service import AppService, CustomerBillingService
+from shared.credits.repository import CreditRepository
+from shared.credits.service import CreditService
+from shared.customers.service import CustomerService
+from shared.invoices.models import AppSnapshot, CustomerSnapshot, ProfileSnapshot
+
+
+class CreditsPort:
+    def __init__(self, service: CreditService, repo: CreditRepository) -> None:
+        self.service = service
+        self.repo = repo
+
+    def apply(
+        self,
+        customer_id: str,
+        currency: str,
+        amount: Decimal,
+        at: datetime,
+        idempotency_key: str,
+        *,
+        feature_key: str | None = None,
+        name: str = "Invoice",
+    ) -> Decimal:
+        return self.service.apply(
+            customer_id, currency, amount, at, idempotency_key, feature_key=feature_key, name=name
+        )
+
+    def has_grants(self, customer_id: str, currency: str) -> bool:
+        """Grants and positive adjustments are never removed, so "never had credits in this currency"
+        stays true until one arrives: then every later apply runs (idempotently)."""
+        state = self.repo.ledger(customer_id)
+        return any(g.currency == currency for g in state.grants) or any(
+            m.currency == currency and m.amount > 0 for m in state.movements
+        )
+
+
+class BillingPort:
+    def __init__(self, customer_billing: CustomerBillingService, apps: AppService) -> None:
+        self.customer_billing = customer_billing
+        self.apps = apps
+
+    def effective(self, customer_id: str) -> ProfileSnapshot:
+        profile = self.customer_billing.effective_profile(customer_id)
+        invoicing = self.apps.get(profile.apps.invoicing)
+        payment = invoicing if profile.apps.payment == invoicing.id else self.apps.get(profile.apps.payment)
+        return ProfileSnapshot(
+            profile.id,
+            profile.name,
+            profile.supplier,
+            profile.workflow,
+            AppSnapshot(
+                invoicing.id,
+                invoicing.type,
+                payment.type,
+                invoicing.enable_draft_sync_hook,
+                invoicing.enable_issuing_sync_hook,
+            ),
+        )
+
+
+class CustomersPort:
+    def __init__(self, customers: CustomerService) -> None:
+        self.customers = customers
+
+    def resolve(self, id_or_key: str) -> str:
+        return self.customers.get(id_or_key).id
+
+    def snapshot(self, customer_id: str) -> CustomerSnapshot:
+        c = self.customers.get(customer_id, include_deleted=True)
+        address = Address(**c.billing_address) if c.billing_address else None
+        # The customer has no tax id field yet (the contract's customer has none either): None.
+        return CustomerSnapshot(c.id, c.key, c.name, c.primary_email, address, None)
