@@ -9,6 +9,7 @@ Routes and handlers ask this module for a service and never construct one. Each 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -428,8 +429,13 @@ def invoice_documents() -> Documents | None:
     return None
 
 
-@lru_cache(maxsize=1)
-def invoices() -> InvoiceService:
+def build_invoices(
+    now_for: Callable[[str], datetime] | None = None,
+    sources: list[BillableSource] | None = None,
+    step: Callable[[str], None] | None = None,
+) -> InvoiceService:
+    """A fresh service (tests build one on their own clock, sources and fault-injection step);
+    `invoices()` is the shared one."""
     from shared.aws.publisher import DomainPublisher
     from shared.credits.repository import CreditRepository
     from shared.customers.attribution import Attribution
@@ -453,16 +459,22 @@ def invoices() -> InvoiceService:
     )
     return InvoiceService(
         InvoiceRepository(s.config_table),
-        invoice_sources(),
+        invoice_sources() if sources is None else sources,
         usage,
         CreditsPort(credits(), CreditRepository(s.config_table)),
         BillingPort(customer_billing(), apps()),
         CustomersPort(customers()),
-        clock_resolver().now_for,
+        now_for or clock_resolver().now_for,
         views.invoice,
         documents=invoice_documents(),
         publisher=DomainPublisher(s.domain_topic_arn) if s.domain_topic_arn else None,
+        step=step,
     )
+
+
+@lru_cache(maxsize=1)
+def invoices() -> InvoiceService:
+    return build_invoices()
 
 
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
