@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from shared.billing.models import Address
+from shared.billing.models import Address, App
 from shared.billing.service import AppService, CustomerBillingService
 from shared.credits.repository import CreditRepository
 from shared.credits.service import CreditService
@@ -33,24 +33,31 @@ class CreditsPort:
             customer_id, currency, amount, at, idempotency_key, feature_key=feature_key, name=name
         )
 
-    def has_grants(self, customer_id: str, currency: str) -> bool:
-        """Grants and positive adjustments are never removed, so "never had credits in this currency"
-        stays true until one arrives: then every later apply runs (idempotently)."""
+    def scopes(self, customer_id: str, currency: str) -> tuple[bool, frozenset[str]]:
+        """Grants (voided ones too) and positive adjustments (unrestricted) are never removed."""
         state = self.repo.ledger(customer_id)
-        return any(g.currency == currency for g in state.grants) or any(
+        grants = [g for g in state.grants if g.currency == currency]
+        unrestricted = any(not g.features for g in grants) or any(
             m.currency == currency and m.amount > 0 for m in state.movements
         )
+        return unrestricted, frozenset(f for g in grants for f in g.features)
 
 
 class BillingPort:
     def __init__(self, customer_billing: CustomerBillingService, apps: AppService) -> None:
         self.customer_billing = customer_billing
         self.apps = apps
+        self._apps: dict[str, App] = {}  # installed apps never change type or hooks: per process
+
+    def _app(self, app_id: str) -> App:
+        if app_id not in self._apps:
+            self._apps[app_id] = self.apps.get(app_id)
+        return self._apps[app_id]
 
     def effective(self, customer_id: str) -> ProfileSnapshot:
         profile = self.customer_billing.effective_profile(customer_id)
-        invoicing = self.apps.get(profile.apps.invoicing)
-        payment = invoicing if profile.apps.payment == invoicing.id else self.apps.get(profile.apps.payment)
+        invoicing = self._app(profile.apps.invoicing)
+        payment = self._app(profile.apps.payment)
         return ProfileSnapshot(
             profile.id,
             profile.name,

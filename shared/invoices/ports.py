@@ -4,11 +4,12 @@ documents and the domain event publisher. Tests pass fakes of the same shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from shared.core.errors import DomainError
 from shared.invoices.billables import Billable
 from shared.invoices.models import CustomerSnapshot, ProfileSnapshot
 from shared.rating.models import Period
@@ -31,14 +32,20 @@ class BillableSource(Protocol):
 
 class UsageMeter(Protocol):
     """The metered quantity of a feature for a customer over [period.start, period.end): the feature's
-    meter with its filters, over every subject attributed to the customer (minute resolution)."""
+    meter with its filters, over every subject attributed to the customer (minute resolution). One
+    call per invoice: (feature key, period) asks in, a quantity or the problem (an unknown or
+    meterless feature) out, in order."""
 
-    def quantity(self, customer_id: str, feature_key: str, period: Period) -> Decimal: ...
+    def quantities(
+        self, customer_id: str, asks: Sequence[tuple[str, Period]]
+    ) -> list[Decimal | DomainError]: ...
 
 
 class Credits(Protocol):
-    """`shared.credits.service.CreditService` (exactly once per idempotency key), plus a cheap
-    monotonic check: a customer who never had a grant in a currency has nothing to apply."""
+    """`shared.credits.service.CreditService.apply` (exactly once per idempotency key), plus what
+    credits the customer ever had in a currency (`scopes`): whether any block is unrestricted, and
+    the features restricted blocks serve. Grants are never removed, so the answer only grows: a
+    re-run after a crash applies at least where the first run did (and gets its answers back)."""
 
     def apply(
         self,
@@ -52,7 +59,7 @@ class Credits(Protocol):
         name: str = "Invoice",
     ) -> Decimal: ...
 
-    def has_grants(self, customer_id: str, currency: str) -> bool: ...
+    def scopes(self, customer_id: str, currency: str) -> tuple[bool, frozenset[str]]: ...
 
 
 class BillingSettings(Protocol):

@@ -157,32 +157,49 @@ class InvoiceService:
         return gatherings
 
     def _late_lines(self, gathering: Gathering, now: datetime, skip: set[str]) -> list[GatheringEntry]:
+        candidates = [
+            e
+            for e in g_ops.late_candidates(gathering.entries, now)
+            if e.key not in skip
+            and e.billable is not None
+            and e.feature_key is not None
+            # made already (pending, or collected and waiting for its snapshot)
+            and g_ops.late_key(e.key, e.billed or ZERO) not in gathering.entries
+        ]
+        asks = [
+            (e.feature_key or "", e.billable.service_period) for e in candidates if e.billable is not None
+        ]
         out = []
-        for entry in g_ops.late_candidates(gathering.entries, now):
-            if entry.key in skip or entry.billable is None or entry.feature_key is None:
-                continue
-            key = g_ops.late_key(entry.key, entry.billed or ZERO)
-            if key in gathering.entries:
-                continue  # made already (pending, or collected and waiting for its snapshot)
-            measured = self._measure(gathering.customer_id, entry.feature_key, entry.billable.service_period)
+        for entry, measured in zip(candidates, self._measure(gathering.customer_id, asks), strict=True):
+            if isinstance(measured, DomainError):
+                continue  # the feature is gone: nothing can be measured
             line = g_ops.late_line(entry, measured, now, self.new_id)
             if line is not None:
                 out.append(GatheringEntry(line.key, line=line))
         return out
 
-    def _measure(self, customer_id: str, feature_key: str, period: Period) -> Decimal:
-        start, end = floor_minute(period.start), floor_minute(period.end)
-        if start >= end:
-            return ZERO
-        return self.usage.quantity(customer_id, feature_key, Period(start, end))
+    def _measure(self, customer_id: str, asks: list[tuple[str, Period]]) -> list[Decimal | DomainError]:
+        """Usage is kept per minute: periods are measured on whole minutes (floored)."""
+        if not asks:
+            return []
+        floored = [(key, Period(floor_minute(p.start), floor_minute(p.end))) for key, p in asks]
+        return self.usage.quantities(customer_id, floored)
 
     # -- collection -------------------------------------------------------------------------------
-    def _collect(self, customer_id: str, now: datetime, *, force: bool = False) -> list[Invoice]:
+    def _collect(
+        self,
+        customer_id: str,
+        now: datetime,
+        *,
+        force: bool = False,
+        known: dict[str, Gathering] | None = None,
+    ) -> list[tuple[Invoice, Gathering]]:
         """The due pending lines of each currency become a standard invoice (draft, waiting for its
         collection time). One transaction per invoice with the gathering entries it took."""
-        created: list[Invoice] = []
+        created: list[tuple[Invoice, Gathering]] = []
         for _ in range(_ATTEMPTS):
-            gatherings = self.repo.gatherings(customer_id)
+            gatherings = known if known is not None else self.repo.gatherings(customer_id)
+            known = None  # what this run wrote last is current; after a lost race, read again
             if not any(
                 e.line is not None and (force or e.line.invoice_at <= now)
                 for gathering in gatherings.values()
@@ -192,15 +209,17 @@ class InvoiceService:
             profile = self.billing.effective(customer_id)
             try:
                 for gathering in gatherings.values():
-                    inv = self._collect_one(gathering, now, profile, force)
-                    if inv is not None:
-                        created.append(inv)
+                    made = self._collect_one(gathering, now, profile, force)
+                    if made is not None:
+                        created.append(made)
                 return created
             except Stale:
                 continue
         raise Conflict(f"The gathering invoice of customer [{customer_id}] changed concurrently; retry")
 
-    def _collect_one(self, gathering: Gathering, now: datetime, profile: Any, force: bool) -> Invoice | None:
+    def _collect_one(
+        self, gathering: Gathering, now: datetime, profile: Any, force: bool
+    ) -> tuple[Invoice, Gathering] | None:
         invoice_id = self.new_id()
         picks = g_ops.collect(
             gathering.entries,
@@ -256,7 +275,7 @@ class InvoiceService:
             g_ops.next_invoice_at(entries),
         )
         self.step("create")
-        return stored
+        return stored, replace(gathering, entries=entries, rev=gathering.rev + 1, updated_at=now)
 
     # -- the lifecycle ----------------------------------------------------------------------------
     @staticmethod
@@ -288,12 +307,14 @@ class InvoiceService:
             return inv.due_at
         return None
 
-    def _drive(self, inv: Invoice, now: datetime, trigger: str | None = None) -> Invoice:
+    def _drive(
+        self, inv: Invoice, now: datetime, trigger: str | None = None, gathering: Gathering | None = None
+    ) -> Invoice:
         """Apply `trigger` (an action's), then every automatic step due at `now`; store the result
         and publish its notices."""
         for _ in range(_ATTEMPTS):
             try:
-                return self._drive_once(inv, now, trigger)
+                return self._drive_once(inv, now, trigger, gathering)
             except Stale:
                 fresh = self.repo.get(inv.id)
                 if fresh is None:
@@ -301,9 +322,12 @@ class InvoiceService:
                 if trigger is not None and fresh.rev != inv.rev:
                     lifecycle.next_state(fresh.extended_status, trigger)  # still allowed?
                 inv = fresh
+                gathering = None
         raise Conflict(f"Invoice [{inv.id}] changed concurrently; retry")
 
-    def _drive_once(self, inv: Invoice, now: datetime, trigger: str | None) -> Invoice:
+    def _drive_once(
+        self, inv: Invoice, now: datetime, trigger: str | None, gathering: Gathering | None
+    ) -> Invoice:
         stored = inv
         counter: tuple[str, int] | None = None
         if trigger is not None:
@@ -321,7 +345,9 @@ class InvoiceService:
             ):
                 inv = self._move(inv, "next", now)
             elif s == "draft.collecting":
-                inv = stored = self._snapshot(inv, now)  # stored: quantities are fixed from here on
+                inv = stored = self._snapshot(
+                    inv, now, gathering
+                )  # stored: quantities are fixed from here on
             elif s == "draft.validating":
                 if any(v.severity is Severity.CRITICAL for v in inv.validation_issues):
                     inv = self._move(inv, "failed", now)
@@ -394,17 +420,18 @@ class InvoiceService:
         self.step("published")
         return saved
 
-    def _snapshot(self, inv: Invoice, now: datetime) -> Invoice:
+    def _snapshot(self, inv: Invoice, now: datetime, known: Gathering | None = None) -> Invoice:
         """Measure every line, rate it (credits come at issue) and store the invoice as validating,
         with what each sync key has now billed, in one transaction."""
         for _ in range(_ATTEMPTS):
-            gatherings = self.repo.gatherings(inv.customer_id)
-            gathering = gatherings.get(inv.currency)
+            gathering = (
+                known if known is not None else self.repo.gatherings(inv.customer_id).get(inv.currency)
+            )
+            known = None
             lines: list[Line] = []
             issues: list[ValidationIssue] = []
             updates: dict[str, GatheringEntry] = {}
-            for line in inv.lines:
-                measured, cumulative, issue = self._quantity(inv, line)
+            for line, (measured, cumulative, issue) in zip(inv.lines, self._quantities(inv), strict=True):
                 if issue is not None:
                     issues.append(issue)
                 rated_line = replace(line, quantity=measured)
@@ -442,27 +469,36 @@ class InvoiceService:
             return saved
         raise Conflict(f"Invoice [{inv.id}] changed concurrently; retry")
 
-    def _quantity(
-        self, inv: Invoice, line: Line
-    ) -> tuple[Decimal | None, Decimal | None, ValidationIssue | None]:
-        """(this line's metered quantity, the period's cumulative usage to the line's end, an issue)."""
-        b = line.billable
-        if not b.price.usage_based:
-            return Decimal(b.quantity), None, None
-        if b.feature_key is None:
-            return (
-                ZERO,
-                None,
-                ValidationIssue("line_missing_feature", f"{b.name}: a usage price needs a feature"),
-            )
-        try:
-            cumulative = self._measure(
-                inv.customer_id, b.feature_key, Period(b.service_period.start, line.period.end)
-            )
-        except DomainError as exc:
-            return ZERO, None, ValidationIssue("line_usage_unavailable", f"{b.name}: {exc.message}")
-        # Gauges (`latest`) can fall below what was billed: never a negative line.
-        return max(ZERO, cumulative - line.pre_line_quantity), cumulative, None
+    def _quantities(
+        self, inv: Invoice
+    ) -> list[tuple[Decimal | None, Decimal | None, ValidationIssue | None]]:
+        """Per line: (its metered quantity, the period's cumulative usage to the line's end, an issue).
+        A line bills the cumulative usage minus what was billed before it (`pre_line_quantity`)."""
+        asks = [
+            (line.billable.feature_key or "", Period(line.service_period.start, line.period.end))
+            for line in inv.lines
+            if line.billable.price.usage_based and line.billable.feature_key
+        ]
+        measured = iter(self._measure(inv.customer_id, asks))
+        out: list[tuple[Decimal | None, Decimal | None, ValidationIssue | None]] = []
+        for line in inv.lines:
+            b = line.billable
+            if not b.price.usage_based:
+                out.append((Decimal(b.quantity), None, None))
+            elif not b.feature_key:
+                out.append(
+                    (ZERO, None, ValidationIssue("line_missing_feature", f"{b.name}: needs a feature"))
+                )
+            else:
+                got = next(measured)
+                if isinstance(got, DomainError):
+                    out.append(
+                        (ZERO, None, ValidationIssue("line_usage_unavailable", f"{b.name}: {got.message}"))
+                    )
+                else:
+                    # Gauges (`latest`) can fall below what was billed: never a negative line.
+                    out.append((max(ZERO, got - line.pre_line_quantity), got, None))
+        return out
 
     @staticmethod
     def _billable_line(line: Line, credits: Decimal) -> BillableLine:
@@ -489,25 +525,35 @@ class InvoiceService:
 
     def _issue(self, inv: Invoice, now: datetime) -> tuple[Invoice, tuple[str, int]]:
         """Credits (exactly once per line), the final number, issue and due dates."""
-        lines = []
-        use_credits = self.credits.has_grants(inv.customer_id, inv.currency)
-        for line in inv.lines:
-            if use_credits and line.rated is not None and line.rated.totals.total > 0:
-                applied = self.credits.apply(
-                    inv.customer_id,
-                    inv.currency,
-                    line.rated.totals.total,
-                    inv.quantity_snapshotted_at or now,
-                    f"invoice/{inv.id}/{line.id}",
-                    feature_key=line.billable.feature_key,
-                    name=f"Invoice {inv.id}",
-                )
-                self.step("credits")
-                if applied:
-                    line = replace(
-                        line, credits=applied, rated=engine.rate(self._billable_line(line, applied))
+        lines = list(inv.lines)
+        unrestricted, restricted = self.credits.scopes(inv.customer_id, inv.currency)
+        groups: dict[str | None, list[int]] = {}
+        for i, line in enumerate(lines):
+            if line.rated is not None and line.rated.totals.total > 0:
+                groups.setdefault(line.billable.feature_key, []).append(i)
+        exhausted = False  # an apply that got less than it asked drained every unrestricted block
+        for feature, members in groups.items():
+            if not ((unrestricted and not exhausted) or (feature is not None and feature in restricted)):
+                continue
+            asked = sum((lines[i].totals.total for i in members), ZERO)
+            applied = self.credits.apply(
+                inv.customer_id,
+                inv.currency,
+                asked,
+                inv.quantity_snapshotted_at or now,
+                f"invoice/{inv.id}/{feature or '-'}",
+                feature_key=feature,
+                name=f"Invoice {inv.id}",
+            )
+            self.step("credits")
+            exhausted = exhausted or applied < asked
+            for i in members:  # in line order, each line at most its total
+                take = min(applied, lines[i].totals.total)
+                if take:
+                    lines[i] = replace(
+                        lines[i], credits=take, rated=engine.rate(self._billable_line(lines[i], take))
                     )
-            lines.append(line)
+                applied -= take
         profile_id = inv.profile.id if inv.profile else "none"
         year = now.year
         counter_key = f"INVNUM#{profile_id}#{year}"
@@ -526,9 +572,9 @@ class InvoiceService:
     def process(self, customer_id: str, now: datetime, invoice_ids: Iterable[str] = ()) -> int:
         """Everything due for one customer at `now`: sync, collect, drive its due invoices."""
         done = 0
-        self.sync(customer_id, now)
-        for inv in self._collect(customer_id, now):
-            self._drive(inv, now)
+        gatherings = self.sync(customer_id, now)
+        for inv, gathering in self._collect(customer_id, now, known=gatherings):
+            self._drive(inv, now, gathering=gathering)
             done += 1
         for invoice_id in invoice_ids:
             found = self.repo.get(invoice_id)
@@ -593,19 +639,21 @@ class InvoiceService:
         """The gathering invoice with real-time quantities: usage so far, rated as a preview (never
         stored)."""
         now = self.now_for(gathering.customer_id)
+        pending = gathering.pending()
+        metered = [x for x in pending if x.billable.price.usage_based and x.billable.feature_key]
+        asks = [
+            (
+                x.billable.feature_key or "",
+                Period(x.service_period.start, min(x.period.end, max(x.period.start, now))),
+            )
+            for x in metered
+        ]
+        so_far = dict(zip((x.key for x in metered), self._measure(gathering.customer_id, asks), strict=True))
         lines = []
-        for line in gathering.pending():
-            if line.billable.price.usage_based and line.billable.feature_key:
-                end = min(line.period.end, max(line.period.start, now))
-                try:
-                    cumulative = self._measure(
-                        gathering.customer_id,
-                        line.billable.feature_key,
-                        Period(line.service_period.start, end),
-                    )
-                    line = replace(line, quantity=max(ZERO, cumulative - line.pre_line_quantity))
-                except DomainError:
-                    pass
+        for line in pending:
+            got = so_far.get(line.key)
+            if isinstance(got, Decimal):
+                line = replace(line, quantity=max(ZERO, got - line.pre_line_quantity))
             elif not line.billable.price.usage_based:
                 line = replace(line, quantity=Decimal(line.billable.quantity))
             with contextlib.suppress(InvalidInput):  # a preview: the snapshot reports the issue
@@ -704,13 +752,13 @@ class InvoiceService:
         """Invoice the customer's pending lines now: due lines, in-advance fees, usage so far."""
         customer_id = self.customers.resolve(customer_ref)
         now = self.now_for(customer_id)
-        self.sync(customer_id, now)
-        created = self._collect(customer_id, now, force=True)
+        gatherings = self.sync(customer_id, now)
+        created = self._collect(customer_id, now, force=True, known=gatherings)
         if not created:
             raise Conflict(
                 f"Customer [{customer_id}] has no pending lines to invoice", code="invoice_create_no_lines"
             )
-        return [self._drive(inv, now) for inv in created]
+        return [self._drive(inv, now, gathering=gathering) for inv, gathering in created]
 
 
 def _refused(extended_status: str, action: str) -> Conflict:
