@@ -362,8 +362,8 @@ class InvoiceService:
                     break  # the integrator's draft synchronisation (not served yet) moves it on
                 if workflow is not None and workflow.auto_advance:
                     inv = self._move(inv, "next", now)
-                    base = inv.collection_at or now
-                    inv = replace(inv, draft_until=durations.step(base, workflow.draft_period, 1))
+                    # The review window opens when the draft is ready (an early snapshot starts it early).
+                    inv = replace(inv, draft_until=durations.step(now, workflow.draft_period, 1))
                 else:
                     inv = self._move(inv, "needs_approval", now)
             elif (
