@@ -601,13 +601,20 @@ class InvoiceService:
         return done
 
     def run_due(self, customer_ids: Sequence[str], until: datetime) -> int:
-        """A test clock's step: the customers' work due at `until` (their clock reads `until`)."""
+        """A test clock's step: the customers' work due at `until` (their clock reads `until`): those a
+        source may bill, and those with a due gathering line or invoice (the due index)."""
         wanted = set(customer_ids)
-        invoices: dict[str, list[str]] = {c: [] for c in customer_ids}
+        work: dict[str, list[str]] = {}
+        for source in self.sources:
+            for customer_id in source.customers_to_bill(until):
+                if customer_id in wanted:
+                    work.setdefault(customer_id, [])
         for entry in self.repo.due(until):
-            if entry["customer_id"] in wanted and entry["invoice_id"]:
-                invoices[entry["customer_id"]].append(entry["invoice_id"])
-        return sum(self.process(c, until, ids) for c, ids in invoices.items())
+            if entry["customer_id"] in wanted:
+                ids = work.setdefault(entry["customer_id"], [])
+                if entry["invoice_id"]:
+                    ids.append(entry["invoice_id"])
+        return sum(self.process(c, until, ids) for c, ids in work.items())
 
     def next_due(self, customer_ids: Sequence[str], after: datetime) -> datetime | None:
         wanted = set(customer_ids)
