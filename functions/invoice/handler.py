@@ -16,6 +16,9 @@ from shared.core.timeutil import Clock
 @lambda_entry("invoice", correlation_paths.EVENT_BRIDGE)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bootstrap.new_invocation()
-    done = bootstrap.invoices().sweep(Clock().now())
-    logger.info("invoice run", extra={"steps": done})
-    return {"status": "ok", "function": "invoice", "steps": done}
+    service = bootstrap.invoices()
+    failed_before = service.failures
+    done = service.sweep(Clock().now())
+    failed = service.failures - failed_before
+    logger.info("invoice run", extra={"steps": done, "failed_customers": failed})
+    return {"status": "ok", "function": "invoice", "steps": done, "failed_customers": failed}

@@ -26,12 +26,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from shared.billing.models import AppType
 from shared.catalog.models import Price, PriceType
 from shared.core import durations
 from shared.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from shared.core.ids import new_id
 from shared.core.listing import Listed, PageLike, StringFilter, sort_items
+from shared.core.observability import SERVICE
 from shared.core.timeutil import floor_minute
 from shared.invoices import gathering as g_ops
 from shared.invoices import lifecycle
@@ -60,6 +63,7 @@ from shared.invoices.repository import InvoiceRepository, Stale
 from shared.rating import engine
 from shared.rating.models import BillableLine, Period
 
+log = Logger(service=SERVICE, child=True)
 _NOTICE_NS = uuid.UUID("6b1f3f0e-9d8e-4c55-8f0b-1d6f4a9c2e11")
 _ATTEMPTS = 5
 NUMBER_PREFIX = "INV"
@@ -116,6 +120,7 @@ class InvoiceService:
         self.publisher = publisher
         self.new_id = new_id
         self.step = step or (lambda _name: None)
+        self.failures = 0  # customers whose run failed (logged), since the service was built
 
     # -- gathering --------------------------------------------------------------------------------
     def sync(self, customer_id: str, now: datetime) -> dict[str, Gathering]:
@@ -595,10 +600,17 @@ class InvoiceService:
             ids = work.setdefault(entry["customer_id"], [])
             if entry["invoice_id"]:
                 ids.append(entry["invoice_id"])
-        done = 0
-        for customer_id, invoice_ids in work.items():
-            done += self.process(customer_id, self.now_for(customer_id), invoice_ids)
-        return done
+        return sum(self._isolated(c, self.now_for(c), ids) for c, ids in work.items())
+
+    def _isolated(self, customer_id: str, now: datetime, invoice_ids: list[str]) -> int:
+        """One customer's run; its failure (no billing profile yet, a dependency down) is logged and
+        leaves the others running. Nothing is lost: its work stays due for the next run."""
+        try:
+            return self.process(customer_id, now, invoice_ids)
+        except Exception:
+            log.exception("invoice run failed for a customer", extra={"customer_id": customer_id})
+            self.failures += 1
+            return 0
 
     def run_due(self, customer_ids: Sequence[str], until: datetime) -> int:
         """A test clock's step: the customers' work due at `until` (their clock reads `until`): those a
@@ -614,7 +626,7 @@ class InvoiceService:
                 ids = work.setdefault(entry["customer_id"], [])
                 if entry["invoice_id"]:
                     ids.append(entry["invoice_id"])
-        return sum(self.process(c, until, ids) for c, ids in work.items())
+        return sum(self._isolated(c, until, ids) for c, ids in work.items())
 
     def next_due(self, customer_ids: Sequence[str], after: datetime) -> datetime | None:
         wanted = set(customer_ids)

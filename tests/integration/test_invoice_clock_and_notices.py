@@ -136,3 +136,24 @@ def test_the_scheduled_function_runs_due_work_at_wall_time(
     (inv,) = stack.request("GET", f"/invoices?filter[customer_id]={cid}").json()["data"]
     assert inv["status"] == "paid" and inv["totals"]["total"] == "10.00"
     assert invoice_handler.lambda_handler({"source": "aws.events"}, None)["steps"] == 0  # nothing more
+
+
+def test_a_customer_that_cannot_be_billed_does_not_stop_the_others(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from functions.invoice import handler as invoice_handler
+
+    # No billing profile exists yet: collection can't snapshot one, for any customer.
+    a = stack.request("POST", "/customers", {"key": "a", "name": "A"}).json()["id"]
+    now = datetime.now(UTC)
+    period = Period(now - timedelta(days=3), now - timedelta(hours=2))
+    source = FakeSource({a: [flat_billable(a, "s/default/base/v[0]/period[0]", "10", period)]})
+    monkeypatch.setattr(bootstrap, "invoice_sources", lambda: [source])
+    bootstrap.invoices.cache_clear()
+    result = invoice_handler.lambda_handler({"source": "aws.events"}, None)
+    assert result["failed_customers"] == 1 and result["steps"] == 0
+    setup_catalog(stack, ())  # the profile arrives: the next run bills what was left due
+    result = invoice_handler.lambda_handler({"source": "aws.events"}, None)
+    assert result["failed_customers"] == 0 and result["steps"] == 1

@@ -45,8 +45,8 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWrit
 RUN_AT = t("2026-12-01T02:00:00")
 
 
-class Crash(Exception):
-    pass
+class Crash(BaseException):
+    """A kill, not an error: the per-customer isolation of a run does not catch it."""
 
 
 def billables(cid: str) -> list[Any]:
