@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from shared.api.params import nested, page_params
+from shared.api.validation import validate_model
 from shared.core.errors import InvalidInput
 from shared.core.ids import is_ulid
 from shared.core.listing import sort_items
@@ -22,6 +25,18 @@ ACTIONS = {
     "void": "void",
     "snapshot-quantities": "snapshot_quantities",
 }
+
+
+class PaymentStatusRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: Literal[
+        "paid", "payment_failed", "payment_uncollectible", "payment_overdue", "action_required", "void"
+    ]
+
+
+def payment_status(body: Any) -> str:
+    return validate_model(PaymentStatusRequest, body).trigger
 
 
 def path_id(value: str, name: str = "invoiceId") -> str:

@@ -82,6 +82,16 @@ class InvoiceQuery:
     sort: str | None = None
 
 
+# The external invoicing app's payment statuses (OpenMeter's custom invoicing triggers) -> triggers.
+PAYMENT_TRIGGERS = {
+    "paid": "paid",
+    "payment_failed": "payment_failed",
+    "payment_uncollectible": "uncollectible",
+    "payment_overdue": "overdue",
+    "action_required": "action_required",
+    "void": "void",
+}
+
 SORTS: dict[str, Callable[[Invoice], Any]] = {
     "created_at": lambda i: (i.created_at, i.id),
     "issued_at": lambda i: (i.issued_at is None, i.issued_at or i.created_at, i.id),
@@ -339,6 +349,8 @@ class InvoiceService:
             inv = self._move(inv, trigger, now)
             if inv.extended_status == "voided":
                 inv = replace(inv, voided_at=now)
+            elif inv.extended_status == "paid":
+                inv = replace(inv, paid_at=now)
         while True:
             s = inv.extended_status
             workflow = inv.profile.workflow if inv.profile else None
@@ -727,6 +739,29 @@ class InvoiceService:
             return self._drive(inv, now, trigger)
         except lifecycle.Refused as exc:
             raise _refused(exc.extended_status, action) from None
+
+    def report_payment(self, invoice_id: str, status: str) -> Invoice:
+        """An external-invoicing integration reports the payment (product.md §19.3: mandatory once in
+        payment processing): `paid`, `payment_failed`, `payment_uncollectible`, `payment_overdue`,
+        `action_required` or `void`. 409 naming the state when the state machine refuses it."""
+        inv = self.repo.get(invoice_id)
+        if inv is None:
+            raise NotFound(f"Invoice [{invoice_id}] not found")
+        apps = inv.profile.apps if inv.profile else None
+        if apps is None or apps.payment_type is not AppType.EXTERNAL_INVOICING:
+            kind = apps.payment_type.value if apps else "no"
+            raise Conflict(
+                f"invoice [{invoice_id}] is collected by the {kind} app: its payment status is not "
+                "reported externally",
+                extended_status=inv.extended_status,
+            )
+        trigger = PAYMENT_TRIGGERS[status]
+        now = self.now_for(inv.customer_id)
+        try:
+            lifecycle.next_state(inv.extended_status, trigger)
+            return self._drive(inv, now, trigger)
+        except lifecycle.Refused:
+            raise _refused(inv.extended_status, status) from None
 
     def _delete(self, inv: Invoice, now: datetime) -> Invoice:
         """A draft is deleted and its lines go back to the gathering invoice (they bill again)."""

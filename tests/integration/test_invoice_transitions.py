@@ -151,3 +151,24 @@ def test_a_deleted_draft_gives_its_lines_back_and_they_bill_again(
     again = next(w.svc.get(i.id) for i in listed if i.extended_status == "paid")
     assert again.number == "INV-2026-000001"  # a deleted draft never took a number
     assert str(again.totals.total) == "10.00"
+
+
+def test_the_external_integration_reports_the_payment(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_catalog(stack)
+    source, clock = FakeSource(), Clock(DEC)
+    w = World(stack, install(monkeypatch, clock, source), source, clock)
+    path = "/apps/external-invoicing/invoices/{}/payment-status"
+    pending = reach(w, "payment_processing.pending")
+    assert stack.request("POST", path.format(pending.id), {"trigger": "nope"}).status == 400
+    failed = stack.request("POST", path.format(pending.id), {"trigger": "payment_failed"}).json()
+    assert failed["status_details"]["extended_status"] == "payment_processing.failed"
+    paid = stack.request("POST", path.format(pending.id), {"trigger": "paid"}).json()
+    assert paid["status"] == "paid" and paid["paid_at"] == "2026-12-01T02:00:00Z"
+    again = stack.request("POST", path.format(pending.id), {"trigger": "paid"})
+    assert again.status == 409 and again.json()["extended_status"] == "paid"
+    sandbox = reach(w, "paid")  # the sandbox app settles its own invoices
+    refused = stack.request("POST", path.format(sandbox.id), {"trigger": "paid"})
+    assert refused.status == 409 and "sandbox app" in refused.json()["detail"]
+    overdue = reach(w, "overdue")
+    gone = stack.request("POST", path.format(overdue.id), {"trigger": "payment_uncollectible"}).json()
+    assert gone["status"] == "uncollectible"

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.api.app import json_response, no_content, query_params
+from functions.api.app import body, json_response, no_content, query_params
 from shared import bootstrap
 from shared.invoices import requests, views
 from shared.invoices.models import Invoice
@@ -73,6 +73,13 @@ def void_invoice(invoice_id: str) -> Response:
 @router.post("/invoices/<invoice_id>/snapshot-quantities")
 def snapshot_quantities(invoice_id: str) -> Response:
     return _action(invoice_id, "snapshot-quantities")
+
+
+@router.post("/apps/external-invoicing/invoices/<invoice_id>/payment-status")
+def report_payment(invoice_id: str) -> Response:
+    svc = bootstrap.invoices()
+    inv = svc.report_payment(requests.path_id(unquote(invoice_id)), requests.payment_status(body()))
+    return json_response(200, _render(inv))
 
 
 @router.post("/customers/<customer_id>/invoices/invoice-now")
