@@ -216,7 +216,7 @@ class InvoiceService:
             gatherings = known if known is not None else self.repo.gatherings(customer_id)
             known = None  # what this run wrote last is current; after a lost race, read again
             if not any(
-                e.line is not None and (force or e.line.invoice_at <= now)
+                e.line is not None and e.awaiting is None and (force or e.line.invoice_at <= now)
                 for gathering in gatherings.values()
                 for e in gathering.entries.values()
             ):
@@ -362,9 +362,8 @@ class InvoiceService:
             ):
                 inv = self._move(inv, "next", now)
             elif s == "draft.collecting":
-                inv = stored = self._snapshot(
-                    inv, now, gathering
-                )  # stored: quantities are fixed from here on
+                # Stored before anything depends on the amounts: from here on they are fixed.
+                inv = stored = self._snapshot(inv, now, gathering)
             elif s == "draft.validating":
                 if any(v.severity is Severity.CRITICAL for v in inv.validation_issues):
                     inv = self._move(inv, "failed", now)
