@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +56,11 @@ def _dumps(doc: Any) -> str:
 
 def _opt(value: datetime | None) -> str | None:
     return None if value is None else format_rfc3339(value)
+
+
+def _sortable(value: datetime) -> str:
+    """Fixed width (microseconds always), so index keys sort and compare in time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _key(pk: str, sk: str) -> dict[str, Any]:
@@ -179,7 +184,7 @@ def _header_item(inv: Invoice, rev: int, due: datetime | None) -> dict[str, Any]
     }
     if due is not None:
         rec["gsi1pk"] = DUE
-        rec["gsi1sk"] = f"{format_rfc3339(due)}#I#{inv.id}"
+        rec["gsi1sk"] = f"{_sortable(due)}#I#{inv.id}"
     return to_item(rec)
 
 
@@ -238,7 +243,7 @@ class InvoiceRepository(TableRepository):
         }
         if due is not None:
             rec["gsi1pk"] = DUE
-            rec["gsi1sk"] = f"{format_rfc3339(due)}#G#{g.customer_id}#{g.currency}"
+            rec["gsi1sk"] = f"{_sortable(due)}#G#{g.customer_id}#{g.currency}"
         put: dict[str, Any] = {"TableName": self.table, "Item": to_item(rec)}
         if g.rev == 0:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
@@ -333,12 +338,12 @@ class InvoiceRepository(TableRepository):
                     "Item": to_item(
                         {
                             "pk": f"INVCUST#{inv.customer_id}",
-                            "sk": f"{format_rfc3339(inv.created_at)}#{inv.id}",
+                            "sk": f"{_sortable(inv.created_at)}#{inv.id}",
                             "id": inv.id,
                             "customer_id": inv.customer_id,
                             "currency": inv.currency,
                             "gsi1pk": LIST,
-                            "gsi1sk": f"{format_rfc3339(inv.created_at)}#{inv.id}",
+                            "gsi1sk": f"{_sortable(inv.created_at)}#{inv.id}",
                         }
                     ),
                 }
@@ -432,7 +437,7 @@ class InvoiceRepository(TableRepository):
             TableName=self.table,
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :until",
-            ExpressionAttributeValues={":pk": {"S": DUE}, ":until": {"S": format_rfc3339(until) + "#~"}},
+            ExpressionAttributeValues={":pk": {"S": DUE}, ":until": {"S": _sortable(until) + "#~"}},
         ):
             out.append(self._due_entry(from_item(raw)))
         return out
@@ -444,7 +449,7 @@ class InvoiceRepository(TableRepository):
             TableName=self.table,
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :pk AND gsi1sk > :after",
-            ExpressionAttributeValues={":pk": {"S": DUE}, ":after": {"S": format_rfc3339(after) + "#~"}},
+            ExpressionAttributeValues={":pk": {"S": DUE}, ":after": {"S": _sortable(after) + "#~"}},
         ):
             yield self._due_entry(from_item(raw))
 
