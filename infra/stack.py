@@ -290,10 +290,12 @@ class MeterlineStack(cdk.Stack):
         table("Rate", r.USAGE_TABLE, write=False)
         documents_writer("Rate")
         topic_publisher("Rate")
-        # invoice: read config + usage, write documents.
-        table("Invoice", r.CONFIG_TABLE, write=False)
+        # invoice: gathering and standard invoices live in the config table (read usage), documents
+        # go to S3, invoice.created/updated are published to the domain topic.
+        table("Invoice", r.CONFIG_TABLE, write=True)
         table("Invoice", r.USAGE_TABLE, write=False)
         documents_writer("Invoice")
+        topic_publisher("Invoice")
 
         # notify: channels and rules come from config; events, deliveries, dedupe claims and
         # threshold state live in the notifications table; SNS channels publish to topics.

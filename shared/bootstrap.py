@@ -9,6 +9,7 @@ Routes and handlers ask this module for a service and never construct one. Each 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.features.service import FeatureService
     from shared.ingest.service import IngestService
     from shared.invoices.documents import DocumentStore
+    from shared.invoices.ports import BillableSource, Documents
+    from shared.invoices.service import InvoiceService
     from shared.invoices.subscription_source import SubscriptionBillables
     from shared.llmcost.catalog import Catalog
     from shared.llmcost.service import CostService, PriceService
@@ -166,7 +169,7 @@ def test_clocks() -> TestClockService:
 def clock_advancer() -> ClockAdvancer:
     """What an advance runs, in this order at each step (shared/testclocks/due.py): subscription
     phase changes (a phase's entitlements exist before its resets run), entitlement resets, invoices
-    (later)."""
+    (they see the period's final usage)."""
     from shared.entitlements.due import EntitlementResets
     from shared.testclocks.repository import TestClockRepository
     from shared.testclocks.service import ClockAdvancer
@@ -174,7 +177,7 @@ def clock_advancer() -> ClockAdvancer:
     return ClockAdvancer(
         TestClockRepository(get_settings().config_table),
         clock_resolver(),
-        [subscriptions(), EntitlementResets(entitlements().refresher)],
+        [subscriptions(), EntitlementResets(entitlements().refresher), invoices()],
     )
 
 
@@ -509,6 +512,70 @@ def document_store() -> DocumentStore:
     return DocumentStore(clients.s3(), get_settings().documents_bucket)
 
 
+# -- invoices (api, invoice; rate: a test clock's third due-work provider) ------------------------
+@lru_cache(maxsize=1)
+def invoice_sources() -> list[BillableSource]:
+    """Where billables come from: subscriptions and charges (tests pass their own list to
+    `build_invoices`)."""
+    return [subscription_billables(), charge_billables()]
+
+
+@lru_cache(maxsize=1)
+def invoice_documents() -> Documents | None:
+    """The invoice documents (PDF and JSON in S3): written at issue, linked when an invoice is read."""
+    from shared.invoices.adapters import DocumentsPort
+
+    return DocumentsPort(document_store())
+
+
+def build_invoices(
+    now_for: Callable[[str], datetime] | None = None,
+    sources: list[BillableSource] | None = None,
+    step: Callable[[str], None] | None = None,
+) -> InvoiceService:
+    """A fresh service (tests build one on their own clock, sources and fault-injection step);
+    `invoices()` is the shared one."""
+    from shared.aws.publisher import DomainPublisher
+    from shared.credits.repository import CreditRepository
+    from shared.customers.attribution import Attribution
+    from shared.features.repository import FeatureRepository
+    from shared.invoices import views
+    from shared.invoices.adapters import BillingPort, CreditsPort, CustomersPort
+    from shared.invoices.repository import InvoiceRepository
+    from shared.invoices.service import InvoiceService
+    from shared.invoices.usage import MeteredUsage
+    from shared.meters.repository import MeterRepository
+    from shared.usage.query import UsageQueryService
+
+    s = get_settings()
+    ddb = clients.dynamodb()
+    attribution = Attribution(ddb, s.config_table)
+    usage = MeteredUsage(
+        UsageQueryService(ddb, s.usage_table, attribution=attribution, consistent=True),
+        attribution,
+        MeterRepository(s.config_table, ddb),
+        FeatureRepository(s.config_table, ddb),
+    )
+    return InvoiceService(
+        InvoiceRepository(s.config_table),
+        invoice_sources() if sources is None else sources,
+        usage,
+        CreditsPort(credits(), CreditRepository(s.config_table)),
+        BillingPort(customer_billing(), apps()),
+        CustomersPort(customers()),
+        now_for or clock_resolver().now_for,
+        views.invoice,
+        documents=invoice_documents(),
+        publisher=DomainPublisher(s.domain_topic_arn) if s.domain_topic_arn else None,
+        step=step,
+    )
+
+
+@lru_cache(maxsize=1)
+def invoices() -> InvoiceService:
+    return build_invoices()
+
+
 # -- LLM cost (api, rate) -----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def llm_catalog() -> Catalog:
@@ -561,6 +628,9 @@ _CACHED = (
     customer_billing,
     subscription_billables,
     document_store,
+    invoice_sources,
+    invoice_documents,
+    invoices,
     llm_catalog,
 )
 

@@ -16,6 +16,7 @@ from functions.api.routes import customers as _customers
 from functions.api.routes import entitlements as _entitlements
 from functions.api.routes import events as _events
 from functions.api.routes import features as _features
+from functions.api.routes import invoices as _invoices
 from functions.api.routes import llmcost as _llmcost
 from functions.api.routes import meters as _meters
 from functions.api.routes import notifications as _notifications
@@ -39,6 +40,7 @@ app.include_router(_events.router)
 app.include_router(_llmcost.router)
 app.include_router(_subscriptions.router)
 app.include_router(_test_clocks.router)
+app.include_router(_invoices.router)
 
 
 @lambda_entry("api", correlation_paths.API_GATEWAY_REST)

@@ -62,6 +62,7 @@ EXPECTED_ENV = {
         r.CONFIG_TABLE.env_var: CONFIG,
         r.USAGE_TABLE.env_var: USAGE,
         r.DOCUMENTS_BUCKET.env_var: BUCKET,
+        r.DOMAIN_TOPIC.env_var: TOPIC,
     },
     "Notify": {r.CONFIG_TABLE.env_var: CONFIG, r.NOTIFICATIONS_TABLE.env_var: NOTIFICATIONS},
 }
@@ -492,11 +493,10 @@ def test_rate_and_invoice_permissions(synth: Synth, name: str) -> None:
     for table in (CONFIG, USAGE):
         assert "dynamodb:Query" in synth.actions_on(name, table)
     assert not synth.actions_on(name, USAGE) & DYNAMODB_WRITES
-    # The rate function also runs the entitlement reset sweep: it writes access state and
-    # publishes resets; the invoice function only reads.
-    sweeps = name == "Rate"
-    assert bool(synth.actions_on(name, CONFIG) & DYNAMODB_WRITES) is sweeps
-    assert synth.actions_on(name, TOPIC) == ({"sns:Publish"} if sweeps else set())
+    # Both write the config table and publish: the rate function the entitlement resets (and a test
+    # clock's invoices), the invoice function the invoices and their invoice.created/updated events.
+    assert synth.actions_on(name, CONFIG) & DYNAMODB_WRITES
+    assert synth.actions_on(name, TOPIC) == {"sns:Publish"}
     assert not synth.actions_on(name, EVENTS)
     assert not {a for a in synth.all_actions(name) if a.startswith("kinesis:")}
 

@@ -1,0 +1,95 @@
+"""What the invoice service needs from the rest of Meterline, as ports that `shared/bootstrap.py`
+fills: where billables come from, how usage is measured, credits, billing settings, customers,
+documents and the domain event publisher. Tests pass fakes of the same shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from shared.core.errors import DomainError
+from shared.invoices.billables import Billable
+from shared.invoices.models import CustomerSnapshot, ProfileSnapshot
+from shared.rating.models import Period
+
+
+class BillableSource(Protocol):
+    """A producer of billables (subscriptions, charges).
+
+    `billables(customer_id, until)` returns every billable of the customer whose billing period
+    starts at or before `until`: so up to the end of the aligned billing period containing `until`
+    (the sync horizon of engine-rules §2.8). The same key always names the same item; a billable
+    that is no longer returned is removed from the gathering invoice (unless already invoiced).
+    `customers_to_bill(now)`: the customers that may have billables at `now` (the scheduled run syncs
+    them; customers with pending lines are found from the invoices' own due index)."""
+
+    def billables(self, customer_id: str, until: datetime) -> list[Billable]: ...
+
+    def customers_to_bill(self, now: datetime) -> Iterable[str]: ...
+
+
+class UsageMeter(Protocol):
+    """The metered quantity of a feature for a customer over [period.start, period.end): the feature's
+    meter with its filters, over every subject attributed to the customer (minute resolution). One
+    call per invoice: (feature key, period) asks in, a quantity or the problem (an unknown or
+    meterless feature) out, in order."""
+
+    def quantities(
+        self, customer_id: str, asks: Sequence[tuple[str, Period]]
+    ) -> list[Decimal | DomainError]: ...
+
+
+class Credits(Protocol):
+    """`shared.credits.service.CreditService.apply` (exactly once per idempotency key), plus what
+    credits the customer ever had in a currency (`scopes`): whether any block is unrestricted, and
+    the features restricted blocks serve. Grants are never removed, so the answer only grows: a
+    re-run after a crash applies at least where the first run did (and gets its answers back)."""
+
+    def apply(
+        self,
+        customer_id: str,
+        currency: str,
+        amount: Decimal,
+        at: datetime,
+        idempotency_key: str,
+        *,
+        feature_key: str | None = None,
+        name: str = "Invoice",
+    ) -> Decimal: ...
+
+    def scopes(self, customer_id: str, currency: str) -> tuple[bool, frozenset[str]]: ...
+
+
+class BillingSettings(Protocol):
+    """The customer's effective billing profile with its apps, as the invoice snapshots it."""
+
+    def effective(self, customer_id: str) -> ProfileSnapshot: ...
+
+
+class CustomerDirectory(Protocol):
+    """The customer as the invoice snapshots it; NotFound for an unknown or deleted one."""
+
+    def snapshot(self, customer_id: str) -> CustomerSnapshot: ...
+
+    def resolve(self, id_or_key: str) -> str:
+        """The customer's id (NotFound otherwise)."""
+        ...
+
+
+class Documents(Protocol):
+    """The invoice documents (PDF and JSON in S3). `put` is idempotent (same invoice, same keys and
+    bytes); `links` gives presigned URLs for an issued invoice's documents."""
+
+    def put(self, invoice: dict[str, Any]) -> None: ...
+
+    def links(self, invoice: dict[str, Any], now: datetime) -> dict[str, Any]: ...
+
+
+class Publisher(Protocol):
+    """`shared.aws.publisher.DomainPublisher`: consumers dedupe on `event_id`."""
+
+    def publish(
+        self, event_type: str, data: dict[str, Any], at: datetime, event_id: str | None = None
+    ) -> str: ...

@@ -1,0 +1,820 @@
+"""Invoicing use cases: sync the gathering invoice, collect due lines into standard invoices, drive
+them through their lifecycle, and the API's actions (docs/architecture.md "Invoices").
+
+Time: every "now" is the customer's (`now_for`: a test clock's time for a customer on one).
+
+Exactly once. Each step is stored before the next one depends on it, and every write is conditional
+on the revision read, so a crash or a concurrent run re-reads and continues from the stored state:
+- a collection writes the invoice, its lines and the gathering entries it took in one transaction;
+- the snapshot (quantities, rating without credits, what is now billed per sync key) is one
+  transaction with the gathering entries; nothing depends on amounts before it is stored;
+- credits are applied at issue with keys `invoice/<id>/<line id>` on the stored amounts (a re-run
+  gets the same answers), and the issue takes the next number of its profile in the same
+  transaction that stores the invoice as issued (gap-free: a lost race takes the next one);
+- notifications go through an outbox on the header: stored with the state change, published after
+  it, cleared after publishing; their ids derive from (invoice, transition), so a republish after a
+  crash is deduplicated by the notify function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from shared.billing.models import AppType
+from shared.catalog.models import Price, PriceType
+from shared.core import durations
+from shared.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from shared.core.ids import new_id
+from shared.core.listing import Listed, PageLike, StringFilter, sort_items
+from shared.core.observability import SERVICE
+from shared.core.timeutil import floor_minute
+from shared.invoices import gathering as g_ops
+from shared.invoices import lifecycle
+from shared.invoices.billables import Billable
+from shared.invoices.models import (
+    GATHERING,
+    ZERO,
+    Gathering,
+    GatheringEntry,
+    Invoice,
+    Line,
+    Notice,
+    Severity,
+    ValidationIssue,
+)
+from shared.invoices.ports import (
+    BillableSource,
+    BillingSettings,
+    Credits,
+    CustomerDirectory,
+    Documents,
+    Publisher,
+    UsageMeter,
+)
+from shared.invoices.repository import InvoiceRepository, Stale
+from shared.rating import engine
+from shared.rating.models import BillableLine, Period
+
+log = Logger(service=SERVICE, child=True)
+_NOTICE_NS = uuid.UUID("6b1f3f0e-9d8e-4c55-8f0b-1d6f4a9c2e11")
+_ATTEMPTS = 5
+NUMBER_PREFIX = "INV"
+Render = Callable[[Invoice], dict[str, Any]]
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class InvoiceQuery:
+    page: PageLike
+    customer_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    currency: str | None = None
+    issued_gte: datetime | None = None
+    issued_lt: datetime | None = None
+    sort: str | None = None
+
+
+# The external invoicing app's payment statuses (OpenMeter's custom invoicing triggers) -> triggers.
+PAYMENT_TRIGGERS = {
+    "paid": "paid",
+    "payment_failed": "payment_failed",
+    "payment_uncollectible": "uncollectible",
+    "payment_overdue": "overdue",
+    "action_required": "action_required",
+    "void": "void",
+}
+
+SORTS: dict[str, Callable[[Invoice], Any]] = {
+    "created_at": lambda i: (i.created_at, i.id),
+    "issued_at": lambda i: (i.issued_at is None, i.issued_at or i.created_at, i.id),
+    "id": lambda i: i.id,
+}
+
+
+class InvoiceService:
+    name = "invoices"  # a test clock's due-work provider (shared/testclocks/due.py)
+
+    def __init__(
+        self,
+        repo: InvoiceRepository,
+        sources: Sequence[BillableSource],
+        usage: UsageMeter,
+        credits: Credits,
+        billing: BillingSettings,
+        customers: CustomerDirectory,
+        now_for: Callable[[str], datetime],
+        render: Render,
+        *,
+        documents: Documents | None = None,
+        publisher: Publisher | None = None,
+        new_id: Callable[[], str] = new_id,
+        step: Step | None = None,
+    ) -> None:
+        self.repo = repo
+        self.sources = sources
+        self.usage = usage
+        self.credits = credits
+        self.billing = billing
+        self.customers = customers
+        self.now_for = now_for
+        self.render = render
+        self.documents = documents
+        self.publisher = publisher
+        self.new_id = new_id
+        self.step = step or (lambda _name: None)
+        self.failures = 0  # customers whose run failed (logged), since the service was built
+
+    # -- gathering --------------------------------------------------------------------------------
+    def sync(self, customer_id: str, now: datetime) -> dict[str, Gathering]:
+        """Reconcile the customer's gathering invoices with the billables up to the horizon, and add
+        late-usage lines. Idempotent: a second run with the same billables and usage writes nothing."""
+        billables: list[Billable] = []
+        for source in self.sources:
+            billables += [b for b in source.billables(customer_id, now) if b.customer_id == customer_id]
+        for _ in range(_ATTEMPTS):
+            gatherings = self.repo.gatherings(customer_id)
+            try:
+                return self._sync(customer_id, now, billables, gatherings)
+            except Stale:
+                continue
+        raise Conflict(f"The gathering invoice of customer [{customer_id}] changed concurrently; retry")
+
+    def _sync(
+        self, customer_id: str, now: datetime, billables: list[Billable], gatherings: dict[str, Gathering]
+    ) -> dict[str, Gathering]:
+        by_currency: dict[str, list[Billable]] = {}
+        for b in billables:
+            by_currency.setdefault(b.currency, []).append(b)
+        for currency in set(by_currency) | set(gatherings):
+            gathering = gatherings.get(currency)
+            if gathering is None:
+                gathering = Gathering(customer_id, currency, self.new_id(), now, now)
+            changed, removed = g_ops.reconcile(gathering.entries, by_currency.get(currency, []), self.new_id)
+            changed += self._late_lines(gathering, now, {e.key for e in changed})
+            if not changed and not removed:
+                continue
+            entries = dict(gathering.entries)
+            entries.update({e.key: e for e in changed})
+            for key in removed:
+                entries.pop(key, None)
+            gathering = replace(gathering, updated_at=now)
+            stored = self.repo.save_gathering(gathering, changed, removed, g_ops.next_invoice_at(entries))
+            gatherings[currency] = replace(stored, entries=entries)
+            self.step("gathering")
+        return gatherings
+
+    def _late_lines(self, gathering: Gathering, now: datetime, skip: set[str]) -> list[GatheringEntry]:
+        candidates = [
+            e
+            for e in g_ops.late_candidates(gathering.entries, now)
+            if e.key not in skip
+            and e.billable is not None
+            and e.feature_key is not None
+            # made already (pending, or collected and waiting for its snapshot)
+            and g_ops.late_key(e.key, e.billed or ZERO) not in gathering.entries
+        ]
+        asks = [
+            (e.feature_key or "", e.billable.service_period) for e in candidates if e.billable is not None
+        ]
+        out = []
+        for entry, measured in zip(candidates, self._measure(gathering.customer_id, asks), strict=True):
+            if isinstance(measured, DomainError):
+                continue  # the feature is gone: nothing can be measured
+            line = g_ops.late_line(entry, measured, now, self.new_id)
+            if line is not None:
+                out.append(GatheringEntry(line.key, line=line))
+        return out
+
+    def _measure(self, customer_id: str, asks: list[tuple[str, Period]]) -> list[Decimal | DomainError]:
+        """Usage is kept per minute: periods are measured on whole minutes (floored)."""
+        if not asks:
+            return []
+        floored = [(key, Period(floor_minute(p.start), floor_minute(p.end))) for key, p in asks]
+        return self.usage.quantities(customer_id, floored)
+
+    # -- collection -------------------------------------------------------------------------------
+    def _collect(
+        self,
+        customer_id: str,
+        now: datetime,
+        *,
+        force: bool = False,
+        known: dict[str, Gathering] | None = None,
+    ) -> list[tuple[Invoice, Gathering]]:
+        """The due pending lines of each currency become a standard invoice (draft, waiting for its
+        collection time). One transaction per invoice with the gathering entries it took."""
+        created: list[tuple[Invoice, Gathering]] = []
+        for _ in range(_ATTEMPTS):
+            gatherings = known if known is not None else self.repo.gatherings(customer_id)
+            known = None  # what this run wrote last is current; after a lost race, read again
+            if not any(
+                e.line is not None and e.awaiting is None and (force or e.line.invoice_at <= now)
+                for gathering in gatherings.values()
+                for e in gathering.entries.values()
+            ):
+                return created
+            profile = self.billing.effective(customer_id)
+            try:
+                for gathering in gatherings.values():
+                    made = self._collect_one(gathering, now, profile, force)
+                    if made is not None:
+                        created.append(made)
+                return created
+            except Stale:
+                continue
+        raise Conflict(f"The gathering invoice of customer [{customer_id}] changed concurrently; retry")
+
+    def _collect_one(
+        self, gathering: Gathering, now: datetime, profile: Any, force: bool
+    ) -> tuple[Invoice, Gathering] | None:
+        invoice_id = self.new_id()
+        picks = g_ops.collect(
+            gathering.entries,
+            now,
+            invoice_id,
+            self.new_id,
+            force=force,
+            progressive=profile.workflow.progressive_billing,
+        )
+        if not picks:
+            return None
+        entries = dict(gathering.entries)
+        for pick in picks:
+            entries[pick.entry.key] = pick.entry
+            if pick.line.late:  # no second late line for the period until this one is measured
+                origin = entries.get(g_ops.origin_key(pick.line))
+                if origin is not None:
+                    entries[origin.key] = replace(origin, awaiting=invoice_id, late_checkable=False)
+        touched = {p.entry.key for p in picks} | {
+            g_ops.origin_key(p.line) for p in picks if p.line.late and g_ops.origin_key(p.line) in entries
+        }
+        lines = tuple(p.line for p in picks)
+        collection_at = durations.step(
+            max(x.invoice_at for x in lines), profile.workflow.collection_interval, 1
+        )
+        if force:
+            collection_at = min(collection_at, now)  # invoice now: the usage so far, at once
+        inv = Invoice(
+            id=invoice_id,
+            customer_id=gathering.customer_id,
+            currency=gathering.currency,
+            extended_status="draft.waiting_for_collection",
+            number=f"DRAFT-{invoice_id[-8:]}",
+            created_at=now,
+            updated_at=now,
+            lines=lines,
+            customer=self.customers.snapshot(gathering.customer_id),
+            profile=profile,
+            collection_at=collection_at,
+            outbox=(
+                Notice(
+                    self._notice_id(invoice_id, 0, "created"),
+                    "invoice.created",
+                    "draft.waiting_for_collection",
+                ),
+            ),
+        )
+        stored = self.repo.create(
+            inv,
+            self._due(inv, now),
+            replace(gathering, updated_at=now),
+            [entries[k] for k in sorted(touched)],
+            g_ops.next_invoice_at(entries),
+        )
+        self.step("create")
+        return stored, replace(gathering, entries=entries, rev=gathering.rev + 1, updated_at=now)
+
+    # -- the lifecycle ----------------------------------------------------------------------------
+    @staticmethod
+    def _notice_id(invoice_id: str, transition: int, status: str) -> str:
+        return str(uuid.uuid5(_NOTICE_NS, f"{invoice_id}/{transition}/{status}"))
+
+    def _move(self, inv: Invoice, trigger: str, now: datetime) -> Invoice:
+        target = lifecycle.next_state(inv.extended_status, trigger)
+        n = inv.transitions + 1
+        notice = Notice(self._notice_id(inv.id, n, target), "invoice.updated", target)
+        return replace(
+            inv, extended_status=target, transitions=n, outbox=(*inv.outbox, notice), updated_at=now
+        )
+
+    def _due(self, inv: Invoice, now: datetime) -> datetime | None:
+        """When the scheduled run must look at the invoice again (None: only an action moves it)."""
+        if inv.outbox:
+            return now
+        s = inv.extended_status
+        if s == "draft.waiting_for_collection":
+            return inv.collection_at
+        if s == "draft.waiting_auto_approval":
+            return inv.draft_until
+        if s in (
+            "payment_processing.pending",
+            "payment_processing.failed",
+            "payment_processing.action_required",
+        ):
+            return inv.due_at
+        return None
+
+    def _drive(
+        self, inv: Invoice, now: datetime, trigger: str | None = None, gathering: Gathering | None = None
+    ) -> Invoice:
+        """Apply `trigger` (an action's), then every automatic step due at `now`; store the result
+        and publish its notices."""
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._drive_once(inv, now, trigger, gathering)
+            except Stale:
+                fresh = self.repo.get(inv.id)
+                if fresh is None:
+                    raise NotFound(f"Invoice [{inv.id}] not found") from None
+                if trigger is not None and fresh.rev != inv.rev:
+                    lifecycle.next_state(fresh.extended_status, trigger)  # still allowed?
+                inv = fresh
+                gathering = None
+        raise Conflict(f"Invoice [{inv.id}] changed concurrently; retry")
+
+    def _drive_once(
+        self, inv: Invoice, now: datetime, trigger: str | None, gathering: Gathering | None
+    ) -> Invoice:
+        stored = inv
+        counter: tuple[str, int] | None = None
+        if trigger is not None:
+            inv = self._move(inv, trigger, now)
+            if inv.extended_status == "voided":
+                inv = replace(inv, voided_at=now)
+            elif inv.extended_status == "paid":
+                inv = replace(inv, paid_at=now)
+        while True:
+            s = inv.extended_status
+            workflow = inv.profile.workflow if inv.profile else None
+            apps = inv.profile.apps if inv.profile else None
+            if (
+                s == "draft.waiting_for_collection"
+                and inv.collection_at is not None
+                and inv.collection_at <= now
+            ):
+                inv = self._move(inv, "next", now)
+            elif s == "draft.collecting":
+                # Stored before anything depends on the amounts: from here on they are fixed.
+                inv = stored = self._snapshot(inv, now, gathering)
+            elif s == "draft.validating":
+                if any(v.severity is Severity.CRITICAL for v in inv.validation_issues):
+                    inv = self._move(inv, "failed", now)
+                else:
+                    inv = self._move(inv, "next", now)
+            elif s == "draft.syncing":
+                if (
+                    apps is not None
+                    and apps.invoicing_type is AppType.EXTERNAL_INVOICING
+                    and apps.draft_sync_hook
+                ):
+                    break  # the integrator's draft synchronisation (not served yet) moves it on
+                if workflow is not None and workflow.auto_advance:
+                    inv = self._move(inv, "next", now)
+                    # The review window opens when the draft is ready (an early snapshot starts it early).
+                    inv = replace(inv, draft_until=durations.step(now, workflow.draft_period, 1))
+                else:
+                    inv = self._move(inv, "needs_approval", now)
+            elif (
+                s == "draft.waiting_auto_approval" and inv.draft_until is not None and inv.draft_until <= now
+            ) or s == "draft.ready_to_issue":
+                inv = self._move(inv, "next", now)
+            elif s == "issuing.syncing":
+                if (
+                    apps is not None
+                    and apps.invoicing_type is AppType.EXTERNAL_INVOICING
+                    and apps.issuing_sync_hook
+                ):
+                    break
+                inv, counter = self._issue(inv, now)
+            elif s == "issued":
+                inv = self._move(inv, "next", now)
+            elif (
+                s == "payment_processing.pending"
+                and apps is not None
+                and apps.payment_type is AppType.SANDBOX
+            ):
+                # OpenMeter's sandbox app settles an invoice as soon as it is issued (its default
+                # target payment status is `paid`): no external effect, nothing to wait for.
+                inv = replace(self._move(inv, "paid", now), paid_at=now)
+            elif (
+                s
+                in (
+                    "payment_processing.pending",
+                    "payment_processing.failed",
+                    "payment_processing.action_required",
+                )
+                and inv.due_at is not None
+                and inv.due_at <= now
+            ):
+                inv = self._move(inv, "overdue", now)
+            else:
+                break
+        if inv != stored:
+            if counter is not None and self.documents is not None:
+                self.documents.put(self.render(inv))  # idempotent: a re-run writes the same objects
+            inv = self.repo.save(inv, self._due(inv, now), lines=counter is not None, counter=counter)
+            self.step("save")
+        return self._publish(inv, now)
+
+    def _publish(self, inv: Invoice, now: datetime) -> Invoice:
+        if not inv.outbox:
+            return inv
+        if self.publisher is not None:
+            for notice in inv.outbox:
+                data = self.render(replace(inv, extended_status=notice.extended_status))
+                self.publisher.publish(notice.type, data, now, event_id=notice.id)
+        cleared = replace(inv, outbox=())
+        saved = self.repo.save(cleared, self._due(cleared, now))
+        self.step("published")
+        return saved
+
+    def _snapshot(self, inv: Invoice, now: datetime, known: Gathering | None = None) -> Invoice:
+        """Measure every line, rate it (credits come at issue) and store the invoice as validating,
+        with what each sync key has now billed, in one transaction."""
+        for _ in range(_ATTEMPTS):
+            gathering = (
+                known if known is not None else self.repo.gatherings(inv.customer_id).get(inv.currency)
+            )
+            known = None
+            lines: list[Line] = []
+            issues: list[ValidationIssue] = []
+            updates: dict[str, GatheringEntry] = {}
+            for line, (measured, cumulative, issue) in zip(inv.lines, self._quantities(inv), strict=True):
+                if issue is not None:
+                    issues.append(issue)
+                rated_line = replace(line, quantity=measured)
+                try:
+                    rated_line = replace(rated_line, rated=engine.rate(self._billable_line(rated_line, ZERO)))
+                except InvalidInput as exc:
+                    issues.append(
+                        ValidationIssue("line_rating_failed", f"{line.billable.name}: {exc.message}")
+                    )
+                lines.append(rated_line)
+                if gathering is not None and cumulative is not None:
+                    key = g_ops.origin_key(line)
+                    entry = updates.get(key) or gathering.entries.get(key)
+                    if entry is not None and (entry.awaiting == inv.id):
+                        updates[key] = g_ops.snapshotted(entry, line, cumulative, inv.id)
+            moved = self._move(replace(inv, lines=tuple(lines)), "next", now)  # collecting → validating
+            moved = replace(moved, quantity_snapshotted_at=now, validation_issues=tuple(issues))
+            g_part = None
+            if gathering is not None and updates:
+                entries = dict(gathering.entries)
+                entries.update(updates)
+                g_part = (
+                    replace(gathering, updated_at=now),
+                    list(updates.values()),
+                    g_ops.next_invoice_at(entries),
+                )
+            try:
+                saved = self.repo.save(moved, self._due(moved, now), lines=True, gathering=g_part)
+            except Stale:
+                fresh = self.repo.get(inv.id)
+                if fresh is None or fresh.rev != inv.rev:
+                    raise
+                continue  # only the gathering moved (a sync): measure again against it
+            self.step("snapshot")
+            return saved
+        raise Conflict(f"Invoice [{inv.id}] changed concurrently; retry")
+
+    def _quantities(
+        self, inv: Invoice
+    ) -> list[tuple[Decimal | None, Decimal | None, ValidationIssue | None]]:
+        """Per line: (its metered quantity, the period's cumulative usage to the line's end, an issue).
+        A line bills the cumulative usage minus what was billed before it (`pre_line_quantity`)."""
+        asks = [
+            (line.billable.feature_key or "", Period(line.service_period.start, line.period.end))
+            for line in inv.lines
+            if line.billable.price.usage_based and line.billable.feature_key
+        ]
+        measured = iter(self._measure(inv.customer_id, asks))
+        out: list[tuple[Decimal | None, Decimal | None, ValidationIssue | None]] = []
+        for line in inv.lines:
+            b = line.billable
+            if not b.price.usage_based:
+                out.append((Decimal(b.quantity), None, None))
+            elif not b.feature_key:
+                out.append(
+                    (ZERO, None, ValidationIssue("line_missing_feature", f"{b.name}: needs a feature"))
+                )
+            else:
+                got = next(measured)
+                if isinstance(got, DomainError):
+                    out.append(
+                        (ZERO, None, ValidationIssue("line_usage_unavailable", f"{b.name}: {got.message}"))
+                    )
+                else:
+                    # Gauges (`latest`) can fall below what was billed: never a negative line.
+                    out.append((max(ZERO, got - line.pre_line_quantity), got, None))
+        return out
+
+    @staticmethod
+    def _billable_line(line: Line, credits: Decimal) -> BillableLine:
+        b = line.billable
+        price = b.price
+        if price.type is PriceType.FLAT and price.amount is not None and b.quantity != 1:
+            price = Price(PriceType.FLAT, price.amount * b.quantity)  # n instances of an add-on
+        return BillableLine(
+            name=b.name,
+            currency=b.currency,
+            price=price,
+            period=line.period,
+            quantity=line.quantity or ZERO if price.usage_based else ZERO,
+            pre_line_quantity=line.pre_line_quantity if price.usage_based else ZERO,
+            split_period=line.split_period,
+            payment_term=b.payment_term,
+            unit_config=b.unit_config if price.usage_based else None,
+            discounts=b.discounts,
+            commitments=b.commitments,
+            proration=b.proration,
+            credits=credits,
+            late=line.late,
+        )
+
+    def _issue(self, inv: Invoice, now: datetime) -> tuple[Invoice, tuple[str, int]]:
+        """Credits (exactly once per line), the final number, issue and due dates."""
+        lines = list(inv.lines)
+        unrestricted, restricted = self.credits.scopes(inv.customer_id, inv.currency)
+        groups: dict[str | None, list[int]] = {}
+        for i, line in enumerate(lines):
+            if line.rated is not None and line.rated.totals.total > 0:
+                groups.setdefault(line.billable.feature_key, []).append(i)
+        exhausted = False  # an apply that got less than it asked drained every unrestricted block
+        for feature, members in groups.items():
+            if not ((unrestricted and not exhausted) or (feature is not None and feature in restricted)):
+                continue
+            asked = sum((lines[i].totals.total for i in members), ZERO)
+            applied = self.credits.apply(
+                inv.customer_id,
+                inv.currency,
+                asked,
+                inv.quantity_snapshotted_at or now,
+                f"invoice/{inv.id}/{feature or '-'}",
+                feature_key=feature,
+                name=f"Invoice {inv.id}",
+            )
+            self.step("credits")
+            exhausted = exhausted or applied < asked
+            for i in members:  # in line order, each line at most its total
+                take = min(applied, lines[i].totals.total)
+                if take:
+                    lines[i] = replace(
+                        lines[i], credits=take, rated=engine.rate(self._billable_line(lines[i], take))
+                    )
+                applied -= take
+        profile_id = inv.profile.id if inv.profile else "none"
+        year = now.year
+        counter_key = f"INVNUM#{profile_id}#{year}"
+        taken = self.repo.counter(counter_key) + 1
+        due_after = inv.profile.workflow.due_after if inv.profile else "P30D"
+        inv = replace(
+            inv,
+            lines=tuple(lines),
+            number=f"{NUMBER_PREFIX}-{year}-{taken:06d}",
+            issued_at=now,
+            due_at=durations.step(now, due_after, 1),
+        )
+        return self._move(inv, "next", now), (counter_key, taken)
+
+    # -- runs -------------------------------------------------------------------------------------
+    def process(self, customer_id: str, now: datetime, invoice_ids: Iterable[str] = ()) -> int:
+        """Everything due for one customer at `now`: sync, collect, drive its due invoices."""
+        done = 0
+        gatherings = self.sync(customer_id, now)
+        for inv, gathering in self._collect(customer_id, now, known=gatherings):
+            self._drive(inv, now, gathering=gathering)
+            done += 1
+        for invoice_id in invoice_ids:
+            found = self.repo.get(invoice_id)
+            if found is None or found.customer_id != customer_id:
+                continue
+            self._drive(found, now)
+            done += 1
+        return done
+
+    def sweep(self, now: datetime) -> int:
+        """The scheduled run: every customer a source may bill and every due invoice, each at its
+        customer's own now (a customer on a test clock is only moved by advancing its clock)."""
+        work: dict[str, list[str]] = {}
+        for source in self.sources:
+            for customer_id in source.customers_to_bill(now):
+                work.setdefault(customer_id, [])
+        for entry in self.repo.due(now):
+            ids = work.setdefault(entry["customer_id"], [])
+            if entry["invoice_id"]:
+                ids.append(entry["invoice_id"])
+        return sum(self._isolated(c, self.now_for(c), ids) for c, ids in work.items())
+
+    def _isolated(self, customer_id: str, now: datetime, invoice_ids: list[str]) -> int:
+        """One customer's run; its failure (no billing profile yet, a dependency down) is logged and
+        leaves the others running. Nothing is lost: its work stays due for the next run."""
+        try:
+            return self.process(customer_id, now, invoice_ids)
+        except Exception:
+            log.exception("invoice run failed for a customer", extra={"customer_id": customer_id})
+            self.failures += 1
+            return 0
+
+    def run_due(self, customer_ids: Sequence[str], until: datetime) -> int:
+        """A test clock's step: the customers' work due at `until` (their clock reads `until`): those a
+        source may bill, and those with a due gathering line or invoice (the due index)."""
+        wanted = set(customer_ids)
+        work: dict[str, list[str]] = {}
+        for source in self.sources:
+            for customer_id in source.customers_to_bill(until):
+                if customer_id in wanted:
+                    work.setdefault(customer_id, [])
+        for entry in self.repo.due(until):
+            if entry["customer_id"] in wanted:
+                ids = work.setdefault(entry["customer_id"], [])
+                if entry["invoice_id"]:
+                    ids.append(entry["invoice_id"])
+        return sum(self._isolated(c, until, ids) for c, ids in work.items())
+
+    def next_due(self, customer_ids: Sequence[str], after: datetime) -> datetime | None:
+        wanted = set(customer_ids)
+        for entry in self.repo.next_due(after):
+            if entry["customer_id"] in wanted:
+                at: datetime = entry["at"]
+                return at
+        return None
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, invoice_id: str) -> Invoice:
+        inv = self.repo.get(invoice_id)
+        if inv is not None:
+            return inv
+        pointer = self.repo.gathering_pointer(invoice_id)
+        if pointer is None:
+            raise NotFound(f"Invoice [{invoice_id}] not found")
+        customer_id, currency = pointer
+        found = self.repo.gatherings(customer_id).get(currency)
+        if found is None:
+            raise NotFound(f"Invoice [{invoice_id}] not found")
+        return self._live(found)
+
+    def gathering_of(self, customer_ref: str) -> list[Invoice]:
+        customer_id = self.customers.resolve(customer_ref)
+        return [self._live(g) for _, g in sorted(self.repo.gatherings(customer_id).items())]
+
+    def _live(self, gathering: Gathering) -> Invoice:
+        """The gathering invoice with real-time quantities: usage so far, rated as a preview (never
+        stored)."""
+        now = self.now_for(gathering.customer_id)
+        pending = gathering.pending()
+        metered = [x for x in pending if x.billable.price.usage_based and x.billable.feature_key]
+        asks = [
+            (
+                x.billable.feature_key or "",
+                Period(x.service_period.start, min(x.period.end, max(x.period.start, now))),
+            )
+            for x in metered
+        ]
+        so_far = dict(zip((x.key for x in metered), self._measure(gathering.customer_id, asks), strict=True))
+        lines = []
+        for line in pending:
+            got = so_far.get(line.key)
+            if isinstance(got, Decimal):
+                line = replace(line, quantity=max(ZERO, got - line.pre_line_quantity))
+            elif not line.billable.price.usage_based:
+                line = replace(line, quantity=Decimal(line.billable.quantity))
+            with contextlib.suppress(InvalidInput):  # a preview: the snapshot reports the issue
+                line = replace(line, rated=engine.rate(self._billable_line(line, ZERO)))
+            lines.append(line)
+        return Invoice(
+            id=gathering.id,
+            customer_id=gathering.customer_id,
+            currency=gathering.currency,
+            extended_status=GATHERING,
+            number=f"GATHER-{gathering.id[-8:]}",
+            created_at=gathering.created_at,
+            updated_at=gathering.updated_at,
+            lines=tuple(lines),
+            rev=gathering.rev,
+        )
+
+    def list_invoices(self, query: InvoiceQuery) -> Listed[Invoice]:
+        if query.customer_id is not None:
+            entries = self.repo.customer_entries(query.customer_id)
+        else:
+            entries = self.repo.list_entries()
+        if query.currency is not None:
+            entries = [e for e in entries if e["currency"] == query.currency]
+        found = self.repo.headers([e["id"] for e in entries])
+        status = StringFilter("status", "oeq", ",".join(query.statuses)) if query.statuses else None
+        found = [
+            i
+            for i in found
+            if (status is None or status.matches(i.status.value) or status.matches(i.extended_status))
+            and (query.issued_gte is None or (i.issued_at is not None and i.issued_at >= query.issued_gte))
+            and (query.issued_lt is None or (i.issued_at is not None and i.issued_at < query.issued_lt))
+        ]
+        return Listed.of(query.page, sort_items(found, query.sort, SORTS, "created_at"))
+
+    # -- actions ----------------------------------------------------------------------------------
+    def act(self, invoice_id: str, action: str) -> Invoice:
+        """approve, advance, retry, snapshot_quantities, void: 409 naming the state when refused."""
+        inv = self.repo.get(invoice_id)
+        if inv is None:
+            if self.repo.gathering_pointer(invoice_id) is not None:
+                raise _refused("gathering", action)
+            raise NotFound(f"Invoice [{invoice_id}] not found")
+        now = self.now_for(inv.customer_id)
+        trigger = lifecycle.ACTIONS[action]
+        facts = lifecycle.Facts(collection_reached=inv.collection_at is not None and inv.collection_at <= now)
+        if action not in lifecycle.available_actions(inv.extended_status, facts):
+            raise _refused(inv.extended_status, action)
+        if action == "delete":
+            return self._delete(inv, now)
+        try:
+            return self._drive(inv, now, trigger)
+        except lifecycle.Refused as exc:
+            raise _refused(exc.extended_status, action) from None
+
+    def report_payment(self, invoice_id: str, status: str) -> Invoice:
+        """An external-invoicing integration reports the payment (product.md §19.3: mandatory once in
+        payment processing): `paid`, `payment_failed`, `payment_uncollectible`, `payment_overdue`,
+        `action_required` or `void`. 409 naming the state when the state machine refuses it."""
+        inv = self.repo.get(invoice_id)
+        if inv is None:
+            raise NotFound(f"Invoice [{invoice_id}] not found")
+        apps = inv.profile.apps if inv.profile else None
+        if apps is None or apps.payment_type is not AppType.EXTERNAL_INVOICING:
+            kind = apps.payment_type.value if apps else "no"
+            raise Conflict(
+                f"invoice [{invoice_id}] is collected by the {kind} app: its payment status is not "
+                "reported externally",
+                extended_status=inv.extended_status,
+            )
+        trigger = PAYMENT_TRIGGERS[status]
+        now = self.now_for(inv.customer_id)
+        try:
+            lifecycle.next_state(inv.extended_status, trigger)
+            return self._drive(inv, now, trigger)
+        except lifecycle.Refused:
+            raise _refused(inv.extended_status, status) from None
+
+    def _delete(self, inv: Invoice, now: datetime) -> Invoice:
+        """A draft is deleted and its lines go back to the gathering invoice (they bill again)."""
+        for _ in range(_ATTEMPTS):
+            gatherings = self.repo.gatherings(inv.customer_id)
+            gathering = gatherings.get(inv.currency) or Gathering(
+                inv.customer_id, inv.currency, self.new_id(), now, now
+            )
+            entries = dict(gathering.entries)
+            for line in inv.lines:
+                key = line.key
+                entries[key] = g_ops.restored(entries.get(key), line, inv.id)
+                if line.late:
+                    origin = entries.get(g_ops.origin_key(line))
+                    if origin is not None:
+                        entries[origin.key] = replace(
+                            origin, awaiting=None if origin.awaiting == inv.id else origin.awaiting
+                        )
+            touched = sorted({x.key for x in inv.lines} | {g_ops.origin_key(x) for x in inv.lines if x.late})
+            deleted = replace(self._move(inv, "delete", now), deleted_at=now)
+            try:
+                if gathering.rev == 0:
+                    gathering = self.repo.save_gathering(gathering, [], [], None)
+                saved = self.repo.save(
+                    deleted,
+                    self._due(deleted, now),
+                    gathering=(
+                        replace(gathering, updated_at=now),
+                        [entries[k] for k in touched if k in entries],
+                        g_ops.next_invoice_at(entries),
+                    ),
+                )
+            except Stale:
+                fresh = self.repo.get(inv.id)
+                if fresh is None or fresh.rev != inv.rev:
+                    raise Conflict(f"Invoice [{inv.id}] changed concurrently; retry") from None
+                continue
+            return self._publish(saved, now)
+        raise Conflict(f"Invoice [{inv.id}] changed concurrently; retry")
+
+    def invoice_now(self, customer_ref: str) -> list[Invoice]:
+        """Invoice the customer's pending lines now: due lines, in-advance fees, usage so far."""
+        customer_id = self.customers.resolve(customer_ref)
+        now = self.now_for(customer_id)
+        gatherings = self.sync(customer_id, now)
+        created = self._collect(customer_id, now, force=True, known=gatherings)
+        if not created:
+            raise Conflict(
+                f"Customer [{customer_id}] has no pending lines to invoice", code="invoice_create_no_lines"
+            )
+        return [self._drive(inv, now, gathering=gathering) for inv, gathering in created]
+
+
+def _refused(extended_status: str, action: str) -> Conflict:
+    return Conflict(
+        f"invoice is in state {extended_status}: {action} is not allowed", extended_status=extended_status
+    )
