@@ -14,7 +14,7 @@ sweep does): a due index (customers by next `invoice_at`) is the known gap at sc
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.catalog.models import Addon, Plan, RateCard
 from shared.catalog.repository import AddonRepository, PlanRepository
@@ -36,6 +36,9 @@ def _empty(sub: Subscription) -> bool:
     return sub.active_to is not None and sub.active_to <= sub.active_from
 
 
+_INCLUSIVE = timedelta(microseconds=1)  # `lines` bills service starting strictly before its horizon
+
+
 class SubscriptionBillables:
     def __init__(
         self,
@@ -52,8 +55,10 @@ class SubscriptionBillables:
         self.end_mode_for = end_mode_for
 
     def billables(self, customer_id: str, until: datetime) -> list[Billable]:
-        """What the customer's subscriptions bill for service starting before `until`, subscription
-        by subscription in start order (see `shared.invoices.lines` for the rules and keys)."""
+        """What the customer's subscriptions bill for service starting at or before `until` (the
+        `BillableSource` port: the invoicing core passes the customer's now, and a period starting
+        exactly then, such as an in-advance fee, belongs in the invoice collected at that instant),
+        subscription by subscription in start order (see `shared.invoices.lines` for the rules)."""
         _, subs, _ = self.subscriptions.for_customer(customer_id)
         subs = [s for s in subs if not _empty(s)]
         if not subs:
@@ -66,7 +71,12 @@ class SubscriptionBillables:
             cards = [rc for phase in plan.phases for rc in phase.rate_cards]
             cards += [rc for _, addon in addons for rc in addon.rate_cards]
             out += billables_for(
-                sub, plan, addons, until=until, end_mode=end_mode, feature_keys=self._feature_keys(cards)
+                sub,
+                plan,
+                addons,
+                until=until + _INCLUSIVE,
+                end_mode=end_mode,
+                feature_keys=self._feature_keys(cards),
             )
         return out
 

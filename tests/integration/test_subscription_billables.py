@@ -62,7 +62,7 @@ def setup(stack: Stack) -> dict[str, Any]:
 def test_a_subscription_reads_back_as_its_billables(stack: Stack) -> None:
     s = setup(stack)
     source = bootstrap.subscription_billables()
-    got = source.billables(s["customer"], until=d("2027-05-01T00:00:00Z"))
+    got = source.billables(s["customer"], until=d("2027-04-30T00:00:00Z"))
     sub, seats = s["sub"], f"addon:{s['addon']}:seats"
     rows = [(b.key, b.service_period, b.invoice_at, b.quantity) for b in got]
     mid, end = "2027-03-10T12:00:00Z", "2027-03-24T12:00:00Z"  # the trial: Mar 10 12:00 + P14D
@@ -93,15 +93,24 @@ def test_a_subscription_reads_back_as_its_billables(stack: Stack) -> None:
     )
     # No billing profile yet: the workflow default
     assert flat.proration.end_mode is EndProrationMode.BILL_ACTUAL_PERIOD
-    assert source.billables(s["customer"], until=d("2027-05-01T00:00:00Z")) == got  # a re-run: the same
+    assert source.billables(s["customer"], until=d("2027-04-30T00:00:00Z")) == got  # a re-run: the same
 
     profile = profile_body(
         stack, default=True, workflow={"invoicing": {"subscription_end_proration_mode": "bill_full_period"}}
     )
     assert stack.request("POST", "/profiles", profile).status == 201
-    again = source.billables(s["customer"], until=d("2027-05-01T00:00:00Z"))
+    again = source.billables(s["customer"], until=d("2027-04-30T00:00:00Z"))
     assert {b.proration.end_mode for b in again if b.proration} == {EndProrationMode.BILL_FULL_PERIOD}
     assert [b.key for b in again] == [b.key for b in got]
+
+    # The horizon is inclusive (the `BillableSource` port): at May 1 00:00 exactly, May's in-advance
+    # fee and seats are there, to be collected with April's usage in one invoice.
+    may = source.billables(s["customer"], until=d("2027-05-01T00:00:00Z"))
+    assert [b.key for b in may if b.service_period.start == d("2027-05-01T00:00:00Z")] == [
+        f"{sub}/paid/platform/v[0]/period[2]",
+        f"{sub}/paid/tokens/v[0]/period[2]",
+        f"{sub}/paid/{seats}/v[0]/period[2]",
+    ]
 
 
 def test_cancellation_ends_the_billables_and_who_is_billed(stack: Stack) -> None:
