@@ -702,6 +702,7 @@ class InvoiceService:
         )
 
     def list_invoices(self, query: InvoiceQuery) -> Listed[Invoice]:
+        """Standard invoices; the customer's gathering invoices too when `gathering` is asked for."""
         if query.customer_id is not None:
             entries = self.repo.customer_entries(query.customer_id)
         else:
@@ -709,6 +710,11 @@ class InvoiceService:
         if query.currency is not None:
             entries = [e for e in entries if e["currency"] == query.currency]
         found = self.repo.headers([e["id"] for e in entries])
+        if GATHERING in query.statuses and query.customer_id is not None:
+            gatherings = self.repo.gatherings(query.customer_id).values()
+            found += [
+                self._live(g) for g in gatherings if query.currency is None or g.currency == query.currency
+            ]
         status = StringFilter("status", "oeq", ",".join(query.statuses)) if query.statuses else None
         found = [
             i
