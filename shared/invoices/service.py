@@ -464,6 +464,12 @@ class InvoiceService:
                     if entry is not None and (entry.awaiting == inv.id):
                         updates[key] = g_ops.snapshotted(entry, line, cumulative, inv.id)
             moved = self._move(replace(inv, lines=tuple(lines)), "next", now)  # collecting → validating
+            apps = inv.profile.apps if inv.profile else None
+            if apps is not None and AppType.STRIPE in (apps.invoicing_type, apps.payment_type):
+                # No Stripe invoice sync yet: issuing would bill nobody. Held as invalid until it exists.
+                issues.append(
+                    ValidationIssue("stripe_invoicing_not_supported", "Stripe invoicing is not available yet")
+                )
             moved = replace(moved, quantity_snapshotted_at=now, validation_issues=tuple(issues))
             g_part = None
             if gathering is not None and updates:
