@@ -109,6 +109,13 @@ def list_invoices(params: dict[str, str] | None) -> InvoiceQuery:
                 "unknown_property",
                 "query",
             )
+    if GATHERING in statuses and customer_id is None:
+        raise InvalidInput.field(
+            "filter[status]",
+            "gathering invoices are listed per customer: add filter[customer_id]",
+            "invalid",
+            "query",
+        )
     sort = (params or {}).get("sort")
     if sort is not None:
         sort = ",".join(f"{p.strip()[1:]} desc" if p.strip().startswith("-") else p for p in sort.split(","))

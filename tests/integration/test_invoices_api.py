@@ -65,6 +65,8 @@ def test_collect_issue_late_usage_and_numbers(stack: Stack, monkeypatch: pytest.
     # The gathering invoice shows the usage so far (300 tokens x $0.01), never stored as final.
     gathering = stack.request("GET", f"/customers/{cid}/invoices/gathering").json()["data"]
     assert len(gathering) == 1 and gathering[0]["status"] == "gathering"
+    both = stack.request("GET", f"/invoices?filter[customer_id]={cid}&filter[status][oeq]=gathering,paid")
+    assert sorted(i["status"] for i in both.json()["data"]) == ["gathering", "paid"]
     (pending,) = gathering[0]["lines"]
     assert pending["metered_quantity"] == "300" and pending["totals"]["total"] == "3.00"
     usage(stack, "acme", "tokens", t("2026-11-14T00:00:00"), 200)
@@ -187,6 +189,7 @@ def test_a_vanished_billable_leaves_gathering_and_reruns_write_nothing(
 
 
 def test_list_filters_and_bad_queries(stack: Stack) -> None:
+    assert stack.request("GET", "/invoices?filter[status]=gathering").status == 400  # per customer only
     assert stack.request("GET", "/invoices?filter[status]=nope").status == 400
     assert stack.request("GET", "/invoices?filter[issued_at][gt]=2026-01-01T00:00:00Z").status == 400
     assert stack.request("GET", "/invoices?sort=number").status == 400
