@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.events.listing import EventLister
     from shared.features.service import FeatureService
     from shared.ingest.service import IngestService
+    from shared.invoices.adapters import BillingPort
     from shared.invoices.documents import DocumentStore
     from shared.invoices.ports import BillableSource, Documents
     from shared.invoices.service import InvoiceService
@@ -185,6 +186,8 @@ def new_invocation() -> None:
     """Per-invocation caches (the test clocks' times): the api, aggregate and rate handlers call
     this first, so a warm container never serves a clock's time from an earlier invocation."""
     clock_resolver().new_invocation()
+    if invoice_billing.cache_info().currsize:
+        invoice_billing().forget()
 
 
 def customer_deletion() -> CustomerDeletion:
@@ -481,7 +484,7 @@ def _end_proration_mode(customer_id: str) -> EndProrationMode:
     from shared.rating.models import EndProrationMode
 
     try:
-        mode = customer_billing().effective_profile(customer_id).workflow.proration_mode
+        mode = invoice_billing().effective_profile(customer_id).workflow.proration_mode
     except NotFound:
         mode = Workflow().proration_mode
     return EndProrationMode(mode.value)
@@ -528,6 +531,14 @@ def invoice_documents() -> Documents | None:
     return DocumentsPort(document_store())
 
 
+@lru_cache(maxsize=1)
+def invoice_billing() -> BillingPort:
+    """The customers' effective billing profiles as invoicing reads them (memoised per invocation)."""
+    from shared.invoices.adapters import BillingPort
+
+    return BillingPort(customer_billing(), apps())
+
+
 def build_invoices(
     now_for: Callable[[str], datetime] | None = None,
     sources: list[BillableSource] | None = None,
@@ -540,7 +551,7 @@ def build_invoices(
     from shared.customers.attribution import Attribution
     from shared.features.repository import FeatureRepository
     from shared.invoices import views
-    from shared.invoices.adapters import BillingPort, CreditsPort, CustomersPort
+    from shared.invoices.adapters import CreditsPort, CustomersPort
     from shared.invoices.repository import InvoiceRepository
     from shared.invoices.service import InvoiceService
     from shared.invoices.usage import MeteredUsage
@@ -561,7 +572,7 @@ def build_invoices(
         invoice_sources() if sources is None else sources,
         usage,
         CreditsPort(credits(), CreditRepository(s.config_table)),
-        BillingPort(customer_billing(), apps()),
+        invoice_billing(),
         CustomersPort(customers()),
         now_for or clock_resolver().now_for,
         views.invoice,
@@ -629,6 +640,7 @@ _CACHED = (
     subscription_billables,
     document_store,
     invoice_sources,
+    invoice_billing,
     invoice_documents,
     invoices,
     llm_catalog,

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared.billing.models import Address, App
+from shared.billing.models import Address, App, Profile
 from shared.billing.service import AppService, CustomerBillingService
 from shared.core.timeutil import Clock
 from shared.credits.repository import CreditRepository
@@ -51,6 +51,18 @@ class BillingPort:
         self.customer_billing = customer_billing
         self.apps = apps
         self._apps: dict[str, App] = {}  # installed apps never change type or hooks: per process
+        # Per invocation (`forget()`, from `bootstrap.new_invocation`): one run asks for a customer's
+        # profile twice (the subscription source's end mode, the invoice snapshot).
+        self._effective: dict[str, Profile] = {}
+
+    def forget(self) -> None:
+        self._effective.clear()
+
+    def effective_profile(self, customer_id: str) -> Profile:
+        found = self._effective.get(customer_id)
+        if found is None:
+            found = self._effective[customer_id] = self.customer_billing.effective_profile(customer_id)
+        return found
 
     def _app(self, app_id: str) -> App:
         if app_id not in self._apps:
@@ -58,7 +70,7 @@ class BillingPort:
         return self._apps[app_id]
 
     def effective(self, customer_id: str) -> ProfileSnapshot:
-        profile = self.customer_billing.effective_profile(customer_id)
+        profile = self.effective_profile(customer_id)
         invoicing = self._app(profile.apps.invoicing)
         payment = self._app(profile.apps.payment)
         return ProfileSnapshot(

@@ -53,6 +53,8 @@ class SubscriptionBillables:
         self.addons = addons
         self.features = features
         self.end_mode_for = end_mode_for
+        # A feature's key never changes (archiving keeps it): learned once per process, not per customer.
+        self._keys: dict[str, str] = {}
 
     def billables(self, customer_id: str, until: datetime) -> list[Billable]:
         """What the customer's subscriptions bill for service starting at or before `until` (the
@@ -109,7 +111,11 @@ class SubscriptionBillables:
         """Feature id -> key for the cards' features (archived ones too: a line keeps its feature)."""
         out: dict[str, str] = {}
         for feature_id in sorted({rc.feature_id for rc in cards if rc.feature_id is not None}):
-            feature = self.features.get(feature_id)
-            if feature is not None:
-                out[feature.id] = feature.key
+            key = self._keys.get(feature_id)
+            if key is None:
+                feature = self.features.get(feature_id)
+                if feature is None:
+                    continue
+                key = self._keys[feature_id] = feature.key
+            out[feature_id] = key
         return out
