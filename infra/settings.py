@@ -14,13 +14,45 @@ STACK_ID = "Meterline"
 SERVICE_NAME = "meterline"
 METRICS_NAMESPACE = "Meterline"
 
-# Lambda code asset: a directory with the vendored dependencies plus `functions/` and `shared/`.
-# Resolution order: MeterlineStack(lambda_asset=...), context `meterline:lambdaAsset`, env var, default.
+# Lambda code assets: one directory per function, `<asset root>/<function>/`, holding the
+# distributions that function imports plus `shared/` and its own `functions/<function>/` package.
+# Resolution order of the root: MeterlineStack(lambda_asset=...), context `meterline:lambdaAsset`,
+# env var, default.
 LAMBDA_ASSET_ENV_VAR = "METERLINE_LAMBDA_ASSET"
 LAMBDA_ASSET_CONTEXT_KEY = "meterline:lambdaAsset"
 DEFAULT_LAMBDA_ASSET = REPO_ROOT / ".build" / "lambda"
-LAMBDA_REQUIREMENTS = REPO_ROOT / "requirements-lambda.txt"
+LAMBDA_REQUIREMENTS = REPO_ROOT / "requirements-lambda.txt"  # the pins (pip constraints)
 LAMBDA_SOURCE_PACKAGES = ("functions", "shared")
+
+# The Lambda python3.12 runtime provides boto3 and its dependencies; they are never vendored (a
+# vendored copy would shadow the runtime's with a version it was not tested with).
+LAMBDA_RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
+# Needed without being imported by our code: Powertools' Tracer imports the X-Ray SDK (tracing is
+# active on every function).
+LAMBDA_INDIRECT_DEPENDENCIES = {"aws-xray-sdk": "Powertools' Tracer (X-Ray active tracing) imports it"}
+
+# What each function's asset carries: the distributions its code imports, at cold start or lazily
+# on any of its paths (pinned in requirements-lambda.txt; pip adds their own dependencies).
+# `python -m infra.imports` lists what each function imports; tests/infra/test_assets.py fails when
+# a function imports a distribution missing here, or one here is no longer imported.
+_OBSERVABILITY = ("aws-lambda-powertools", "aws-xray-sdk")
+LAMBDA_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "ingest": (*_OBSERVABILITY, "orjson", "pydantic", "python-ulid"),
+    "api": (
+        *_OBSERVABILITY, "orjson", "pydantic", "python-ulid", "jsonpath-ng", "tzdata",
+        "stripe",  # the Stripe app (billing settings), loaded when a billing route first runs
+        "genai-prices",  # LLM cost prices
+        "iso4217",  # the rating engine's currency minor units
+    ),
+    # No pydantic (no request models on the Kinesis path), no stripe.
+    "aggregate": (*_OBSERVABILITY, "orjson", "python-ulid", "jsonpath-ng", "tzdata"),
+    # Subscriptions, entitlements, test clocks, the LLM price refresh.
+    "rate": (*_OBSERVABILITY, "orjson", "pydantic", "python-ulid", "jsonpath-ng", "tzdata", "genai-prices"),
+    # Invoicing arrives with a later issue: add its distributions here when its code imports them
+    # (stripe for the Stripe invoicing app, the PDF library, iso4217 through the rating engine).
+    "invoice": (*_OBSERVABILITY,),
+    "notify": (*_OBSERVABILITY, "orjson", "python-ulid", "certifi"),  # certifi: webhook TLS roots
+}  # fmt: skip
 
 # The packaging target and the Lambda runtime must agree (wheels are built for this interpreter).
 LAMBDA_PYTHON_VERSION = "3.12"

@@ -286,9 +286,21 @@ def test_function_gets_exactly_its_resource_names(synth: Synth, name: str) -> No
     assert resource_env == expected
 
 
-def test_all_functions_share_one_code_asset(synth: Synth) -> None:
-    keys = {json.dumps(f["Properties"]["Code"]) for f in synth.of_type("AWS::Lambda::Function").values()}
-    assert len(keys) == 1 and len(synth.of_type("AWS::Lambda::Function")) == len(FUNCTIONS)
+def test_each_function_has_its_own_code_asset(synth: Synth) -> None:
+    functions = synth.of_type("AWS::Lambda::Function")
+    keys = {json.dumps(f["Properties"]["Code"]) for f in functions.values()}
+    assert len(keys) == len(functions) == len(FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", FN_SPECS)
+def test_function_asset_holds_its_own_package_only(synth: Synth, tiny_asset: Path, name: str) -> None:
+    # The staged asset is the function's directory: its handler's package, no other function's.
+    key = synth.props(synth.function_id(name))["Code"]["S3Key"]  # "<asset hash>.zip"
+    staged = Path(synth.stack.node.root.outdir) / f"asset.{key.removesuffix('.zip')}"
+    package = FN_SPECS[name].package
+    assert (staged / "functions" / package / "handler.py").is_file()
+    assert sorted(p.name for p in (staged / "functions").iterdir() if p.is_dir()) == [package]
+    assert (staged / "shared" / "__init__.py").is_file()
 
 
 # ----------------------------------------------------------------------------- wiring
