@@ -36,7 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)  ## throughput and key-design figures (prints ratios)
 	$(BIN)/python -m bench
 
-build: $(STAMP)  ## Lambda code asset for x86_64 (pip manylinux wheels, no Docker)
+build: $(STAMP)  ## one Lambda code asset per function, x86_64 (pip manylinux wheels, no Docker)
 	$(BIN)/python -m infra.packaging
 
 synth: $(STAMP)  ## cdk.json runs the asset build first

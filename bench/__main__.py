@@ -4,7 +4,8 @@ Prints: ingest and aggregate throughput through the real handlers beside a ceili
 the same run (decoding and validating the same events with nothing else), DynamoDB write
 requests per 1,000 events for a realistic mix, and items read per meter query for a month at P1D;
 then on the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py);
-last the rating engine alone, lines rated per second (bench/rating.py).
+last the rating engine alone, lines rated per second (bench/rating.py), and each function's cold
+start (bench/coldstart.py: handler import and first build, before and after).
 """
 
 from __future__ import annotations
@@ -284,7 +285,9 @@ def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", nargs="?", default="all", choices=["all", "cost"], help="what to run")
+    parser.add_argument("name", nargs="?", default="all", choices=["all", "cost", "coldstart"])
+    parser.add_argument("--runs", type=int, default=7, help="coldstart: interpreter starts per function")
+    parser.add_argument("--coldstart-baseline", help="coldstart: the 'before' commit ('' for none)")
     parser.add_argument("--cost-events", type=int, default=1000, help="events priced per cost workload")
     parser.add_argument("--batch-records", type=int, default=DEPLOYED_BATCH_RECORDS)
     parser.add_argument("--baseline", default=COST_BASELINE, help="commit priced as 'before' ('' for none)")
@@ -292,6 +295,14 @@ def main() -> None:
     parser.add_argument("--request-size", type=int, default=500)
     parser.add_argument("--customers", type=int, default=1000, help="customers x 10 features (entitlements)")
     args = parser.parse_args()
+    from bench import coldstart
+
+    cold_baseline = args.coldstart_baseline
+    if cold_baseline is None:
+        cold_baseline = coldstart.COLDSTART_BASELINE
+    if args.name == "coldstart":
+        coldstart.run(args.runs, cold_baseline or None)
+        return
     bench_cost(args.cost_events, args.cost_events, args.batch_records, args.baseline or None)
     if args.name == "cost":
         return
@@ -309,6 +320,8 @@ def main() -> None:
     from bench.rating import report as rating_report
 
     rating_report()
+
+    coldstart.run(args.runs, cold_baseline or None)
 
 
 if __name__ == "__main__":

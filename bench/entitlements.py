@@ -169,6 +169,7 @@ def measure_reads() -> None:
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
         b = Bench()
         wiring.entitlements.cache_clear()  # built on this bench's (counted) client
+        wiring.entitlement_service.cache_clear()  # (built on top of it)
         items = {"read": 0}
 
         def count_items(parsed: dict[str, Any], model: Any, **_: Any) -> None:

@@ -1,10 +1,12 @@
-"""Build the Lambda code asset without Docker.
+"""Build the Lambda code assets without Docker: one per function, with only what it imports.
 
-    python -m infra.packaging [--out .build/lambda] [--requirements requirements-lambda.txt]
+    python -m infra.packaging [--out .build/lambda] [--function aggregate ...]
 
-1. `pip install --target <out>` the runtime dependencies as manylinux2014 x86_64 CPython 3.12
-   wheels (binary only, so nothing is compiled for the host by mistake);
-2. copy the `functions/` and `shared/` packages in (without __pycache__).
+For each function (`infra.settings.LAMBDA_DEPENDENCIES`), into `<out>/<function>/`:
+1. `pip install --target` the distributions that function imports, as manylinux2014 x86_64 CPython
+   3.12 wheels (binary only, so nothing is compiled for the host by mistake), with
+   requirements-lambda.txt as constraints (the versions come from there);
+2. copy `shared/` and the function's own `functions/<function>/` package (without __pycache__).
 
 boto3/botocore are not vendored: the Lambda runtime provides them.
 """
@@ -12,29 +14,30 @@ boto3/botocore are not vendored: the Lambda runtime provides them.
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from infra import settings
+from infra.imports import canonical
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".ruff_cache")
-# Present in the runtime; a vendored copy would shadow it with a version the runtime wasn't tested with.
-_RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 
 
 def pip_install_command(
     target: Path | str,
-    requirements: Path | str,
+    constraints: Path | str,
+    packages: Iterable[str],
     *,
     python: str = sys.executable,
     python_version: str = settings.LAMBDA_PYTHON_VERSION,
     platform: str = settings.LAMBDA_PLATFORM,
     implementation: str = settings.LAMBDA_IMPLEMENTATION,
 ) -> list[str]:
-    """The pip command line that installs the Lambda dependencies into `target`."""
+    """The pip command line that installs `packages` (pinned by `constraints`) into `target`."""
     return [
         python, "-m", "pip", "install",
         "--target", str(target),
@@ -45,57 +48,119 @@ def pip_install_command(
         "--no-compile",  # .pyc files would be for the host interpreter, not the Lambda runtime's
         "--disable-pip-version-check",
         "--quiet",
-        "-r", str(requirements),
+        "-c", str(constraints),
+        *packages,
     ]  # fmt: skip
 
 
-def copy_sources(out_dir: Path, root: Path = settings.REPO_ROOT) -> None:
-    """Copy the first-party packages (`functions/`, `shared/`) into `out_dir`."""
+def copy_sources(out_dir: Path, function: str, root: Path = settings.REPO_ROOT) -> None:
+    """Copy `shared/` and `functions/<function>/` (with `functions/__init__.py`) into `out_dir`."""
     for package in settings.LAMBDA_SOURCE_PACKAGES:
-        src = root / package
-        if not (src / "__init__.py").is_file():
-            raise FileNotFoundError(f"{src} is not a Python package")
-        shutil.copytree(src, out_dir / package, ignore=_IGNORE, dirs_exist_ok=True)
+        if not (root / package / "__init__.py").is_file():
+            raise FileNotFoundError(f"{root / package} is not a Python package")
+    if not (root / "functions" / function / "__init__.py").is_file():
+        raise FileNotFoundError(f"{root / 'functions' / function} is not a Python package")
+    shutil.copytree(root / "shared", out_dir / "shared", ignore=_IGNORE, dirs_exist_ok=True)
+    (out_dir / "functions").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / "functions" / "__init__.py", out_dir / "functions" / "__init__.py")
+    shutil.copytree(
+        root / "functions" / function, out_dir / "functions" / function, ignore=_IGNORE, dirs_exist_ok=True
+    )
 
 
-def build(
-    out_dir: Path = settings.DEFAULT_LAMBDA_ASSET,
-    requirements: Path = settings.LAMBDA_REQUIREMENTS,
+def build_function(
+    function: str,
+    out_dir: Path,
     *,
+    constraints: Path = settings.LAMBDA_REQUIREMENTS,
     root: Path = settings.REPO_ROOT,
+    python_version: str = settings.LAMBDA_PYTHON_VERSION,
 ) -> Path:
-    """Rebuild `out_dir` from scratch and return it."""
+    """Rebuild one function's asset in `out_dir` from scratch and return it (`python_version`:
+    another interpreter's wheels, for bench/coldstart.py on this machine)."""
     out_dir = Path(out_dir).resolve()
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    subprocess.run(pip_install_command(out_dir, requirements), check=True)
+    packages = settings.LAMBDA_DEPENDENCIES[function]
+    subprocess.run(
+        pip_install_command(out_dir, constraints, packages, python_version=python_version), check=True
+    )
     shutil.rmtree(out_dir / "bin", ignore_errors=True)  # console scripts are useless in Lambda
-    vendored = [name for name in _RUNTIME_PROVIDED if (out_dir / name).exists()]
-    if vendored:
-        raise RuntimeError(
-            f"{', '.join(vendored)} got vendored via a dependency of {requirements}; "
-            "the Lambda runtime provides them, drop the dependency pulling them in"
-        )
-    copy_sources(out_dir, root)
+    prune_runtime_provided(out_dir)
+    copy_sources(out_dir, function, root)
     return out_dir
 
 
-def _size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+def prune_runtime_provided(target: Path) -> list[str]:
+    """Remove what pip installed of the distributions the Lambda runtime provides (aws-xray-sdk
+    depends on botocore, stripe's requests on urllib3): the runtime's own copies are used, as
+    botocore expects. Files are found through each distribution's RECORD. Returns the names removed."""
+    provided = {canonical(n) for n in settings.LAMBDA_RUNTIME_PROVIDED}
+    removed = []
+    for info in sorted(target.glob("*.dist-info")):
+        name = canonical(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        if name not in provided:
+            continue
+        record = info / "RECORD"
+        files = (
+            [row[0] for row in csv.reader(record.read_text().splitlines()) if row] if record.is_file() else []
+        )
+        for rel in files:
+            path = (target / rel).resolve()
+            if path.is_relative_to(target.resolve()) and path.is_file():
+                path.unlink()
+        for rel in sorted({Path(f).parts[0] for f in files}):
+            top = target / rel
+            if top.is_dir() and not any(p.is_file() for p in top.rglob("*")):
+                shutil.rmtree(top)
+        shutil.rmtree(info, ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
+def build(
+    out_root: Path = settings.DEFAULT_LAMBDA_ASSET,
+    functions: Sequence[str] | None = None,
+    *,
+    constraints: Path = settings.LAMBDA_REQUIREMENTS,
+    root: Path = settings.REPO_ROOT,
+) -> dict[str, Path]:
+    """Build every function's asset (or those named) under `out_root`; function -> asset directory."""
+    names = list(functions or settings.LAMBDA_DEPENDENCIES)
+    unknown = sorted(set(names) - set(settings.LAMBDA_DEPENDENCIES))
+    if unknown:
+        raise KeyError(f"no such function: {', '.join(unknown)}")
+    out_root = Path(out_root).resolve()
+    if functions is None:  # a full build leaves nothing stale (the single asset of before, say)
+        for stale in out_root.iterdir() if out_root.is_dir() else []:
+            if stale.name not in settings.LAMBDA_DEPENDENCIES:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    return {name: build_function(name, out_root / name, constraints=constraints, root=root) for name in names}
+
+
+def size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.packaging", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=settings.DEFAULT_LAMBDA_ASSET, help="asset directory")
-    parser.add_argument("--requirements", type=Path, default=settings.LAMBDA_REQUIREMENTS)
-    parser.add_argument("--print-command", action="store_true", help="print the pip command and exit")
+    parser.add_argument(
+        "--out", type=Path, default=settings.DEFAULT_LAMBDA_ASSET, help="asset root directory"
+    )
+    parser.add_argument("--function", action="append", choices=sorted(settings.LAMBDA_DEPENDENCIES))
+    parser.add_argument("--print-command", action="store_true", help="print the pip commands and exit")
     args = parser.parse_args(argv)
+    names = args.function or list(settings.LAMBDA_DEPENDENCIES)
     if args.print_command:
-        print(" ".join(pip_install_command(args.out, args.requirements)))
+        for name in names:
+            cmd = pip_install_command(
+                args.out / name, settings.LAMBDA_REQUIREMENTS, settings.LAMBDA_DEPENDENCIES[name]
+            )
+            print(" ".join(cmd))
         return 0
-    out = build(args.out, args.requirements)
-    print(f"Lambda asset built in {out} ({_size_mb(out):.1f} MB unzipped)")
+    for name, out in build(args.out, args.function).items():
+        print(f"{name:10s} {size_bytes(out) / 1e6:6.1f} MB unzipped  {out}")
     return 0
 
 

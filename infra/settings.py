@@ -14,23 +14,55 @@ STACK_ID = "Meterline"
 SERVICE_NAME = "meterline"
 METRICS_NAMESPACE = "Meterline"
 
-# Lambda code asset: a directory with the vendored dependencies plus `functions/` and `shared/`.
-# Resolution order: MeterlineStack(lambda_asset=...), context `meterline:lambdaAsset`, env var, default.
+# Lambda code assets: one directory per function, `<asset root>/<function>/`, holding the
+# distributions that function imports plus `shared/` and its own `functions/<function>/` package.
+# Resolution order of the root: MeterlineStack(lambda_asset=...), context `meterline:lambdaAsset`,
+# env var, default.
 LAMBDA_ASSET_ENV_VAR = "METERLINE_LAMBDA_ASSET"
 LAMBDA_ASSET_CONTEXT_KEY = "meterline:lambdaAsset"
 DEFAULT_LAMBDA_ASSET = REPO_ROOT / ".build" / "lambda"
-LAMBDA_REQUIREMENTS = REPO_ROOT / "requirements-lambda.txt"
+LAMBDA_REQUIREMENTS = REPO_ROOT / "requirements-lambda.txt"  # the pins (pip constraints)
 LAMBDA_SOURCE_PACKAGES = ("functions", "shared")
+
+# The Lambda python3.12 runtime provides boto3 and its dependencies; they are never vendored (a
+# vendored copy would shadow the runtime's with a version it was not tested with).
+LAMBDA_RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
+# Needed without being imported by our code: Powertools' Tracer imports the X-Ray SDK (tracing is
+# active on every function).
+LAMBDA_INDIRECT_DEPENDENCIES = {"aws-xray-sdk": "Powertools' Tracer (X-Ray active tracing) imports it"}
+
+# What each function's asset carries: the distributions its code imports, at cold start or lazily
+# on any of its paths (pinned in requirements-lambda.txt; pip adds their own dependencies).
+# `python -m infra.imports` lists what each function imports; tests/infra/test_assets.py fails when
+# a function imports a distribution missing here, or one here is no longer imported.
+_OBSERVABILITY = ("aws-lambda-powertools", "aws-xray-sdk")
+# What billing code imports: request models, rating (iso4217), the Stripe app, invoice PDFs.
+_BILLING = (
+    "orjson", "pydantic", "python-ulid", "jsonpath-ng", "tzdata",
+    "iso4217", "stripe", "reportlab", "babel",
+)  # fmt: skip
+LAMBDA_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "ingest": (*_OBSERVABILITY, "orjson", "pydantic", "python-ulid"),
+    # Every domain; an invoice action (approve, invoice-now) issues invoices, so the PDF too.
+    "api": (*_OBSERVABILITY, *_BILLING, "genai-prices"),
+    # No pydantic (no request models on the Kinesis path), no stripe, no billing.
+    "aggregate": (*_OBSERVABILITY, "orjson", "python-ulid", "jsonpath-ng", "tzdata"),
+    # Subscriptions, entitlements, test clocks (whose advance runs invoicing), the LLM price refresh.
+    "rate": (*_OBSERVABILITY, *_BILLING, "genai-prices"),
+    "invoice": (*_OBSERVABILITY, *_BILLING),
+    "notify": (*_OBSERVABILITY, "orjson", "python-ulid", "certifi"),  # certifi: webhook TLS roots
+}  # fmt: skip
 
 # The packaging target and the Lambda runtime must agree (wheels are built for this interpreter).
 LAMBDA_PYTHON_VERSION = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_x86_64"
 LAMBDA_IMPLEMENTATION = "cp"
 
-# EventBridge schedules (UTC). Rating runs a few minutes past each hour so late events of the
-# previous hour are in; invoicing runs daily after the midnight rating run.
+# EventBridge schedules (UTC). Rating runs every 5 minutes; invoicing hourly, so an invoice is
+# collected within the hour after its late-event grace (the profile's collection interval, PT1H by
+# default) ends.
 RATE_SCHEDULE = {"minute": "0/5", "hour": "*"}
-INVOICE_SCHEDULE = {"minute": "20", "hour": "0"}
+INVOICE_SCHEDULE = {"minute": "10", "hour": "*"}
 # Notification retry sweep: due webhook retries are attempted within a minute of their time.
 NOTIFY_RETRY_RATE_MINUTES = 1
 

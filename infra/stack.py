@@ -51,7 +51,8 @@ class LambdaAssetMissingError(FileNotFoundError):
 
 
 def resolve_lambda_asset(scope: Construct, explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where the Lambda code asset is: argument, context, env var, then `.build/lambda`."""
+    """Where the Lambda code assets are (one directory per function under this root): argument,
+    context, env var, then `.build/lambda`."""
     raw = (
         explicit
         or scope.node.try_get_context(settings.LAMBDA_ASSET_CONTEXT_KEY)
@@ -61,10 +62,15 @@ def resolve_lambda_asset(scope: Construct, explicit: str | os.PathLike[str] | No
     path = Path(raw)
     if not path.is_absolute():
         path = settings.REPO_ROOT / path
-    missing = [p for p in settings.LAMBDA_SOURCE_PACKAGES if not (path / p / "__init__.py").is_file()]
+    missing = [
+        f"{spec.package}/{required}"
+        for spec in FUNCTIONS
+        for required in ("shared/__init__.py", f"functions/{spec.package}/handler.py")
+        if not (path / spec.package / required).is_file()
+    ]
     if missing:
         raise LambdaAssetMissingError(
-            f"Lambda code asset {path} is missing or incomplete (no {', '.join(missing)} package). "
+            f"Lambda code assets under {path} are missing or incomplete (no {', '.join(missing)}). "
             "Build it first with `.venv/bin/python -m infra.packaging`, or point "
             f"{settings.LAMBDA_ASSET_ENV_VAR} / context {settings.LAMBDA_ASSET_CONTEXT_KEY} at a built asset."
         )
@@ -84,9 +90,11 @@ class MeterlineStack(cdk.Stack):
         self.acknowledgements: list[tuple[Construct, cdk.Acknowledgment]] = []
 
         self.data = DataStores(self, "Data")
-        code = lambda_code(str(resolve_lambda_asset(self, lambda_asset)))
+        assets = resolve_lambda_asset(self, lambda_asset)
+        # One asset per function: each carries only the distributions its code imports (infra/packaging.py).
         self.functions: dict[str, MeterlineFunction] = {
-            spec.id: MeterlineFunction(self, spec, code=code) for spec in FUNCTIONS
+            spec.id: MeterlineFunction(self, spec, code=lambda_code(str(assets / spec.package)))
+            for spec in FUNCTIONS
         }
         fn = {name: f.function for name, f in self.functions.items()}
 
@@ -152,7 +160,7 @@ class MeterlineStack(cdk.Stack):
         self.invoice_rule = events.Rule(
             self,
             "InvoiceSchedule",
-            description="Close billing periods and issue invoices daily",
+            description="Collect due invoice lines and advance invoices, hourly",
             schedule=events.Schedule.cron(**settings.INVOICE_SCHEDULE),
             targets=[
                 targets.LambdaFunction(fn["Invoice"], retry_attempts=2, max_event_age=cdk.Duration.hours(6))
@@ -277,6 +285,7 @@ class MeterlineStack(cdk.Stack):
         topic_publisher("Api")
         stripe_secret_reader("Api")  # the Stripe app's secret key (apps, profiles)
         documents_linker("Api")  # GET /invoices/{id}: presigned links to the issued invoice's JSON and PDF
+        documents_writer("Api")  # approve / invoice-now issue invoices: their documents are written then
 
         # aggregate: dedupe into events, bump usage counters, refresh entitlement access state
         # (config table), publish domain events.
@@ -330,7 +339,7 @@ class MeterlineStack(cdk.Stack):
             self._ack(
                 function,
                 "AwsSolutions-L1",
-                f"Runtime pinned to {RUNTIME.name}: the vendored wheels in the code asset are built for it "
+                f"Runtime pinned to {RUNTIME.name}: the vendored wheels in the code assets are built for it "
                 "(infra/packaging.py); upgrade both together.",
             )
             self._ack(

@@ -27,9 +27,11 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.customers.attribution import Attribution
     from shared.customers.deletion import CustomerDeletion
     from shared.customers.service import CustomerService
+    from shared.entitlements.access import AccessStore
     from shared.entitlements.realtime import AccessRefresher
     from shared.entitlements.repository import EntitlementRepository
     from shared.entitlements.service import EntitlementService
+    from shared.entitlements.usage import EntitlementUsage
     from shared.events.listing import EventLister
     from shared.features.service import FeatureService
     from shared.ingest.service import IngestService
@@ -56,13 +58,20 @@ from shared.aws import clients
 from shared.settings import get_settings
 
 
-# -- entitlements (api, aggregate, rate) --------------------------------------------------------
+# -- entitlements (aggregate, rate: access states; api, rate: the service) ----------------------
 @dataclass(frozen=True)
 class Entitlements:
+    """The access-state side: what the aggregate function's hook and the rate sweep use. It loads no
+    request models (no pydantic): the aggregate function's cold start stays small. The API's
+    `EntitlementService` is built on top of it by `entitlement_service()`."""
+
     repo: EntitlementRepository
     attribution: Attribution
     refresher: AccessRefresher
-    service: EntitlementService
+    usage: EntitlementUsage
+    store: AccessStore
+    clock: Clock | None
+    customer_clock: CustomerClock
 
     def after_batch(self, touched: dict[str, dict[str, datetime]]) -> int:
         """The aggregate function's hook: refresh the entitlements a batch's usage touched."""
@@ -82,15 +91,11 @@ def build_entitlements(clock: Clock | None = None) -> Entitlements:
     from shared.aws.publisher import DomainPublisher
     from shared.core.timeutil import WallClock
     from shared.customers.attribution import Attribution
-    from shared.customers.repository import CustomerRepository
-    from shared.customers.service import CustomerService
     from shared.entitlements.access import AccessStore
     from shared.entitlements.realtime import AccessRefresher
     from shared.entitlements.repository import EntitlementRepository
-    from shared.entitlements.service import EntitlementService
     from shared.entitlements.usage import EntitlementUsage
     from shared.features.repository import FeatureRepository
-    from shared.features.service import FeatureService
     from shared.meters.repository import MeterRepository
     from shared.usage.query import UsageQueryService
 
@@ -98,29 +103,40 @@ def build_entitlements(clock: Clock | None = None) -> Entitlements:
     customer_clock: CustomerClock = WallClock(clock) if clock is not None else clock_resolver()
     ddb = clients.dynamodb()
     attribution = Attribution(ddb, s.config_table)
-    meters = MeterRepository(s.config_table, ddb)
-    features = FeatureRepository(s.config_table, ddb)
     usage = EntitlementUsage(
         UsageQueryService(ddb, s.usage_table, attribution=attribution, consistent=True),
         attribution,
-        meters,
-        features,
+        MeterRepository(s.config_table, ddb),
+        FeatureRepository(s.config_table, ddb),
     )
     repo = EntitlementRepository(s.config_table, ddb)
     store = AccessStore(ddb, s.config_table)
     publisher = DomainPublisher(s.domain_topic_arn) if s.domain_topic_arn else None
     refresher = AccessRefresher(repo, usage, store, publisher, clock=clock, customer_clock=customer_clock)
-    service = EntitlementService(
-        repo,
+    return Entitlements(repo, attribution, refresher, usage, store, clock, customer_clock)
+
+
+def build_entitlement_service(ents: Entitlements) -> EntitlementService:
+    """The API's service (request models, customers, features) over an access-state graph."""
+    from shared.customers.repository import CustomerRepository
+    from shared.customers.service import CustomerService
+    from shared.entitlements.service import EntitlementService
+    from shared.features.repository import FeatureRepository
+    from shared.features.service import FeatureService
+    from shared.meters.repository import MeterRepository
+
+    s = get_settings()
+    ddb = clients.dynamodb()
+    return EntitlementService(
+        ents.repo,
         CustomerService(CustomerRepository(s.config_table, ddb)),
-        FeatureService(features, meters),
-        usage,
-        store,
-        refresher,
-        clock=clock,
-        customer_clock=customer_clock,
+        FeatureService(FeatureRepository(s.config_table, ddb), MeterRepository(s.config_table, ddb)),
+        ents.usage,
+        ents.store,
+        ents.refresher,
+        clock=ents.clock,
+        customer_clock=ents.customer_clock,
     )
-    return Entitlements(repo, attribution, refresher, service)
 
 
 @lru_cache(maxsize=1)
@@ -128,8 +144,9 @@ def entitlements() -> Entitlements:
     return build_entitlements()
 
 
+@lru_cache(maxsize=1)
 def entitlement_service() -> EntitlementService:
-    return entitlements().service
+    return build_entitlement_service(entitlements())
 
 
 # -- customers ----------------------------------------------------------------------------------
@@ -186,8 +203,6 @@ def new_invocation() -> None:
     """Per-invocation caches (the test clocks' times): the api, aggregate and rate handlers call
     this first, so a warm container never serves a clock's time from an earlier invocation."""
     clock_resolver().new_invocation()
-    if invoice_billing.cache_info().currsize:
-        invoice_billing().forget()
 
 
 def customer_deletion() -> CustomerDeletion:
@@ -614,6 +629,7 @@ def llm_costs() -> CostService:
 
 _CACHED = (
     entitlements,
+    entitlement_service,
     customers,
     clock_resolver,
     test_clocks,

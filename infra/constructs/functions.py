@@ -29,9 +29,14 @@ class FunctionSpec:
     timeout_s: int = DEFAULT_TIMEOUT_S
     environment: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def package(self) -> str:
+        """The function's package under `functions/` (its asset directory's name too)."""
+        return self.handler.split(".")[1]
+
 
 def lambda_code(asset_dir: str) -> lambda_.Code:
-    """The shared code asset (dependencies + functions/ + shared/); one upload for all functions."""
+    """A function's code asset: its dependencies, shared/ and its functions/<name>/ package."""
     return lambda_.Code.from_asset(asset_dir, exclude=["**/__pycache__", "**/*.pyc"])
 
 

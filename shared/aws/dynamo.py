@@ -1,18 +1,23 @@
 """DynamoDB item (de)serialisation and small helpers shared by repositories.
 
 We use the low-level client (not the resource API) for speed; numbers round-trip as Decimal.
+The encoding is boto3's (`boto3.dynamodb.types`), without importing boto3: that module can't be
+loaded without boto3's package, which loads s3transfer (cold starts). Reading uses Powertools'
+copy of boto3's TypeDeserializer (binary comes back as `bytes`, not boto3's `Binary`); writing is
+`serialize` below, boto3's TypeSerializer rules; tests/unit/test_dynamo_types.py checks both
+against boto3's on generated values.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Set
+from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from aws_lambda_powertools.shared.dynamodb_deserializer import DYNAMODB_CONTEXT, TypeDeserializer
 
-_ser = TypeSerializer()
 _de = TypeDeserializer()
 
 # Unprocessed items come back when a partition is throttled; botocore's retries don't cover them
@@ -36,8 +41,47 @@ def backoff_delay(round_no: int, rand: Callable[[], float] = random.random) -> f
     return min(BACKOFF_CAP_S, BACKOFF_BASE_S * scale) * rand()
 
 
+def _number(value: int | Decimal) -> str:
+    number = str(DYNAMODB_CONTEXT.create_decimal(value))  # traps inexact, rounded, overflow
+    if number in ("Infinity", "NaN"):
+        raise TypeError("Infinity and NaN not supported")
+    return number
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, float):
+        raise TypeError("Float types are not supported. Use Decimal types instead.")
+    return isinstance(value, int | Decimal)  # bool too, as in boto3 (a bool alone is BOOL: checked first)
+
+
+def serialize(value: Any) -> dict[str, Any]:
+    """A Python value as a DynamoDB AttributeValue, by boto3's TypeSerializer rules."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if _is_number(value):
+        return {"N": _number(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bytes | bytearray):
+        return {"B": value}
+    if isinstance(value, Set):
+        if all(_is_number(v) for v in value):
+            return {"NS": [_number(v) for v in value]}
+        if all(isinstance(v, str) for v in value):
+            return {"SS": list(value)}
+        if all(isinstance(v, bytes | bytearray) for v in value):
+            return {"BS": list(value)}
+    if isinstance(value, Mapping):
+        return {"M": {k: serialize(v) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [serialize(v) for v in value]}
+    raise TypeError(f'Unsupported type "{type(value)}" for value "{value}"')
+
+
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in data.items() if v is not None}
+    return {k: serialize(v) for k, v in data.items() if v is not None}
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +89,7 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_value(value: Any) -> dict[str, Any]:
-    attribute: dict[str, Any] = _ser.serialize(value)  # boto3 is untyped
-    return attribute
+    return serialize(value)
 
 
 def query_all(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:

@@ -51,7 +51,7 @@ class BillingPort:
         self.customer_billing = customer_billing
         self.apps = apps
         self._apps: dict[str, App] = {}  # installed apps never change type or hooks: per process
-        # Per invocation (`forget()`, from `bootstrap.new_invocation`): one run asks for a customer's
+        # Per customer run (`forget()` as the service's `sync` starts): one run asks for a customer's
         # profile twice (the subscription source's end mode, the invoice snapshot).
         self._effective: dict[str, Profile] = {}
 

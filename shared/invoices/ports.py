@@ -67,6 +67,11 @@ class BillingSettings(Protocol):
 
     def effective(self, customer_id: str) -> ProfileSnapshot: ...
 
+    def forget(self) -> None:
+        """Drop what `effective` remembered: the service calls it as each customer's run starts, so
+        one run reads a customer's profile once and the next run reads it afresh."""
+        ...
+
 
 class CustomerDirectory(Protocol):
     """The customer as the invoice snapshots it; NotFound for an unknown or deleted one."""

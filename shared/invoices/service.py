@@ -136,6 +136,7 @@ class InvoiceService:
     def sync(self, customer_id: str, now: datetime) -> dict[str, Gathering]:
         """Reconcile the customer's gathering invoices with the billables up to the horizon, and add
         late-usage lines. Idempotent: a second run with the same billables and usage writes nothing."""
+        self.billing.forget()  # a customer's run starts from its profile as it is now
         billables: list[Billable] = []
         for source in self.sources:
             billables += [b for b in source.billables(customer_id, now) if b.customer_id == customer_id]

@@ -1,8 +1,7 @@
-"""Docker-free Lambda packaging: the pip command line, the source copy, asset resolution."""
+"""Docker-free Lambda packaging: the pip command line, the source copy, pruning, asset resolution."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from infra import packaging, settings
 from infra.constructs.functions import ARCHITECTURE, RUNTIME
+from infra.imports import canonical
 from infra.stack import LambdaAssetMissingError, resolve_lambda_asset
 
 
@@ -19,7 +19,7 @@ def _option(cmd: list[str], name: str) -> str:
 
 
 def test_pip_command_targets_lambda_platform(tmp_path: Path) -> None:
-    cmd = packaging.pip_install_command(tmp_path / "out", "reqs.txt", python="py")
+    cmd = packaging.pip_install_command(tmp_path / "out", "reqs.txt", ["orjson", "tzdata"], python="py")
     assert cmd[:4] == ["py", "-m", "pip", "install"]
     assert _option(cmd, "--target") == str(tmp_path / "out")
     assert _option(cmd, "--platform") == "manylinux2014_x86_64"
@@ -27,7 +27,8 @@ def test_pip_command_targets_lambda_platform(tmp_path: Path) -> None:
     assert _option(cmd, "--python-version") == "3.12"
     assert "--only-binary=:all:" in cmd
     assert "--no-compile" in cmd
-    assert _option(cmd, "-r") == "reqs.txt"
+    assert _option(cmd, "-c") == "reqs.txt"  # the pins, as constraints: only the named packages install
+    assert cmd[-2:] == ["orjson", "tzdata"]
 
 
 def test_packaging_matches_lambda_runtime() -> None:
@@ -36,15 +37,21 @@ def test_packaging_matches_lambda_runtime() -> None:
     assert ARCHITECTURE.name == "x86_64" and settings.LAMBDA_PLATFORM.endswith("_x86_64")
 
 
-def test_requirements_vendor_the_runtime_deps_but_not_boto3() -> None:
+def _pinned() -> dict[str, str]:
     lines = [ln.split("#")[0].strip() for ln in settings.LAMBDA_REQUIREMENTS.read_text().splitlines()]
-    names = {re.split(r"[=<>\[ ;]", ln, maxsplit=1)[0].lower() for ln in lines if ln}
-    assert {"aws-lambda-powertools", "pydantic", "orjson", "python-ulid", "jsonpath-ng", "stripe"} <= names
-    assert not names & {"boto3", "botocore", "s3transfer"}
+    return {canonical(ln.split("==")[0]): ln for ln in lines if ln}
+
+
+def test_requirements_pin_exactly_the_vendored_deps_and_not_boto3() -> None:
+    pins = _pinned()
+    assert all("==" in line for line in pins.values()), "every vendored distribution is pinned exactly"
+    declared = {canonical(d) for deps in settings.LAMBDA_DEPENDENCIES.values() for d in deps}
+    assert set(pins) == declared  # nothing installs unpinned, no pin is left over
+    assert not set(pins) & {canonical(d) for d in settings.LAMBDA_RUNTIME_PROVIDED}
 
 
 def _fake_repo(root: Path) -> Path:
-    for pkg in ("functions", "shared"):
+    for pkg in ("functions", "shared", "functions/aggregate", "functions/api"):
         (root / pkg / "sub" / "__pycache__").mkdir(parents=True)
         (root / pkg / "__init__.py").write_text("")
         (root / pkg / "sub" / "mod.py").write_text("X = 1\n")
@@ -52,47 +59,84 @@ def _fake_repo(root: Path) -> Path:
     return root
 
 
-def test_copy_sources_skips_pycache(tmp_path: Path) -> None:
+def test_copy_sources_takes_shared_and_the_functions_own_package(tmp_path: Path) -> None:
     root = _fake_repo(tmp_path / "repo")
     out = tmp_path / "out"
-    packaging.copy_sources(out, root)
-    assert (out / "functions" / "sub" / "mod.py").is_file()
-    assert (out / "shared" / "__init__.py").is_file()
+    packaging.copy_sources(out, "aggregate", root)
+    assert (out / "functions" / "aggregate" / "sub" / "mod.py").is_file()
+    assert (out / "functions" / "__init__.py").is_file()
+    assert not (out / "functions" / "api").exists() and not (out / "functions" / "sub").exists()
+    assert (out / "shared" / "sub" / "mod.py").is_file()
     assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.pyc"))
 
 
-def test_build_runs_pip_then_copies_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_wheel(target: Path, dist: str, version: str, files: dict[str, str]) -> None:
+    info = target / f"{dist}-{version}.dist-info"
+    info.mkdir(parents=True)
+    for rel, text in files.items():
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_text(text)
+    rows = [*files, f"{info.name}/RECORD"]
+    (info / "RECORD").write_text("".join(f"{r},,\n" for r in rows))
+
+
+def test_build_installs_the_functions_deps_prunes_the_runtimes_and_copies_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[list[str]] = []
 
     def fake_run(cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
         calls.append(cmd)
         target = Path(_option(cmd, "--target"))
         (target / "bin").mkdir()  # console scripts get dropped
-        (target / "orjson").mkdir()
+        _fake_wheel(target, "orjson", "3.13.0", {"orjson/__init__.py": ""})
+        # aws-xray-sdk depends on botocore; python-dateutil brings six: the runtime has both.
+        _fake_wheel(target, "botocore", "1.44.8", {"botocore/__init__.py": "", "botocore/data/x.json": "{}"})
+        _fake_wheel(target, "python_dateutil", "2.9.0", {"dateutil/__init__.py": ""})
+        _fake_wheel(target, "six", "1.17.0", {"six.py": ""})
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(packaging.subprocess, "run", fake_run)
     root = _fake_repo(tmp_path / "repo")
     out = tmp_path / "asset"
-    (out / "stale").mkdir(parents=True)
-    assert packaging.build(out, root / "reqs.txt", root=root) == out.resolve()
+    (out / "aggregate" / "stale").mkdir(parents=True)
+    (out / "old-single-asset").mkdir()
+    assert packaging.build(out, ["aggregate"], root=root) == {"aggregate": (out / "aggregate").resolve()}
     assert len(calls) == 1 and "--only-binary=:all:" in calls[0]
-    assert sorted(p.name for p in out.iterdir()) == ["functions", "orjson", "shared"]
+    assert calls[0][-len(settings.LAMBDA_DEPENDENCIES["aggregate"]) :] == list(
+        settings.LAMBDA_DEPENDENCIES["aggregate"]
+    )
+    assert sorted(p.name for p in (out / "aggregate").iterdir()) == [
+        "functions",
+        "orjson",
+        "orjson-3.13.0.dist-info",
+        "shared",
+    ]
+    assert (out / "old-single-asset").exists()  # a partial build leaves other directories alone
 
 
-def test_build_refuses_a_vendored_boto3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_run(cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
-        (Path(_option(cmd, "--target")) / "botocore").mkdir()
-        return subprocess.CompletedProcess(cmd, 0)
+def test_full_build_removes_what_is_no_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+    monkeypatch.setattr(packaging, "build_function", lambda name, out, **_: built.append(name) or out)
+    (tmp_path / "functions").mkdir()  # the single asset of before
+    (tmp_path / "aggregate").mkdir()
+    packaging.build(tmp_path)
+    assert built == list(settings.LAMBDA_DEPENDENCIES)
+    assert [p.name for p in tmp_path.iterdir()] == ["aggregate"]
 
-    monkeypatch.setattr(packaging.subprocess, "run", fake_run)
-    with pytest.raises(RuntimeError, match="botocore"):
-        packaging.build(tmp_path / "asset", tmp_path / "reqs.txt", root=_fake_repo(tmp_path / "repo"))
+
+def test_build_refuses_an_unknown_function(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match="nope"):
+        packaging.build(tmp_path, ["nope"])
 
 
-def test_cli_prints_command(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_one_command_per_function(capsys: pytest.CaptureFixture[str]) -> None:
     assert packaging.main(["--print-command", "--out", "x"]) == 0
-    assert "--platform manylinux2014_x86_64" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(settings.LAMBDA_DEPENDENCIES)
+    assert all("--platform manylinux2014_x86_64" in line for line in lines)
+    aggregate = next(line for line in lines if "--target x/aggregate " in line)
+    assert "stripe" not in aggregate and "pydantic" not in aggregate
 
 
 def test_missing_asset_fails_with_build_hint(tmp_path: Path) -> None:

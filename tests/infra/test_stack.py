@@ -288,9 +288,21 @@ def test_function_gets_exactly_its_resource_names(synth: Synth, name: str) -> No
     assert resource_env == expected
 
 
-def test_all_functions_share_one_code_asset(synth: Synth) -> None:
-    keys = {json.dumps(f["Properties"]["Code"]) for f in synth.of_type("AWS::Lambda::Function").values()}
-    assert len(keys) == 1 and len(synth.of_type("AWS::Lambda::Function")) == len(FUNCTIONS)
+def test_each_function_has_its_own_code_asset(synth: Synth) -> None:
+    functions = synth.of_type("AWS::Lambda::Function")
+    keys = {json.dumps(f["Properties"]["Code"]) for f in functions.values()}
+    assert len(keys) == len(functions) == len(FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", FN_SPECS)
+def test_function_asset_holds_its_own_package_only(synth: Synth, tiny_asset: Path, name: str) -> None:
+    # The staged asset is the function's directory: its handler's package, no other function's.
+    key = synth.props(synth.function_id(name))["Code"]["S3Key"]  # "<asset hash>.zip"
+    staged = Path(synth.stack.node.root.outdir) / f"asset.{key.removesuffix('.zip')}"
+    package = FN_SPECS[name].package
+    assert (staged / "functions" / package / "handler.py").is_file()
+    assert sorted(p.name for p in (staged / "functions").iterdir() if p.is_dir()) == [package]
+    assert (staged / "shared" / "__init__.py").is_file()
 
 
 # ----------------------------------------------------------------------------- wiring
@@ -321,7 +333,7 @@ def test_aggregate_event_source_mapping(synth: Synth) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expression"),
-    [("Rate", "cron(0/5 * * * ? *)"), ("Invoice", "cron(20 0 * * ? *)"), ("Notify", "rate(1 minute)")],
+    [("Rate", "cron(0/5 * * * ? *)"), ("Invoice", "cron(10 * * * ? *)"), ("Notify", "rate(1 minute)")],
 )
 def test_schedule_rules(synth: Synth, name: str, expression: str) -> None:
     fid = synth.function_id(name)
@@ -468,8 +480,11 @@ def test_api_permissions(synth: Synth) -> None:
     assert "dynamodb:Query" in usage and not usage & DYNAMODB_WRITES
     assert synth.actions_on("Api", TOPIC) == {"sns:Publish"}  # entitlement changes emit domain events
     assert not {a for a in synth.all_actions("Api") if a.startswith("kinesis:")}
-    # S3: read invoice documents (the presigned links carry the API's rights), nothing else.
-    assert {a for a in synth.all_actions("Api") if a.startswith("s3:")} == {"s3:GetObject"}
+    # S3: read invoice documents (the presigned links carry the API's rights) and write them (approve
+    # and invoice-now issue invoices); no listing, no deleting.
+    s3 = {a for a in synth.all_actions("Api") if a.startswith("s3:")}
+    assert "s3:GetObject" in s3 and "s3:PutObject" in s3
+    assert not {a for a in s3 if a.startswith(("s3:List", "s3:Delete"))}
     # the Stripe secret key: one parameter, read-only
     assert {a for a in synth.all_actions("Api") if a.startswith("ssm:")} == {"ssm:GetParameter"}
 
@@ -502,7 +517,8 @@ def test_rate_and_invoice_permissions(synth: Synth, name: str) -> None:
 
 
 def test_api_reads_only_invoice_documents(synth: Synth) -> None:
-    (stmt,) = [s for s in synth.statements("Api") if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    reads = [s for s in synth.statements("Api") if "s3:GetObject" in as_list(s["Action"])]
+    (stmt,) = reads  # the read grant is its own statement, scoped to invoices/
     assert as_list(stmt["Action"]) == ["s3:GetObject"]
     assert refs(stmt["Resource"]) == {BUCKET}
     assert json.dumps(stmt["Resource"]).endswith('"/invoices/*"]]}')

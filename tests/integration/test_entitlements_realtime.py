@@ -237,7 +237,7 @@ def test_an_access_check_after_the_period_ended_recomputes_on_read(stack: Stack)
     # Before the sweep gets to it, an access check in the next period sees the reset.
     later = wiring.build_entitlements(clock=FixedClock(ends + timedelta(seconds=5)))
     # (the service returns domain objects; views renders the API's JSON)
-    assert views.access(later.service.access(cid)) == {
+    assert views.access(wiring.build_entitlement_service(later).access(cid)) == {
         "data": [{"type": "metered", "feature_key": "api", "has_access": True}]
     }
     assert stored(cid).period_from == ends
@@ -274,7 +274,7 @@ def test_a_retried_customer_delete_finishes_ending_its_entitlements(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cid = setup(stack)
-    service = wiring.entitlements().service
+    service = wiring.entitlement_service()
     real = service.end_for_customer
 
     def crash(customer_id: str) -> int:
