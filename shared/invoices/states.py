@@ -12,6 +12,7 @@ Transitions (`transition(state, trigger, facts)`; anything not listed is refused
     gathering                        nothing: the staging invoice never advances (collection copies
                                      its lines into a new standard invoice)
     draft.created                    next -> draft.waiting_for_collection; failed -> draft.invalid
+                                     (the service's collection writes an invoice already past it)
     draft.waiting_for_collection     next -> draft.collecting, only when facts.collection_due;
                                      snapshot_quantities -> draft.collecting (skip the wait)
     draft.collecting                 next -> draft.validating; failed -> draft.invalid
