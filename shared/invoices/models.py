@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from shared.billing.models import Address, AppType, Supplier, Workflow
 from shared.invoices.billables import Billable
+from shared.invoices.states import Facts, Status, status_of
 from shared.rating.models import Period, RatedLine
 from shared.rating.models import Totals as RatingTotals
 
@@ -25,19 +26,7 @@ ZERO = Decimal(0)
 GATHERING = "gathering"
 
 
-class InvoiceStatus(StrEnum):
-    """The simple status: the first segment of the extended status."""
-
-    GATHERING = "gathering"
-    DRAFT = "draft"
-    ISSUING = "issuing"
-    ISSUED = "issued"
-    PAYMENT_PROCESSING = "payment_processing"
-    OVERDUE = "overdue"
-    PAID = "paid"
-    UNCOLLECTIBLE = "uncollectible"
-    VOIDED = "voided"
-    DELETED = "deleted"
+InvoiceStatus = Status  # the simple status: the first segment of the extended status
 
 
 class LineType(StrEnum):
@@ -182,8 +171,27 @@ class Invoice:
     summary: tuple[RatingTotals, Period | None] | None = None
 
     @property
-    def status(self) -> InvoiceStatus:
-        return InvoiceStatus(self.extended_status.split(".")[0])
+    def status(self) -> Status:
+        return status_of(self.extended_status)
+
+    def facts(self, now: datetime) -> Facts:
+        """What the state machine's guards read, at `now` (the customer's time)."""
+        workflow = self.profile.workflow if self.profile else None
+        apps = self.profile.apps if self.profile else None
+        external = apps is not None and apps.invoicing_type is AppType.EXTERNAL_INVOICING
+        hook = (self.extended_status == "draft.syncing" and apps is not None and apps.draft_sync_hook) or (
+            self.extended_status == "issuing.syncing" and apps is not None and apps.issuing_sync_hook
+        )
+        return Facts(
+            collection_due=self.collection_at is not None and self.collection_at <= now,
+            draft_until_passed=self.draft_until is not None and self.draft_until <= now,
+            # No profile snapshot: nobody configured auto-advance, so a person approves.
+            auto_advance=workflow is not None and workflow.auto_advance,
+            # A list's header has no lines loaded but was collected with some (never empty).
+            has_lines=bool(self.lines) or self.summary is not None,
+            has_critical_issues=any(v.severity is Severity.CRITICAL for v in self.validation_issues),
+            synced=not (external and hook),
+        )
 
     @property
     def gathering(self) -> bool:

@@ -13,18 +13,13 @@ from shared.core.errors import InvalidInput
 from shared.core.ids import is_ulid
 from shared.core.listing import sort_items
 from shared.core.timeutil import parse_rfc3339
-from shared.invoices.lifecycle import TRANSITIONS
-from shared.invoices.models import GATHERING, InvoiceStatus
+from shared.invoices.models import GATHERING
 from shared.invoices.service import SORTS, InvoiceQuery
+from shared.invoices.states import Action, ExtendedStatus, Status
 
-STATUSES = tuple(sorted({s.value for s in InvoiceStatus} | set(TRANSITIONS) | {GATHERING}))
-ACTIONS = {
-    "approve": "approve",
-    "advance": "advance",
-    "retry": "retry",
-    "void": "void",
-    "snapshot-quantities": "snapshot_quantities",
-}
+STATUSES = tuple(sorted({s.value for s in Status} | {s.value for s in ExtendedStatus}))
+# The API's action paths (dashes) -> the state machine's actions; delete is `DELETE /invoices/{id}`.
+ACTIONS = {a.value.replace("_", "-"): a for a in Action if a is not Action.DELETE}
 
 
 class PaymentStatusRequest(BaseModel):

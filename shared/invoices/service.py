@@ -37,7 +37,7 @@ from shared.core.listing import Listed, PageLike, StringFilter, sort_items
 from shared.core.observability import SERVICE
 from shared.core.timeutil import floor_minute
 from shared.invoices import gathering as g_ops
-from shared.invoices import lifecycle
+from shared.invoices import states
 from shared.invoices.billables import Billable
 from shared.invoices.models import (
     GATHERING,
@@ -47,7 +47,6 @@ from shared.invoices.models import (
     Invoice,
     Line,
     Notice,
-    Severity,
     ValidationIssue,
 )
 from shared.invoices.ports import (
@@ -81,6 +80,19 @@ class InvoiceQuery:
     issued_lt: datetime | None = None
     sort: str | None = None
 
+
+S, T = states.ExtendedStatus, states.Trigger
+# Where the service fires `next` on its own whenever the machine accepts it now (its guards hold).
+_AUTOMATIC = frozenset(
+    {
+        S.DRAFT_WAITING_FOR_COLLECTION,
+        S.DRAFT_VALIDATING,
+        S.DRAFT_SYNCING,
+        S.DRAFT_WAITING_AUTO_APPROVAL,
+        S.DRAFT_READY_TO_ISSUE,
+        S.ISSUED,
+    }
+)
 
 # The external invoicing app's payment statuses (OpenMeter's custom invoicing triggers) -> triggers.
 PAYMENT_TRIGGERS = {
@@ -299,12 +311,21 @@ class InvoiceService:
         return str(uuid.uuid5(_NOTICE_NS, f"{invoice_id}/{transition}/{status}"))
 
     def _move(self, inv: Invoice, trigger: str, now: datetime) -> Invoice:
-        target = lifecycle.next_state(inv.extended_status, trigger)
+        """Fire `trigger` through the state machine (its guards read `inv.facts(now)`), with the
+        notice and the timestamp the target state carries."""
+        target = states.transition(inv.extended_status, trigger, inv.facts(now))
         n = inv.transitions + 1
         notice = Notice(self._notice_id(inv.id, n, target), "invoice.updated", target)
-        return replace(
-            inv, extended_status=target, transitions=n, outbox=(*inv.outbox, notice), updated_at=now
+        moved = replace(
+            inv, extended_status=target.value, transitions=n, outbox=(*inv.outbox, notice), updated_at=now
         )
+        if target is S.PAID:
+            moved = replace(moved, paid_at=now)
+        elif target is S.VOIDED:
+            moved = replace(moved, voided_at=now)
+        elif target is S.DELETED:
+            moved = replace(moved, deleted_at=now)
+        return moved
 
     def _due(self, inv: Invoice, now: datetime) -> datetime | None:
         """When the scheduled run must look at the invoice again (None: only an action moves it)."""
@@ -336,7 +357,7 @@ class InvoiceService:
                 if fresh is None:
                     raise NotFound(f"Invoice [{inv.id}] not found") from None
                 if trigger is not None and fresh.rev != inv.rev:
-                    lifecycle.next_state(fresh.extended_status, trigger)  # still allowed?
+                    states.transition(fresh.extended_status, trigger, fresh.facts(now))  # still allowed?
                 inv = fresh
                 gathering = None
         raise Conflict(f"Invoice [{inv.id}] changed concurrently; retry")
@@ -348,63 +369,25 @@ class InvoiceService:
         counter: tuple[str, int] | None = None
         if trigger is not None:
             inv = self._move(inv, trigger, now)
-            if inv.extended_status == "voided":
-                inv = replace(inv, voided_at=now)
-            elif inv.extended_status == "paid":
-                inv = replace(inv, paid_at=now)
         while True:
             s = inv.extended_status
-            workflow = inv.profile.workflow if inv.profile else None
             apps = inv.profile.apps if inv.profile else None
-            if (
-                s == "draft.waiting_for_collection"
-                and inv.collection_at is not None
-                and inv.collection_at <= now
-            ):
-                inv = self._move(inv, "next", now)
-            elif s == "draft.collecting":
+            if s == S.DRAFT_COLLECTING:
                 # Stored before anything depends on the amounts: from here on they are fixed.
                 inv = stored = self._snapshot(inv, now, gathering)
-            elif s == "draft.validating":
-                if any(v.severity is Severity.CRITICAL for v in inv.validation_issues):
-                    inv = self._move(inv, "failed", now)
-                else:
-                    inv = self._move(inv, "next", now)
-            elif s == "draft.syncing":
-                if (
-                    apps is not None
-                    and apps.invoicing_type is AppType.EXTERNAL_INVOICING
-                    and apps.draft_sync_hook
-                ):
-                    break  # the integrator's draft synchronisation (not served yet) moves it on
-                if workflow is not None and workflow.auto_advance:
-                    inv = self._move(inv, "next", now)
-                    # The review window opens when the draft is ready (an early snapshot starts it early).
-                    inv = replace(inv, draft_until=durations.step(now, workflow.draft_period, 1))
-                else:
-                    inv = self._move(inv, "needs_approval", now)
-            elif (
-                s == "draft.waiting_auto_approval" and inv.draft_until is not None and inv.draft_until <= now
-            ) or s == "draft.ready_to_issue":
-                inv = self._move(inv, "next", now)
-            elif s == "issuing.syncing":
-                if (
-                    apps is not None
-                    and apps.invoicing_type is AppType.EXTERNAL_INVOICING
-                    and apps.issuing_sync_hook
-                ):
-                    break
+            elif s == S.ISSUING_SYNCING and states.can(s, T.NEXT, inv.facts(now)):
                 inv, counter = self._issue(inv, now)
-            elif s == "issued":
-                inv = self._move(inv, "next", now)
-            elif (
-                s == "payment_processing.pending"
-                and apps is not None
-                and apps.payment_type is AppType.SANDBOX
-            ):
+            elif s in _AUTOMATIC and states.can(s, T.NEXT, inv.facts(now)):
+                # The machine's guards decide: collection due, critical issues (-> invalid),
+                # auto-advance or manual approval, an integrator's sync pending, draft_until passed.
+                inv = self._move(inv, T.NEXT, now)
+                if inv.extended_status == S.DRAFT_WAITING_AUTO_APPROVAL and inv.profile is not None:
+                    # The review window opens when the draft is ready (an early snapshot starts it early).
+                    inv = replace(inv, draft_until=durations.step(now, inv.profile.workflow.draft_period, 1))
+            elif s == S.PAYMENT_PENDING and apps is not None and apps.payment_type is AppType.SANDBOX:
                 # OpenMeter's sandbox app settles an invoice as soon as it is issued (its default
                 # target payment status is `paid`): no external effect, nothing to wait for.
-                inv = replace(self._move(inv, "paid", now), paid_at=now)
+                inv = self._move(inv, T.PAID, now)
             elif (
                 s
                 in (
@@ -415,7 +398,7 @@ class InvoiceService:
                 and inv.due_at is not None
                 and inv.due_at <= now
             ):
-                inv = self._move(inv, "overdue", now)
+                inv = self._move(inv, T.OVERDUE, now)
             else:
                 break
         if inv != stored:
@@ -464,7 +447,7 @@ class InvoiceService:
                     entry = updates.get(key) or gathering.entries.get(key)
                     if entry is not None and (entry.awaiting == inv.id):
                         updates[key] = g_ops.snapshotted(entry, line, cumulative, inv.id)
-            moved = self._move(replace(inv, lines=tuple(lines)), "next", now)  # collecting → validating
+            moved = self._move(replace(inv, lines=tuple(lines)), T.NEXT, now)  # collecting → validating
             apps = inv.profile.apps if inv.profile else None
             if apps is not None and AppType.STRIPE in (apps.invoicing_type, apps.payment_type):
                 # No Stripe invoice sync yet: issuing would bill nobody. Held as invalid until it exists.
@@ -589,7 +572,7 @@ class InvoiceService:
             issued_at=now,
             due_at=durations.step(now, due_after, 1),
         )
-        return self._move(inv, "next", now), (counter_key, taken)
+        return self._move(inv, T.NEXT, now), (counter_key, taken)
 
     # -- runs -------------------------------------------------------------------------------------
     def process(self, customer_id: str, now: datetime, invoice_ids: Iterable[str] = ()) -> int:
@@ -738,19 +721,16 @@ class InvoiceService:
         inv = self.repo.get(invoice_id)
         if inv is None:
             if self.repo.gathering_pointer(invoice_id) is not None:
-                raise _refused("gathering", action)
+                raise states.TransitionNotAllowed(S.GATHERING, action)
             raise NotFound(f"Invoice [{invoice_id}] not found")
         now = self.now_for(inv.customer_id)
-        trigger = lifecycle.ACTIONS[action]
-        facts = lifecycle.Facts(collection_reached=inv.collection_at is not None and inv.collection_at <= now)
-        if action not in lifecycle.available_actions(inv.extended_status, facts):
-            raise _refused(inv.extended_status, action)
-        if action == "delete":
+        states.perform(inv.extended_status, action, inv.facts(now))  # 409 naming the state and action
+        if action == states.Action.DELETE:
             return self._delete(inv, now)
         try:
-            return self._drive(inv, now, trigger)
-        except lifecycle.Refused as exc:
-            raise _refused(exc.extended_status, action) from None
+            return self._drive(inv, now, states.ACTION_TRIGGERS[states.Action(action)])
+        except states.TransitionNotAllowed as exc:  # a concurrent move: name the action, not `next`
+            raise states.TransitionNotAllowed(exc.state, action) from None
 
     def report_payment(self, invoice_id: str, status: str) -> Invoice:
         """An external-invoicing integration reports the payment (product.md §19.3: mandatory once in
@@ -770,10 +750,10 @@ class InvoiceService:
         trigger = PAYMENT_TRIGGERS[status]
         now = self.now_for(inv.customer_id)
         try:
-            lifecycle.next_state(inv.extended_status, trigger)
+            states.transition(inv.extended_status, trigger, inv.facts(now))
             return self._drive(inv, now, trigger)
-        except lifecycle.Refused:
-            raise _refused(inv.extended_status, status) from None
+        except states.TransitionNotAllowed as exc:  # named as reported (`payment_overdue`, not `overdue`)
+            raise states.TransitionNotAllowed(exc.state, status) from None
 
     def _delete(self, inv: Invoice, now: datetime) -> Invoice:
         """A draft is deleted and its lines go back to the gathering invoice (they bill again)."""
@@ -793,7 +773,7 @@ class InvoiceService:
                             origin, awaiting=None if origin.awaiting == inv.id else origin.awaiting
                         )
             touched = sorted({x.key for x in inv.lines} | {g_ops.origin_key(x) for x in inv.lines if x.late})
-            deleted = replace(self._move(inv, "delete", now), deleted_at=now)
+            deleted = self._move(inv, T.DELETE, now)
             try:
                 if gathering.rev == 0:
                     gathering = self.repo.save_gathering(gathering, [], [], None)
@@ -825,9 +805,3 @@ class InvoiceService:
                 f"Customer [{customer_id}] has no pending lines to invoice", code="invoice_create_no_lines"
             )
         return [self._drive(inv, now, gathering=gathering) for inv, gathering in created]
-
-
-def _refused(extended_status: str, action: str) -> Conflict:
-    return Conflict(
-        f"invoice is in state {extended_status}: {action} is not allowed", extended_status=extended_status
-    )

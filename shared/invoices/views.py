@@ -12,7 +12,7 @@ from shared.catalog.views import price as price_view
 from shared.core.decimals import wire
 from shared.core.listing import Listed
 from shared.core.timeutil import format_rfc3339
-from shared.invoices import lifecycle
+from shared.invoices import states
 from shared.invoices.models import Invoice, Line, ValidationIssue
 from shared.rating.models import Period, Totals
 from shared.rating.money import currency_precision
@@ -153,17 +153,17 @@ def invoice(
     precision = _precision(inv.currency)
     s = inv.extended_status
     at = now or inv.updated_at
-    facts = lifecycle.Facts(collection_reached=inv.collection_at is not None and inv.collection_at <= at)
+    facts = inv.facts(at)
     out: dict[str, Any] = {
         "id": inv.id,
         "type": "standard",
         "number": inv.number,
         "status": inv.status.value,
         "status_details": {
-            "immutable": lifecycle.immutable(s),
-            "failed": lifecycle.failed(s),
+            "immutable": states.immutable(s),
+            "failed": states.failed(s),
             "extended_status": s,
-            "available_actions": [] if inv.gathering else lifecycle.available_actions(s, facts),
+            "available_actions": [] if inv.gathering else states.available_actions(s, facts),
         },
         "currency": inv.currency,
         "created_at": format_rfc3339(inv.created_at),

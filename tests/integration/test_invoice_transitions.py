@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from shared.core.errors import Conflict
+from shared.invoices import views
 from shared.invoices.models import Invoice
 from shared.invoices.service import InvoiceService
 from shared.rating.models import Period
@@ -37,11 +38,9 @@ EXPECTED: dict[str, dict[str, str]] = {
     "draft.waiting_for_collection": {"snapshot_quantities": "paid", "delete": "deleted"},
     # (these two run on an external-invoicing profile: payment waits for the integrator)
     "draft.manual_approval_needed": {"approve": "payment_processing.pending", "delete": "deleted"},
-    "draft.waiting_auto_approval": {
-        "approve": "payment_processing.pending",
-        "advance": "payment_processing.pending",
-        "delete": "deleted",
-    },
+    # advance only once draft_until has passed (the next step is then automatic); before, approve is
+    # how a person issues early (engine-rules §2.9)
+    "draft.waiting_auto_approval": {"approve": "payment_processing.pending", "delete": "deleted"},
     "draft.invalid": {"retry": "draft.invalid", "delete": "deleted"},
     "paid": {},
     "payment_processing.pending": {"void": "voided"},
@@ -134,6 +133,19 @@ def test_every_action_in_every_state(stack: Stack, monkeypatch: pytest.MonkeyPat
         assert w.svc.act(fresh.id, action).extended_status == target, action
 
 
+def test_advance_is_offered_once_the_review_window_has_passed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup_catalog(stack)
+    source, clock = FakeSource(), Clock(DEC)
+    w = World(stack, install(monkeypatch, clock, source), source, clock)
+    inv = reach(w, "draft.waiting_auto_approval")
+    assert inv.draft_until is not None
+    clock.at = inv.draft_until  # the run has not moved it yet
+    assert "advance" in views.invoice(inv, now=clock.at)["status_details"]["available_actions"]
+    assert w.svc.act(inv.id, "advance").extended_status == "payment_processing.pending"
+
+
 def test_a_deleted_draft_gives_its_lines_back_and_they_bill_again(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,6 +174,11 @@ def test_the_external_integration_reports_the_payment(stack: Stack, monkeypatch:
     assert stack.request("POST", path.format(pending.id), {"trigger": "nope"}).status == 400
     failed = stack.request("POST", path.format(pending.id), {"trigger": "payment_failed"}).json()
     assert failed["status_details"]["extended_status"] == "payment_processing.failed"
+    # a retried charge that fails again is a new outcome: accepted, not a 409
+    retried = stack.request("POST", path.format(pending.id), {"trigger": "payment_failed"})
+    assert retried.status == 200 and retried.json()["status_details"]["extended_status"] == (
+        "payment_processing.failed"
+    )
     paid = stack.request("POST", path.format(pending.id), {"trigger": "paid"}).json()
     assert paid["status"] == "paid" and paid["paid_at"] == "2026-12-01T02:00:00Z"
     again = stack.request("POST", path.format(pending.id), {"trigger": "paid"})

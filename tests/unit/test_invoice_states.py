@@ -38,6 +38,7 @@ PASSED = Facts(draft_until_passed=True)
 MANUAL = Facts(auto_advance=False)
 EMPTY = Facts(has_lines=False)
 CRITICAL = Facts(has_critical_issues=True)
+UNSYNCED = Facts(synced=False)
 
 # (state, trigger) -> target with the default Facts() (nothing due, auto-advance, lines, valid).
 ALLOWED: dict[tuple[ExtendedStatus, Trigger], ExtendedStatus] = {
@@ -48,15 +49,18 @@ ALLOWED: dict[tuple[ExtendedStatus, Trigger], ExtendedStatus] = {
     (S.DRAFT_COLLECTING, T.FAILED): S.DRAFT_INVALID,
     (S.DRAFT_VALIDATING, T.NEXT): S.DRAFT_SYNCING,
     (S.DRAFT_VALIDATING, T.FAILED): S.DRAFT_INVALID,
-    (S.DRAFT_INVALID, T.RETRY): S.DRAFT_VALIDATING,
+    # Not OpenMeter's draft.validating: an invoice is invalid because a line could not be measured or
+    # rated, so a retry (after the meter or feature is fixed) must measure again, not re-check the
+    # same snapshot.
+    (S.DRAFT_INVALID, T.RETRY): S.DRAFT_COLLECTING,
     (S.DRAFT_SYNCING, T.NEXT): S.DRAFT_WAITING_AUTO_APPROVAL,
     (S.DRAFT_SYNCING, T.FAILED): S.DRAFT_SYNC_FAILED,
     (S.DRAFT_SYNC_FAILED, T.RETRY): S.DRAFT_VALIDATING,
     (S.DRAFT_WAITING_AUTO_APPROVAL, T.APPROVE): S.DRAFT_READY_TO_ISSUE,
     (S.DRAFT_MANUAL_APPROVAL_NEEDED, T.APPROVE): S.DRAFT_READY_TO_ISSUE,
     (S.DRAFT_READY_TO_ISSUE, T.NEXT): S.ISSUING_SYNCING,
-    **{(s, T.DELETE): S.DELETE_IN_PROGRESS for s in DRAFTS},
-    (S.DELETE_IN_PROGRESS, T.NEXT): S.DELETED,
+    # Straight to deleted: no app syncs a deletion, and the delete is one write (no delete.in_progress).
+    **{(s, T.DELETE): S.DELETED for s in DRAFTS},
     (S.ISSUING_SYNCING, T.NEXT): S.ISSUED,
     (S.ISSUING_SYNCING, T.FAILED): S.ISSUING_SYNC_FAILED,
     (S.ISSUING_SYNC_FAILED, T.RETRY): S.ISSUING_SYNCING,
@@ -91,8 +95,10 @@ GUARDED = [
 BRANCHES = [
     (S.DRAFT_VALIDATING, T.NEXT, CRITICAL, S.DRAFT_INVALID),
     (S.DRAFT_SYNCING, T.NEXT, MANUAL, S.DRAFT_MANUAL_APPROVAL_NEEDED),
-    (S.DRAFT_READY_TO_ISSUE, T.NEXT, EMPTY, S.DELETE_IN_PROGRESS),
+    (S.DRAFT_READY_TO_ISSUE, T.NEXT, EMPTY, S.DELETED),
 ]
+# Held: allowed with the default facts, refused while an integrator's sync hook is pending.
+HELD = [(S.DRAFT_SYNCING, T.NEXT), (S.ISSUING_SYNCING, T.NEXT)]
 GUARDED_PAIRS = {(s, t) for s, t, _, _ in GUARDED}
 REFUSED = [p for p in itertools.product(S, T) if p not in ALLOWED and p not in GUARDED_PAIRS]
 
@@ -102,8 +108,8 @@ def _id(p: tuple[ExtendedStatus, Trigger]) -> str:
 
 
 def test_the_table_covers_every_pair() -> None:
-    assert len(S) == 23 and len(T) == 12
-    assert len(ALLOWED) + len(GUARDED_PAIRS) + len(REFUSED) == 23 * 12
+    assert len(S) == 22 and len(T) == 12
+    assert len(ALLOWED) + len(GUARDED_PAIRS) + len(REFUSED) == 22 * 12
 
 
 @pytest.mark.parametrize(("pair", "target"), list(ALLOWED.items()), ids=[_id(p) for p in ALLOWED])
@@ -118,7 +124,14 @@ def test_allowed_pair_moves_to_its_target(
 def test_refused_pair_raises_naming_state_and_trigger(pair: tuple[ExtendedStatus, Trigger]) -> None:
     state, trigger = pair
     # Refused whatever the facts say: no guard opens a pair outside the table.
-    for facts in (Facts(), Facts(collection_due=True, draft_until_passed=True), EMPTY, CRITICAL, MANUAL):
+    for facts in (
+        Facts(),
+        Facts(collection_due=True, draft_until_passed=True),
+        EMPTY,
+        CRITICAL,
+        MANUAL,
+        UNSYNCED,
+    ):
         with pytest.raises(TransitionNotAllowed) as caught:
             transition(state, trigger, facts)
         assert str(caught.value) == f"invoice is in state {state.value}: {trigger.value} is not allowed"
@@ -146,10 +159,19 @@ def test_facts_pick_the_branch(
     assert transition(state, trigger) is ALLOWED[(state, trigger)] != target
 
 
+@pytest.mark.parametrize(("state", "trigger"), HELD)
+def test_a_pending_integrator_sync_holds_next(state: ExtendedStatus, trigger: Trigger) -> None:
+    assert can(state, trigger)
+    with pytest.raises(TransitionNotAllowed, match=re.escape(f"state {state.value}: next is not allowed")):
+        transition(state, trigger, UNSYNCED)
+    assert "advance" not in available_actions(state, UNSYNCED)
+    assert transition(state, T.FAILED, UNSYNCED) in (S.DRAFT_SYNC_FAILED, S.ISSUING_SYNC_FAILED)
+
+
 def test_strings_are_accepted_for_state_and_trigger() -> None:
-    assert transition("issued", "void") is S.VOIDED  # type: ignore[arg-type]
+    assert transition("issued", "void") is S.VOIDED
     with pytest.raises(ValueError):
-        transition("issued", "explode")  # type: ignore[arg-type]
+        transition("issued", "explode")
 
 
 def test_terminal_states_refuse_everything() -> None:
@@ -173,7 +195,6 @@ SIMPLE = {
     S.PAID: Status.PAID,
     S.UNCOLLECTIBLE: Status.UNCOLLECTIBLE,
     S.VOIDED: Status.VOIDED,
-    S.DELETE_IN_PROGRESS: Status.DELETED,
     S.DELETED: Status.DELETED,
 }
 
@@ -216,7 +237,6 @@ ACTIONS_NOW: dict[ExtendedStatus, list[str]] = {
     S.PAID: [],
     S.UNCOLLECTIBLE: ["void"],
     S.VOIDED: [],
-    S.DELETE_IN_PROGRESS: ["advance"],
     S.DELETED: [],
 }
 

@@ -14,6 +14,7 @@ from functions.api.app import body, json_response, no_content, query_params
 from shared import bootstrap
 from shared.invoices import requests, views
 from shared.invoices.models import Invoice
+from shared.invoices.states import Action
 
 router = APIGatewayRouter()
 
@@ -41,7 +42,7 @@ def get_invoice(invoice_id: str) -> Response:
 
 @router.delete("/invoices/<invoice_id>")
 def delete_invoice(invoice_id: str) -> Response:
-    bootstrap.invoices().act(requests.path_id(unquote(invoice_id)), "delete")
+    bootstrap.invoices().act(requests.path_id(unquote(invoice_id)), Action.DELETE)
     return no_content()
 
 
