@@ -9,8 +9,9 @@
    is stored with validation issues and counted nowhere it can't be; its batch-mates are
    unaffected. Store the newly owned events with their issues (kept, never dropped). Only
    infrastructure errors (DynamoDB, Kinesis) escape and fail the batch.
-4. Pre-aggregate every owned event's contributions per counter item, then apply each counter
-   once with a conditional update (see counters.py). Writes scale with distinct counters.
+4. Pre-aggregate every owned event's contributions per counter item, then write the unique_count
+   members that are new (hour, day) and the minutes' member sets (ADD: a union), and apply each
+   counter once with a conditional update (see counters.py). Writes scale with distinct counters.
 
 Each step is safe to crash after and replay; `step` hooks let fault-injection tests kill the
 handler between any two writes.
@@ -34,7 +35,7 @@ from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock, event_time_problem, format_rfc3339, parse_rfc3339
 from shared.events.keys import index_attributes
 from shared.meters.repository import MeterRepository
-from shared.usage.counters import CounterWriter, PendingCounter, encode_position, pre_aggregate
+from shared.usage.counters import CounterWriter, MemberSet, PendingCounter, encode_position, pre_aggregate
 from shared.usage.extract import METER_UNAVAILABLE, Contribution, MeterIndex, ValidationIssue, contributions
 
 logger = Logger(service=SERVICE, child=True)
@@ -226,6 +227,12 @@ class Aggregator:
             step(f"members:{start // 25}")
 
         list(self._pool.map(put_members, range(0, len(members), 25)))
+
+        def add_members(numbered: tuple[int, MemberSet]) -> None:
+            self.writer.add_members(numbered[1])
+            step(f"memberset:{numbered[0]}")
+
+        list(self._pool.map(add_members, enumerate(work.member_sets.values())))
         current = self.writer.prefetch(work.counters.values())
         shard = records[0].shard
 
@@ -297,17 +304,17 @@ class Aggregator:
         }
 
     def _new_members(self, members: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
-        """The unique_count members not stored yet, as items. At the quarter-hour, hour and day
-        levels most members of a busy meter exist already (a user seen earlier in the day), and an
-        eventually consistent read costs a tenth of a write's price: ask first. That is safe: a
-        member is never deleted, so a stale read can only say "missing" for one that exists, and
-        re-putting a member is a no-op. Minute members are nearly always new: put without asking."""
+        """The hour and day unique_count members not stored yet, as items. Most members of a busy
+        meter exist already (a user seen earlier in the hour or day), and an eventually consistent
+        read costs a tenth of a write's price: ask first. That is safe: a member is never deleted,
+        so a stale read can only say "missing" for one that exists, and re-putting a member is a
+        no-op. (Minute values go into one set item per minute instead, see counters.py.)"""
         if not members:
             return []
         found = batch_get(
             self.client,
             self.usage_table,
-            [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in members if not sk.startswith("M#")],
+            [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in members],
             consistent=False,
             projection="pk, sk",
         )

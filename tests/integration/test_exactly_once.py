@@ -220,7 +220,8 @@ def test_crash_after_every_single_write_then_retry(stack: Stack) -> None:
                 break
             crash_points += 1
             step_index += 1
-    assert crash_points > 20  # both events chunks and every counter of both batches were hit
+    # Both events chunks and every counter item (each subject's hour and day item) of both batches.
+    assert crash_points >= 10
 
 
 def test_claim_written_but_counters_not_is_still_counted_once(stack: Stack) -> None:
