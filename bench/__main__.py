@@ -3,8 +3,9 @@
 Prints: ingest and aggregate throughput through the real handlers beside a ceiling measured in
 the same run (decoding and validating the same events with nothing else), DynamoDB write
 requests per 1,000 events for a realistic mix, items read per meter query for a month at P1D and
-for a 100-subject customer's month at PT1H (bench/customer_query.py, before and after); then on the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py);
-last the rating engine alone, lines rated per second (bench/rating.py).
+for a 100-subject customer's month at PT1H (bench/customer_query.py, before and after); then on
+the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py); last
+the rating engine alone, lines rated per second (bench/rating.py).
 """
 
 from __future__ import annotations

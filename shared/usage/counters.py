@@ -6,7 +6,8 @@ Key design (usage table):
            c (events), s (sum of values; not kept for count meters), d (dimension values), sub (subject),
            "ap#<shard>"  position of the last stream record from that shard applied here,
   additive (count, sum, avg): two slotted items per counter, day (D) and hour (H); beside the totals
-           they hold "c<NN>" / "s<NN>" per slot: the day item's hours, the hour item's minutes. So an
+           they hold "c<NN>" (count, avg) / "s<NN>" (sum, avg) per slot: the day item's hours, the
+           hour item's minutes. So an
            event costs two counter items, not one per level, and any window reads whole items or
            slot ranges (buckets.slot_pieces): a minute is a slot of an hour item, an hour a slot of a
            day item.
@@ -306,15 +307,19 @@ class CounterWriter:
     def _add(
         self, counter: PendingCounter, shard: str, folded: Part, condition: str, values: dict[str, Any]
     ) -> None:
-        # Count meters add no values (every value is 0): their items keep counts only.
+        # Slots keep only what the meter's value needs, so an hour item with every minute used
+        # stays within one write unit: count meters add no values (every value is 0), sum meters
+        # need no slot counts (a slot's presence says it has events); avg needs both.
         with_sums = counter.aggregation != Aggregation.COUNT
+        slot_counts = counter.aggregation != Aggregation.SUM
         adds = ["c :c"] + (["s :s"] if with_sums else [])
         extra: dict[str, Any] = {":c": to_value(folded.count)}
         if with_sums:
             extra[":s"] = to_value(folded.total)
         for slot, (count, total) in sorted(folded.slots.items()):
-            adds.append(f"c{slot:02d} :c{slot:02d}")
-            extra[f":c{slot:02d}"] = to_value(count)
+            if slot_counts:
+                adds.append(f"c{slot:02d} :c{slot:02d}")
+                extra[f":c{slot:02d}"] = to_value(count)
             if with_sums:
                 adds.append(f"s{slot:02d} :s{slot:02d}")
                 extra[f":s{slot:02d}"] = to_value(total)

@@ -92,8 +92,13 @@ class _Acc:
     def add_slots(self, item: dict[str, Any], first: int, end: int) -> None:
         """Slots [first, end) of a slotted item (count, sum and avg meters)."""
         for slot in range(first, end):
-            self.count += int(item.get(f"c{slot:02d}", 0))
-            self.total += Decimal(item.get(f"s{slot:02d}", 0))
+            count, total = item.get(f"c{slot:02d}"), item.get(f"s{slot:02d}")
+            if count is not None:
+                self.count += int(count)
+            elif total is not None:
+                self.count += 1  # sum meters keep no slot counts: a slot's presence says it has events
+            if total is not None:
+                self.total += Decimal(total)
 
     def add_members(self, item: dict[str, Any], rest: str) -> None:
         """A minute's member set (`u`), or one member item (hour, day, or a spilled minute value)."""

@@ -108,3 +108,21 @@ def test_recent_set_forgets_the_least_recently_seen() -> None:
     known.add("c")
     assert len(known) == 2
     assert known.seen("a") and known.seen("c") and not known.seen("b")
+
+
+def test_a_sum_meter_minute_whose_values_add_to_zero_still_has_its_row(stack: Stack) -> None:
+    """Sum meters keep no per-minute counts; a minute slot's presence must still make its row."""
+    spec = {"key": "t", "name": "t", "aggregation": "sum", "event_type": "usage", "value_property": "$.n"}
+    resp = stack.request("POST", "/meters", spec)
+    assert resp.status == 201, resp
+    events = [dict(ev(i, "u1"), data={"n": n}) for i, n in ((3, 0), (4, 2), (5, -2), (7, 5))]
+    stack.ingest(events)
+    stack.drain()
+    body = {"from": "2026-05-01T10:00:00Z", "to": "2026-05-01T11:00:00Z", "granularity": "PT1M"}
+    data = stack.request("POST", f"/meters/{resp.json()['id']}/query", body).json()["data"]
+    assert [(r["from"][11:16], r["value"]) for r in data] == [
+        ("10:03", "0"),
+        ("10:04", "2"),
+        ("10:05", "-2"),
+        ("10:07", "5"),
+    ]
