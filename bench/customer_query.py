@@ -59,14 +59,14 @@ def measure(subjects: int, days: int) -> dict[str, Any]:
         agg.lambda_handler(batch, None)
     meter = next(m for m in MeterRepository(get_settings().config_table).list_all() if m.key == "llm_tokens")
     svc = UsageQueryService(b.aws["dynamodb"], get_settings().usage_table)
-    body = {
+    month = {
         "from": "2026-10-01T00:00:00Z",
         "to": "2026-11-01T00:00:00Z",
         "granularity": "PT1H",
         "filters": {"dimensions": {"subject": {"in": names}}},
     }
     t0 = time.perf_counter()
-    result = svc.run(meter, parse_query(meter, body))
+    result = svc.run(meter, parse_query(meter, month))
     seconds = time.perf_counter() - t0
     assert len(result.rows) == 24 * days and all(r["value"] == str(10 * subjects) for r in result.rows)
     return {

@@ -214,12 +214,14 @@ def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
 
 
 def _cond_failed(exc: ClientError) -> bool:
-    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    code: str = exc.response["Error"]["Code"]
+    return code == "ConditionalCheckFailedException"
 
 
 def _too_large(exc: ClientError) -> bool:
-    error = exc.response["Error"]
-    return error["Code"] == "ValidationException" and "size" in str(error.get("Message", "")).lower()
+    code: str = exc.response["Error"]["Code"]
+    message = str(exc.response["Error"].get("Message", ""))
+    return code == "ValidationException" and "size" in message.lower()
 
 
 class CounterWriter:
@@ -297,7 +299,10 @@ class CounterWriter:
 
     def _get(self, counter: PendingCounter) -> dict[str, Any]:
         key = {"pk": {"S": counter.pk}, "sk": {"S": counter.sk}}
-        return self.client.get_item(TableName=self.table, ConsistentRead=True, Key=key).get("Item", {})
+        item: dict[str, Any] = self.client.get_item(TableName=self.table, ConsistentRead=True, Key=key).get(
+            "Item", {}
+        )
+        return item
 
     @staticmethod
     def _applied(item: dict[str, Any], shard: str) -> str | None:
