@@ -219,8 +219,8 @@ class Aggregator:
 
         # 4: unique_count members (idempotent puts), then counters (conditional updates)
         work = pre_aggregate(parts)
-        self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
-        members = self._new_members(work.members)
+        new_subjects = self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
+        members = self._new_members(work.members, new_subjects)
 
         def put_members(start: int) -> None:
             batch_put(self.client, self.usage_table, members[start : start + 25])
@@ -303,7 +303,9 @@ class Aggregator:
             "expires_at": int((ev.time + self.retention).timestamp()),
         }
 
-    def _new_members(self, members: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    def _new_members(
+        self, members: dict[tuple[str, str], dict[str, Any]], new_subjects: set[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
         """The hour and day unique_count members not stored yet, as items. Most members of a busy
         meter exist already (a user seen earlier in the hour or day), and an eventually consistent
         read costs a tenth of a write's price: ask first. That is safe: a member is never deleted,
@@ -311,23 +313,28 @@ class Aggregator:
         no-op. (Minute values go into one set item per minute instead, see counters.py.)"""
         if not members:
             return []
+        # A subject first indexed by this batch has no members yet (the index item is written
+        # before any member): nothing to ask. A stale index read only makes that a no-op put.
+        asked = [
+            key for key, m in members.items() if (key[0][2:].split("#", 1)[0], m["sub"]) not in new_subjects
+        ]
         found = batch_get(
             self.client,
             self.usage_table,
-            [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in members],
+            [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in asked],
             consistent=False,
             projection="pk, sk",
         )
         existing = {(i["pk"]["S"], i["sk"]["S"]) for i in found}
         return [to_item(m) for key, m in members.items() if key not in existing]
 
-    def _index_subjects(self, pairs: set[tuple[str, str]]) -> None:
+    def _index_subjects(self, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Write a subject-index item only the first time a (meter, subject) is seen: the bounded
         in-memory set answers for recent subjects, an eventually consistent read for the rest (an
-        index item is never deleted, and re-putting one is a no-op)."""
+        index item is never deleted, and re-putting one is a no-op). Returns the pairs indexed now."""
         unknown = sorted(p for p in pairs if not self._known_subjects.seen(p))
         if not unknown:
-            return
+            return set()
         found = batch_get(
             self.client,
             self.usage_table,
@@ -344,6 +351,7 @@ class Aggregator:
         )
         for pair in unknown:
             self._known_subjects.add(pair)
+        return set(new)
 
 
 def _ingested(value: str, fallback: datetime) -> datetime:

@@ -15,7 +15,7 @@ from tests.support.harness import Stack
 
 def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
     """Items written to the usage table while `events` are aggregated: puts by key prefix (U#, S#),
-    updates as "U# set" (a minute's member set) or "counter <level>"."""
+    updates as "U# set" (a minute's member set) or "counter <level>"; "U# asked": member lookups."""
     puts: Counter[str] = Counter()
 
     def count(params: dict[str, Any], **_: Any) -> None:
@@ -24,6 +24,12 @@ def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
                 pk = req["PutRequest"]["Item"]["pk"]["S"]
                 if pk[:2] in ("U#", "S#"):
                     puts[pk[:2]] += 1
+
+    def lookup(params: dict[str, Any], **_: Any) -> None:
+        for request in params.get("RequestItems", {}).values():
+            for key in request["Keys"]:
+                if key["pk"]["S"].startswith("U#"):
+                    puts["U# asked"] += 1
 
     def update(params: dict[str, Any], **_: Any) -> None:
         key = params["Key"]
@@ -35,12 +41,14 @@ def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
     events_hook = clients.dynamodb().meta.events
     events_hook.register("before-parameter-build.dynamodb.BatchWriteItem", count)
     events_hook.register("before-parameter-build.dynamodb.UpdateItem", update)
+    events_hook.register("before-parameter-build.dynamodb.BatchGetItem", lookup)
     try:
         stack.ingest(events)
         stack.drain()
     finally:
         events_hook.unregister("before-parameter-build.dynamodb.BatchWriteItem", count)
         events_hook.unregister("before-parameter-build.dynamodb.UpdateItem", update)
+        events_hook.unregister("before-parameter-build.dynamodb.BatchGetItem", lookup)
     return puts
 
 
@@ -69,12 +77,13 @@ def test_members_and_subjects_that_exist_are_not_written_again(stack: Stack) -> 
     )
     assert resp.status == 201, resp
     first = usage_puts(stack, [ev(0, "u1")])
-    # The hour's and the day's member, the minute's member set, one subject-index item.
+    # The hour's and the day's member, the minute's member set, one subject-index item; a subject
+    # indexed just now has no members to look up.
     assert first == {"U#": 2, "U# set": 1, "S#": 1}
     # A new minute with the same user: only the minute's set is written (hour and day members exist).
     aggregate_handler.aggregator.cache_clear()  # a cold start: nothing remembered in memory
     second = usage_puts(stack, [ev(20, "u1")])
-    assert second == {"U# set": 1}
+    assert second == {"U# set": 1, "U# asked": 2}
     day = {"from": "2026-05-01T00:00:00Z", "to": "2026-05-02T00:00:00Z"}
     data = stack.request("POST", f"/meters/{resp.json()['id']}/query", day).json()["data"]
     assert [r["value"] for r in data] == ["1"]
