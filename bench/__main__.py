@@ -2,9 +2,10 @@
 
 Prints: ingest and aggregate throughput through the real handlers beside a ceiling measured in
 the same run (decoding and validating the same events with nothing else), DynamoDB write
-requests per 1,000 events for a realistic mix, and items read per meter query for a month at P1D;
-then on the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py);
-last the rating engine alone, lines rated per second (bench/rating.py), and each function's cold
+requests per 1,000 events for a realistic mix, items read per meter query for a month at P1D and
+for a 100-subject customer's month at PT1H (bench/customer_query.py, before and after); then on
+the local stack: ingest-to-query latency and entitlement access (bench/entitlements.py); last
+the rating engine alone, lines rated per second (bench/rating.py), and each function's cold
 start (bench/coldstart.py: handler import and first build, before and after).
 """
 
@@ -148,7 +149,7 @@ def bench_pipeline(n: int, request_size: int) -> None:
         )
     print(
         f"  DynamoDB write requests per 1,000 events: {writes * 1000 / n:,.1f}"
-        f"  (items written per 1,000 events: {items * 1000 / n:,.1f}; 3 meters/event, 4 counter levels,"
+        f"  (items written per 1,000 events: {items * 1000 / n:,.1f}; 3 meters/event, counters: hour + day"
         f" events stored once)"
     )
     print(f"  DynamoDB calls by operation: {dict(sorted(b.calls.items()))}")
@@ -231,12 +232,12 @@ COST_BASELINE = "a8289115c715a03104f9ac01b0486ea2617f2c17"
 DEPLOYED_BATCH_RECORDS = 100
 
 
-def _cost_run(root: Path, workload: str, n: int, per_batch: int) -> dict[str, Any]:
-    """One cost measurement in a fresh interpreter whose imports resolve to the code under `root`."""
+def _run_script(root: Path, script: str, *args: object) -> dict[str, Any]:
+    """One measurement in a fresh interpreter whose imports resolve to the code under `root` (the
+    script is this tree's; it uses only `bench.harness.Bench` and the handlers)."""
     env = {**os.environ, "PYTHONPATH": str(root)}
-    script = Path(__file__).with_name("cost.py")
     out = subprocess.run(
-        [sys.executable, str(script), workload, str(n), str(per_batch)],
+        [sys.executable, str(Path(__file__).with_name(script)), *map(str, args)],
         cwd=root,
         env=env,
         check=True,
@@ -246,17 +247,43 @@ def _cost_run(root: Path, workload: str, n: int, per_batch: int) -> dict[str, An
     return dict(orjson.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _cost_run(root: Path, workload: str, n: int, per_batch: int) -> dict[str, Any]:
+    return _run_script(root, "cost.py", workload, n, per_batch)
+
+
+def _baseline_tree(here: Path, baseline: str, tmp: str) -> Path:
+    archive = subprocess.run(
+        ["git", "-C", str(here), "archive", baseline], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+    return Path(tmp)
+
+
+def bench_customer_query(subjects: int, days: int, baseline: str | None) -> None:
+    """Items read by one customer's month at PT1H (issue 12: not x subjects x hours), before and after."""
+    here = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="meterline-baseline-") as tmp:
+        columns = [(f"before ({baseline[:7]})", _baseline_tree(here, baseline, tmp))] if baseline else []
+        columns.append(("after (this tree)", here))
+        results = [(label, _run_script(root, "customer_query.py", subjects, days)) for label, root in columns]
+    print(f"customer month at PT1H: {subjects} subjects, usage in every hour of {days} days, month queried")
+    print(f"    {'':34s}" + "".join(f"{label:>22s}" for label, _ in results))
+    for key, label in (
+        ("items_read", "items read"),
+        ("items_read_month_of_usage", "items read, a month of usage"),
+        ("queries", "Query calls"),
+        ("seconds", "seconds (moto)"),
+    ):
+        print(f"    {label:34s}" + "".join(f"{r[key]:>22}" for _, r in results))
+
+
 def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) -> None:
     """DynamoDB units, dollars and storage per event, before (baseline commit) and after (this tree)."""
     here = Path(__file__).resolve().parent.parent
     columns: list[tuple[str, Path]] = []
     with tempfile.TemporaryDirectory(prefix="meterline-baseline-") as tmp:
         if baseline:
-            archive = subprocess.run(
-                ["git", "-C", str(here), "archive", baseline], check=True, capture_output=True
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            columns.append((f"before ({baseline[:7]})", Path(tmp)))
+            columns.append((f"before ({baseline[:7]})", _baseline_tree(here, baseline, tmp)))
         columns.append(("after (this tree)", here))
         print(f"cost per event: aggregate function, {per_batch} records per batch (as deployed)")
         for workload, n in (("mix", n_mix), ("high", n_high)):
@@ -285,7 +312,7 @@ def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", nargs="?", default="all", choices=["all", "cost", "coldstart"])
+    parser.add_argument("name", nargs="?", default="all", choices=["all", "cost", "query", "coldstart"])
     parser.add_argument("--runs", type=int, default=7, help="coldstart: interpreter starts per function")
     parser.add_argument("--coldstart-baseline", help="coldstart: the 'before' commit ('' for none)")
     parser.add_argument("--cost-events", type=int, default=1000, help="events priced per cost workload")
@@ -303,9 +330,13 @@ def main() -> None:
     if args.name == "coldstart":
         coldstart.run(args.runs, cold_baseline or None)
         return
+    if args.name == "query":
+        bench_customer_query(100, 2, args.baseline or None)
+        return
     bench_cost(args.cost_events, args.cost_events, args.batch_records, args.baseline or None)
     if args.name == "cost":
         return
+    bench_customer_query(100, 2, args.baseline or None)
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
         bench_pipeline(args.events, args.request_size)
     with mock_aws(config={"core": {"reset_boto3_session": False}}):

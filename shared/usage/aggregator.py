@@ -9,8 +9,9 @@
    is stored with validation issues and counted nowhere it can't be; its batch-mates are
    unaffected. Store the newly owned events with their issues (kept, never dropped). Only
    infrastructure errors (DynamoDB, Kinesis) escape and fail the batch.
-4. Pre-aggregate every owned event's contributions per counter item, then apply each counter
-   once with a conditional update (see counters.py). Writes scale with distinct counters.
+4. Pre-aggregate every owned event's contributions per counter item, then write the unique_count
+   members that are new (hour, day) and the minutes' member sets (ADD: a union), and apply each
+   counter once with a conditional update (see counters.py). Writes scale with distinct counters.
 
 Each step is safe to crash after and replay; `step` hooks let fault-injection tests kill the
 handler between any two writes.
@@ -34,7 +35,7 @@ from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock, event_time_problem, format_rfc3339, parse_rfc3339
 from shared.events.keys import index_attributes
 from shared.meters.repository import MeterRepository
-from shared.usage.counters import CounterWriter, PendingCounter, encode_position, pre_aggregate
+from shared.usage.counters import CounterWriter, MemberSet, PendingCounter, encode_position, pre_aggregate
 from shared.usage.extract import METER_UNAVAILABLE, Contribution, MeterIndex, ValidationIssue, contributions
 
 logger = Logger(service=SERVICE, child=True)
@@ -218,14 +219,20 @@ class Aggregator:
 
         # 4: unique_count members (idempotent puts), then counters (conditional updates)
         work = pre_aggregate(parts)
-        self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
-        members = self._new_members(work.members)
+        new_subjects = self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
+        members = self._new_members(work.members, new_subjects)
 
         def put_members(start: int) -> None:
             batch_put(self.client, self.usage_table, members[start : start + 25])
             step(f"members:{start // 25}")
 
         list(self._pool.map(put_members, range(0, len(members), 25)))
+
+        def add_members(numbered: tuple[int, MemberSet]) -> None:
+            self.writer.add_members(numbered[1])
+            step(f"memberset:{numbered[0]}")
+
+        list(self._pool.map(add_members, enumerate(work.member_sets.values())))
         current = self.writer.prefetch(work.counters.values())
         shard = records[0].shard
 
@@ -296,31 +303,38 @@ class Aggregator:
             "expires_at": int((ev.time + self.retention).timestamp()),
         }
 
-    def _new_members(self, members: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
-        """The unique_count members not stored yet, as items. At the quarter-hour, hour and day
-        levels most members of a busy meter exist already (a user seen earlier in the day), and an
-        eventually consistent read costs a tenth of a write's price: ask first. That is safe: a
-        member is never deleted, so a stale read can only say "missing" for one that exists, and
-        re-putting a member is a no-op. Minute members are nearly always new: put without asking."""
+    def _new_members(
+        self, members: dict[tuple[str, str], dict[str, Any]], new_subjects: set[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """The hour and day unique_count members not stored yet, as items. Most members of a busy
+        meter exist already (a user seen earlier in the hour or day), and an eventually consistent
+        read costs a tenth of a write's price: ask first. That is safe: a member is never deleted,
+        so a stale read can only say "missing" for one that exists, and re-putting a member is a
+        no-op. (Minute values go into one set item per minute instead, see counters.py.)"""
         if not members:
             return []
+        # A subject first indexed by this batch has no members yet (the index item is written
+        # before any member): nothing to ask. A stale index read only makes that a no-op put.
+        asked = [
+            key for key, m in members.items() if (key[0][2:].split("#", 1)[0], m["sub"]) not in new_subjects
+        ]
         found = batch_get(
             self.client,
             self.usage_table,
-            [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in members if not sk.startswith("M#")],
+            [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in asked],
             consistent=False,
             projection="pk, sk",
         )
         existing = {(i["pk"]["S"], i["sk"]["S"]) for i in found}
         return [to_item(m) for key, m in members.items() if key not in existing]
 
-    def _index_subjects(self, pairs: set[tuple[str, str]]) -> None:
+    def _index_subjects(self, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Write a subject-index item only the first time a (meter, subject) is seen: the bounded
         in-memory set answers for recent subjects, an eventually consistent read for the rest (an
-        index item is never deleted, and re-putting one is a no-op)."""
+        index item is never deleted, and re-putting one is a no-op). Returns the pairs indexed now."""
         unknown = sorted(p for p in pairs if not self._known_subjects.seen(p))
         if not unknown:
-            return
+            return set()
         found = batch_get(
             self.client,
             self.usage_table,
@@ -337,6 +351,7 @@ class Aggregator:
         )
         for pair in unknown:
             self._known_subjects.add(pair)
+        return set(new)
 
 
 def _ingested(value: str, fallback: datetime) -> datetime:

@@ -1,10 +1,15 @@
 """Usage bucket levels and the decomposition of a time range into them.
 
-Counters are kept at four UTC-aligned levels: minute (M), quarter hour (Q), hour (H) and day (D).
-Any window in any IANA zone has minute-aligned edges, and every current zone offset is a
-multiple of 15 minutes, so a window decomposes into a handful of coarse buckets plus finer
-ones at its edges: a UTC month of days is 30 D items, a +05:30 day is 4 Q + 23 H items, and no
-query reads minute items except for ranges that begin or end off the quarter hour.
+Two kinds of usage items (counters.py):
+
+- Slotted items, for the additive meters (count, sum, avg): a day item with 24 hour slots and an
+  hour item with 60 minute slots. Every current zone offset and every window edge falls on a
+  minute, so any window is a few (item, slot range) pieces (`slot_pieces`): a UTC day is one day
+  item, a +05:30 day is two day items' hour slots and two hour items' minute slots, a PT1M window
+  is one slot of an hour item.
+- Bucketed items, for min/max/latest counters and unique_count members: one item per UTC-aligned
+  day (D), hour (H) or minute (M) bucket (`decompose`). A window is whole buckets, finer ones at
+  its edges: a UTC month of days is 30 D items, a +05:30 day 30 M + 23 H + 30 M items.
 """
 
 from __future__ import annotations
@@ -15,22 +20,29 @@ from datetime import UTC, datetime, timedelta
 LEVELS: tuple[tuple[str, timedelta], ...] = (
     ("D", timedelta(days=1)),
     ("H", timedelta(hours=1)),
-    ("Q", timedelta(minutes=15)),
     ("M", timedelta(minutes=1)),
 )
 LEVEL_LENGTH = dict(LEVELS)
+# Slotted items: how many slots a level's item has (hours of a day, minutes of an hour).
+SLOTS = {"D": 24, "H": 60}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+_MINUTE = timedelta(minutes=1)
 
 
 def bucket_start(level: str, t: datetime) -> datetime:
     t = t.astimezone(UTC).replace(second=0, microsecond=0)
     if level == "M":
         return t
-    if level == "Q":
-        return t.replace(minute=t.minute - t.minute % 15)
     if level == "H":
         return t.replace(minute=0)
     return t.replace(hour=0, minute=0)
+
+
+def slot_of(level: str, t: datetime) -> int:
+    """The slot a minute falls in, in the level's slotted item (hour of day, minute of hour)."""
+    t = t.astimezone(UTC)
+    return t.hour if level == "D" else t.minute
 
 
 def bucket_code(t: datetime) -> str:
@@ -62,4 +74,25 @@ def decompose(start: datetime, end: datetime) -> list[tuple[str, datetime]]:
                 break
         else:  # pragma: no cover - minute alignment is checked by callers
             raise ValueError("range must be minute-aligned")
+    return out
+
+
+def slot_pieces(start: datetime, end: datetime) -> list[tuple[str, datetime, int, int]]:
+    """Cover [start, end) (minute-aligned) with slotted items: (level, bucket start, first slot,
+    end slot). Whole UTC hours are a day item's hour slots, the rest an hour item's minute slots."""
+    out: list[tuple[str, datetime, int, int]] = []
+    t = start
+    while t < end:
+        hour = bucket_start("H", t)
+        if t == hour and t + _HOUR <= end:
+            day = bucket_start("D", t)
+            hours = (min(end, day + timedelta(days=1)) - t) // _HOUR
+            out.append(("D", day, t.hour, t.hour + hours))
+            t += hours * _HOUR
+            continue
+        if t.second or t.microsecond:  # pragma: no cover - minute alignment is checked by callers
+            raise ValueError("range must be minute-aligned")
+        stop = min(end, hour + _HOUR)
+        out.append(("H", hour, t.minute, t.minute + (stop - t) // _MINUTE))
+        t = stop
     return out

@@ -2,21 +2,33 @@
 
 Key design (usage table):
   counter  pk = "<meter_id>#<subject>#<level><period>"   sk = "<level>#<YYYYMMDDHHMM>#<dims hash>"
-           period: the bucket's day (M), month (Q), year (H), nothing (D)
-           c (events), s (sum of values), d (dimension values), sub (subject),
+           period: the bucket's day (M), year (H), nothing (D)
+           c (events), s (sum of values; not kept for count meters), d (dimension values), sub (subject),
            "ap#<shard>"  position of the last stream record from that shard applied here,
-           "mn#<shard>" / "mx#<shard>"  min / max of that shard's values (min, max meters),
-           "lt#<shard>" / "lv#<shard>"  order key and value of that shard's latest event (latest meters)
+  additive (count, sum, avg): two slotted items per counter, day (D) and hour (H); beside the totals
+           they hold "c<NN>" (count, avg) / "s<NN>" (sum, avg) per slot: the day item's hours, the
+           hour item's minutes. So an
+           event costs two counter items, not one per level, and any window reads whole items or
+           slot ranges (buckets.slot_pieces): a minute is a slot of an hour item, an hour a slot of a
+           day item.
+  extremes (min, max, latest): one item per D, H and M bucket with per-shard attributes
+           "mn#<shard>" / "mx#<shard>"  min / max of that shard's values,
+           "lt#<shard>" / "lv#<shard>"  order key and value of that shard's latest event
   member   pk = "U#<counter pk>"           sk = "<level>#<YYYYMMDDHHMM>#<dims hash>#<value>"
-           one item per distinct value (unique_count meters): set membership, so exact and
-           combinable across buckets; re-putting a member is a no-op, hence idempotent.
+           unique_count, hour and day: one item per distinct value, so exact and combinable across
+           buckets; re-putting a member is a no-op, hence idempotent.
+  member set  pk = "U#<counter pk>"        sk = "M#<YYYYMMDDHHMM>#<dims hash>",  u = string set
+           unique_count, minute: the minute's values in one set, written with ADD (a union: replaying
+           it is a no-op). A set that would pass DynamoDB's 400 KB item limit spills its new values
+           into member items of the same minute (`spill`); queries read both forms.
   subjects pk = "S#<meter_id>"             sk = <subject>
 
 Exactly once without transactions: each shard has one in-order processor (parallelization 1)
 and is the only writer of its own "ap#<shard>" (and "mn/mx/lt/lv#<shard>") attributes. An update
 adds only contributions from records after that position and moves it forward in the same
 conditional write, so replaying a record (Lambda retry, bisected batch, crash between writes) can
-never add it twice; ADD keeps concurrent updates from other shards commutative.
+never add it twice; ADD keeps concurrent updates from other shards commutative. Slots move in the
+same write as the totals and the position, so they can't drift from them.
 """
 
 from __future__ import annotations
@@ -31,9 +43,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws.dynamo import batch_get, to_value
+from shared.aws.dynamo import batch_get, batch_put, to_item, to_value
 from shared.meters.models import Aggregation
-from shared.usage.buckets import LEVELS, bucket_code, bucket_start
+from shared.usage.buckets import LEVELS, SLOTS, bucket_code, bucket_start, slot_of
 from shared.usage.extract import MAX_INLINE_UNIQUE, Contribution
 
 ADDITIVE = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG})
@@ -53,6 +65,13 @@ def level_codes(minute: datetime) -> tuple[tuple[str, str], ...]:
 
 
 @lru_cache(maxsize=8192)
+@lru_cache(maxsize=8192)
+def slot_codes(minute: datetime) -> tuple[tuple[str, str], ...]:
+    """(level, bucket code) of the slotted items (day, hour) a minute is counted in."""
+    return tuple((level, bucket_code(bucket_start(level, minute))) for level in SLOTS)
+
+
+@lru_cache(maxsize=8192)
 def dims_hash(dims: tuple[tuple[str, str], ...]) -> str:
     if not dims:
         return "-"
@@ -61,8 +80,8 @@ def dims_hash(dims: tuple[tuple[str, str], ...]) -> str:
 
 
 # Partitions are bounded in time so that no item collection grows without end: minutes per day,
-# quarter hours per month, hours per year, days per meter and subject.
-_PERIOD_CHARS = {"M": 8, "Q": 6, "H": 4, "D": 0}
+# hours per year, days per meter and subject.
+_PERIOD_CHARS = {"M": 8, "H": 4, "D": 0}
 
 
 def partition(meter_id: str, subject: str, level: str, code: str) -> str:
@@ -90,14 +109,19 @@ class Part:
     high: Decimal | None = None
     latest_key: str = ""
     latest_value: Decimal | None = None
+    slots: dict[int, list[Any]] = field(default_factory=dict)  # slotted items: slot -> [count, total]
 
-    def add(self, c: Contribution) -> None:
+    def add(self, c: Contribution, slot: int | None = None) -> None:
         self.count += 1
         self.total += c.value
         self.low = c.value if self.low is None else min(self.low, c.value)
         self.high = c.value if self.high is None else max(self.high, c.value)
         if c.order_key > self.latest_key:
             self.latest_key, self.latest_value = c.order_key, c.value
+        if slot is not None:
+            acc = self.slots.setdefault(slot, [0, Decimal(0)])
+            acc[0] += 1
+            acc[1] += c.value
 
     def merge(self, other: Part) -> None:
         self.count += other.count
@@ -107,6 +131,10 @@ class Part:
             setattr(self, attr, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
         if other.latest_key > self.latest_key:
             self.latest_key, self.latest_value = other.latest_key, other.latest_value
+        for slot, (count, total) in other.slots.items():
+            acc = self.slots.setdefault(slot, [0, Decimal(0)])
+            acc[0] += count
+            acc[1] += total
 
 
 @dataclass
@@ -137,7 +165,19 @@ class PendingCounter:
 @dataclass
 class PendingWork:
     counters: dict[tuple[str, str], PendingCounter] = field(default_factory=dict)
-    members: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    members: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # hour and day members
+    member_sets: dict[tuple[str, str], MemberSet] = field(default_factory=dict)  # minute member sets
+
+
+@dataclass
+class MemberSet:
+    """The unique_count values one batch adds to one minute (pk, sk = the minute's member set)."""
+
+    pk: str
+    sk: str
+    subject: str
+    dims: tuple[tuple[str, str], ...]
+    values: set[str] = field(default_factory=set)
 
 
 def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
@@ -145,14 +185,23 @@ def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
     work = PendingWork()
     for pos, c in items:
         dh = dims_hash(c.dims)
-        for level, code in level_codes(c.minute):
-            prefix = f"{level}#{code}#{dh}"
-            if c.aggregation == Aggregation.UNIQUE_COUNT:
+        if c.aggregation == Aggregation.UNIQUE_COUNT:
+            for level, code in level_codes(c.minute):
                 pk = member_partition(c.meter_id, c.subject, level, code)
+                prefix = f"{level}#{code}#{dh}"
+                if level == "M":
+                    member_set = work.member_sets.get((pk, prefix))
+                    if member_set is None:
+                        member_set = work.member_sets[(pk, prefix)] = MemberSet(pk, prefix, c.subject, c.dims)
+                    member_set.values.add(member_key(c.unique or ""))
+                    continue
                 sk = f"{prefix}#{member_key(c.unique or '')}"
                 work.members.setdefault((pk, sk), {"pk": pk, "sk": sk, "sub": c.subject, "d": dict(c.dims)})
-                continue
+            continue
+        slotted = c.aggregation in ADDITIVE
+        for level, code in slot_codes(c.minute) if slotted else level_codes(c.minute):
             pk = partition(c.meter_id, c.subject, level, code)
+            prefix = f"{level}#{code}#{dh}"
             counter = work.counters.get((pk, prefix))
             if counter is None:
                 counter = work.counters[(pk, prefix)] = PendingCounter(
@@ -160,12 +209,19 @@ def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
                 )
             if not counter.parts or counter.parts[-1].pos != pos:
                 counter.parts.append(Part(pos))
-            counter.parts[-1].add(c)
+            counter.parts[-1].add(c, slot_of(level, c.minute) if slotted else None)
     return work
 
 
 def _cond_failed(exc: ClientError) -> bool:
-    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    code: str = exc.response["Error"]["Code"]
+    return code == "ConditionalCheckFailedException"
+
+
+def _too_large(exc: ClientError) -> bool:
+    code: str = exc.response["Error"]["Code"]
+    message = str(exc.response["Error"].get("Message", ""))
+    return code == "ValidationException" and "size" in message.lower()
 
 
 class CounterWriter:
@@ -211,9 +267,42 @@ class CounterWriter:
                     raise
         raise RuntimeError(f"counter {counter.pk}/{counter.sk} kept changing under shard {shard}")
 
+    def add_members(self, member_set: MemberSet) -> None:
+        """Union a batch's values into its minute's member set. ADD of a set is idempotent, so a
+        replay needs no position check. Past the item size limit, the values go into member items
+        of the same minute instead (puts: idempotent too); queries union both."""
+        key = {"pk": {"S": member_set.pk}, "sk": {"S": member_set.sk}}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="ADD u :u SET #sub = :sub, d = :d",
+                ExpressionAttributeNames={"#sub": "sub"},
+                ExpressionAttributeValues={
+                    ":u": {"SS": sorted(member_set.values)},
+                    ":sub": to_value(member_set.subject),
+                    ":d": to_value(dict(member_set.dims)),
+                },
+            )
+        except ClientError as exc:
+            if not _too_large(exc):
+                raise
+            self.spill(member_set)
+
+    def spill(self, member_set: MemberSet) -> None:
+        items = [
+            to_item({"pk": member_set.pk, "sk": f"{member_set.sk}#{value}", "sub": member_set.subject})
+            | {"d": to_value(dict(member_set.dims))}
+            for value in sorted(member_set.values)
+        ]
+        batch_put(self.client, self.table, items)
+
     def _get(self, counter: PendingCounter) -> dict[str, Any]:
         key = {"pk": {"S": counter.pk}, "sk": {"S": counter.sk}}
-        return self.client.get_item(TableName=self.table, ConsistentRead=True, Key=key).get("Item", {})
+        item: dict[str, Any] = self.client.get_item(TableName=self.table, ConsistentRead=True, Key=key).get(
+            "Item", {}
+        )
+        return item
 
     @staticmethod
     def _applied(item: dict[str, Any], shard: str) -> str | None:
@@ -223,15 +312,30 @@ class CounterWriter:
     def _add(
         self, counter: PendingCounter, shard: str, folded: Part, condition: str, values: dict[str, Any]
     ) -> None:
+        # Slots keep only what the meter's value needs, so an hour item with every minute used
+        # stays within one write unit: count meters add no values (every value is 0), sum meters
+        # need no slot counts (a slot's presence says it has events); avg needs both.
+        with_sums = counter.aggregation != Aggregation.COUNT
+        slot_counts = counter.aggregation != Aggregation.SUM
+        adds = ["c :c"] + (["s :s"] if with_sums else [])
+        extra: dict[str, Any] = {":c": to_value(folded.count)}
+        if with_sums:
+            extra[":s"] = to_value(folded.total)
+        for slot, (count, total) in sorted(folded.slots.items()):
+            if slot_counts:
+                adds.append(f"c{slot:02d} :c{slot:02d}")
+                extra[f":c{slot:02d}"] = to_value(count)
+            if with_sums:
+                adds.append(f"s{slot:02d} :s{slot:02d}")
+                extra[f":s{slot:02d}"] = to_value(total)
         self.client.update_item(
             TableName=self.table,
             Key={"pk": {"S": counter.pk}, "sk": {"S": counter.sk}},
-            UpdateExpression="ADD c :c, s :s SET #ap = :last, #sub = :sub, d = :d",
+            UpdateExpression=f"ADD {', '.join(adds)} SET #ap = :last, #sub = :sub, d = :d",
             ConditionExpression=condition,
             ExpressionAttributeNames={"#ap": f"ap#{shard}", "#sub": "sub"},
             ExpressionAttributeValues={
-                ":c": to_value(folded.count),
-                ":s": to_value(folded.total),
+                **extra,
                 ":last": to_value(folded.pos),
                 ":sub": to_value(counter.subject),
                 ":d": to_value(dict(counter.dims)),

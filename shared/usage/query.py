@@ -2,9 +2,11 @@
 
 The request is parsed in `requests.py` (`ParsedQuery`), the result rendered in `views.py`.
 
-Each window is decomposed into aligned buckets (buckets.py); consecutive buckets of one level
-are read with one Query per subject partition, so the items read are bounded by the number of
-buckets, not by the number of events or minutes.
+Each window is decomposed into the items that hold it (buckets.py): for count, sum and avg
+meters, day items' hour slots and hour items' minute slots; for the others, aligned day, hour and
+minute buckets. Consecutive items of one level are read with one Query per subject partition, so
+the items read are bounded by the number of windows and days, not by events or minutes: a month
+at PT1H is 31 day items per subject and dimension group.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ from shared.core.timeutil import (
 )
 from shared.customers.attribution import Attribution, CustomerRef
 from shared.meters.models import Aggregation, Meter
-from shared.usage.buckets import LEVEL_LENGTH, bucket_code, decompose, parse_bucket_code
-from shared.usage.counters import member_partition, partition
+from shared.usage.buckets import (
+    LEVEL_LENGTH,
+    SLOTS,
+    bucket_code,
+    decompose,
+    parse_bucket_code,
+    slot_pieces,
+)
+from shared.usage.counters import ADDITIVE, member_partition, partition
 from shared.usage.filters import matches
 from shared.usage.windows import count_windows, windows
 
@@ -79,6 +88,26 @@ class _Acc:
                 self.high = value if self.high is None else max(self.high, value)
             elif name.startswith("lt#") and value > self.latest_key:
                 self.latest_key, self.latest_value = value, item["lv#" + name[3:]]
+
+    def add_slots(self, item: dict[str, Any], first: int, end: int) -> None:
+        """Slots [first, end) of a slotted item (count, sum and avg meters)."""
+        for slot in range(first, end):
+            count, total = item.get(f"c{slot:02d}"), item.get(f"s{slot:02d}")
+            if count is not None:
+                self.count += int(count)
+            elif total is not None:
+                self.count += 1  # sum meters keep no slot counts: a slot's presence says it has events
+            if total is not None:
+                self.total += Decimal(total)
+
+    def add_members(self, item: dict[str, Any], rest: str) -> None:
+        """A minute's member set (`u`), or one member item (hour, day, or a spilled minute value)."""
+        if "u" in item:
+            self.members.update(item["u"])
+            self.count += len(item["u"])
+        else:
+            self.members.add(rest.split("#", 1)[1])
+            self.count += 1
 
 
 def format_value(value: Decimal) -> str:
@@ -159,12 +188,21 @@ class UsageQueryService:
         # No usage exists outside the accepted event times: don't decompose what can't hold any.
         first = max(start, EARLIEST_INSTANT)
         last = min(end, ceil_minute(now + EVENT_FUTURE_ALLOWANCE) + timedelta(minutes=1))
-        bucket_window: dict[tuple[str, str], int] = {}
+        # (level, bucket code) -> the windows it serves, with the slot range each one needs (None:
+        # the whole item). A day item serves its 24 hour windows at PT1H.
+        bucket_window: dict[tuple[str, str], list[tuple[int, tuple[int, int] | None]]] = {}
+        slotted = meter.aggregation in ADDITIVE
         for idx, (ws, we) in enumerate(spans):
             if we <= first or ws >= last:
                 continue
-            for level, bstart in decompose(max(ws, first), min(we, last)):
-                bucket_window[(level, bucket_code(bstart))] = idx
+            a, b = max(ws, first), min(we, last)
+            if slotted:
+                for level, bstart, lo, hi in slot_pieces(a, b):
+                    slots = None if (lo, hi) == (0, SLOTS[level]) else (lo, hi)
+                    bucket_window.setdefault((level, bucket_code(bstart)), []).append((idx, slots))
+            else:
+                for level, bstart in decompose(a, b):
+                    bucket_window.setdefault((level, bucket_code(bstart)), []).append((idx, None))
         runs = self._runs(bucket_window)
 
         unique = meter.aggregation == Aggregation.UNIQUE_COUNT
@@ -220,7 +258,7 @@ class UsageQueryService:
         return out
 
     @staticmethod
-    def _runs(bucket_window: dict[tuple[str, str], int]) -> list[tuple[str, str, str]]:
+    def _runs(bucket_window: dict[tuple[str, str], Any]) -> list[tuple[str, str, str]]:
         """Runs of buckets of one level within one partition period, as (level, first, last)."""
         runs: list[tuple[str, str, str]] = []
         by_partition: dict[tuple[str, str], list[datetime]] = {}
@@ -245,14 +283,14 @@ class UsageQueryService:
     def _fold(
         self,
         raw: dict[str, Any],
-        bucket_window: dict[tuple[str, str], int],
+        bucket_window: dict[tuple[str, str], list[tuple[int, tuple[int, int] | None]]],
         q: ParsedQuery,
         groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc],
         customers: dict[str, CustomerRef],
     ) -> None:
         level, code, rest = raw["sk"]["S"].split("#", 2)
-        idx = bucket_window.get((level, code))
-        if idx is None:  # inside a run but covered at another level
+        targets = bucket_window.get((level, code))
+        if not targets:  # inside a run but covered at another level
             return
         item = from_item(raw)
         dims: dict[str, str] = dict(item.get("d") or {})
@@ -269,12 +307,16 @@ class UsageQueryService:
                 key_parts.append((name, ref.id if ref else ""))
             else:
                 key_parts.append((name, dims.get(name, "")))
-        acc = groups.setdefault((idx, tuple(key_parts)), _Acc())
-        if raw["pk"]["S"].startswith("U#"):
-            acc.members.add(rest.split("#", 1)[1])
-            acc.count += 1
-        else:
-            acc.add_item(item)
+        key = tuple(key_parts)
+        member = raw["pk"]["S"].startswith("U#")
+        for idx, slots in targets:
+            acc = groups.setdefault((idx, key), _Acc())
+            if member:
+                acc.add_members(item, rest)
+            elif slots is None:
+                acc.add_item(item)
+            else:
+                acc.add_slots(item, *slots)
 
     @staticmethod
     def _rows(

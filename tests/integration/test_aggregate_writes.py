@@ -1,5 +1,6 @@
 """The aggregate function writes only what is new: existing unique_count members and subject-index
-items are learnt by a read and not rewritten (issue 12); the known-subjects memory is bounded."""
+items are learnt by a read and not rewritten, a minute's values go into one member set, and a
+counter costs two items (issue 12); the known-subjects memory is bounded."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tests.support.harness import Stack
 
 
 def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
-    """Items put into the usage table while `events` are aggregated, by key prefix (U#, S#)."""
+    """Items written to the usage table while `events` are aggregated: puts by key prefix (U#, S#),
+    updates as "U# set" (a minute's member set) or "counter <level>"; "U# asked": member lookups."""
     puts: Counter[str] = Counter()
 
     def count(params: dict[str, Any], **_: Any) -> None:
@@ -23,13 +25,30 @@ def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
                 if pk[:2] in ("U#", "S#"):
                     puts[pk[:2]] += 1
 
+    def lookup(params: dict[str, Any], **_: Any) -> None:
+        for request in params.get("RequestItems", {}).values():
+            for key in request["Keys"]:
+                if key["pk"]["S"].startswith("U#"):
+                    puts["U# asked"] += 1
+
+    def update(params: dict[str, Any], **_: Any) -> None:
+        key = params["Key"]
+        if key["pk"]["S"].startswith("U#"):
+            puts["U# set"] += 1
+        elif "usage" in params["TableName"]:
+            puts[f"counter {key['sk']['S'][0]}"] += 1
+
     events_hook = clients.dynamodb().meta.events
     events_hook.register("before-parameter-build.dynamodb.BatchWriteItem", count)
+    events_hook.register("before-parameter-build.dynamodb.UpdateItem", update)
+    events_hook.register("before-parameter-build.dynamodb.BatchGetItem", lookup)
     try:
         stack.ingest(events)
         stack.drain()
     finally:
         events_hook.unregister("before-parameter-build.dynamodb.BatchWriteItem", count)
+        events_hook.unregister("before-parameter-build.dynamodb.UpdateItem", update)
+        events_hook.unregister("before-parameter-build.dynamodb.BatchGetItem", lookup)
     return puts
 
 
@@ -58,14 +77,36 @@ def test_members_and_subjects_that_exist_are_not_written_again(stack: Stack) -> 
     )
     assert resp.status == 201, resp
     first = usage_puts(stack, [ev(0, "u1")])
-    assert first == {"U#": 4, "S#": 1}  # one member per level, one subject-index item
-    # A new minute with the same user: only the minute's member is new (quarter, hour, day exist).
+    # The hour's and the day's member, the minute's member set, one subject-index item; a subject
+    # indexed just now has no members to look up.
+    assert first == {"U#": 2, "U# set": 1, "S#": 1}
+    # A new minute with the same user: only the minute's set is written (hour and day members exist).
     aggregate_handler.aggregator.cache_clear()  # a cold start: nothing remembered in memory
     second = usage_puts(stack, [ev(20, "u1")])
-    assert second == {"U#": 2}  # the minute and the quarter hour (10:15-10:30) are new
+    assert second == {"U# set": 1, "U# asked": 2}
     day = {"from": "2026-05-01T00:00:00Z", "to": "2026-05-02T00:00:00Z"}
     data = stack.request("POST", f"/meters/{resp.json()['id']}/query", day).json()["data"]
     assert [r["value"] for r in data] == ["1"]
+
+
+def test_an_additive_counter_writes_its_hour_and_day_item_once_per_batch(stack: Stack) -> None:
+    """Minutes are slots of the hour item and hours slots of the day item: two writes per counter,
+    however many minutes of the hour a batch spans."""
+    resp = stack.request(
+        "POST", "/meters", {"key": "calls", "name": "calls", "aggregation": "count", "event_type": "usage"}
+    )
+    assert resp.status == 201, resp
+    writes = usage_puts(stack, [ev(i, "u1") for i in range(0, 12, 5)])  # 10:00, 10:05, 10:10
+    # One hour item and one day item per shard's batch: no minute items, no per-minute writes.
+    assert set(writes) == {"counter H", "counter D", "S#"}
+    assert writes["counter H"] == writes["counter D"] <= len(stack.shard_ids())
+    hours = {"from": "2026-05-01T10:00:00Z", "to": "2026-05-01T11:00:00Z", "granularity": "PT1M"}
+    data = stack.request("POST", f"/meters/{resp.json()['id']}/query", hours).json()["data"]
+    assert [(r["from"], r["value"]) for r in data] == [
+        ("2026-05-01T10:00:00Z", "1"),
+        ("2026-05-01T10:05:00Z", "1"),
+        ("2026-05-01T10:10:00Z", "1"),
+    ]
 
 
 def test_recent_set_forgets_the_least_recently_seen() -> None:
@@ -76,3 +117,21 @@ def test_recent_set_forgets_the_least_recently_seen() -> None:
     known.add("c")
     assert len(known) == 2
     assert known.seen("a") and known.seen("c") and not known.seen("b")
+
+
+def test_a_sum_meter_minute_whose_values_add_to_zero_still_has_its_row(stack: Stack) -> None:
+    """Sum meters keep no per-minute counts; a minute slot's presence must still make its row."""
+    spec = {"key": "t", "name": "t", "aggregation": "sum", "event_type": "usage", "value_property": "$.n"}
+    resp = stack.request("POST", "/meters", spec)
+    assert resp.status == 201, resp
+    events = [dict(ev(i, "u1"), data={"n": n}) for i, n in ((3, 0), (4, 2), (5, -2), (7, 5))]
+    stack.ingest(events)
+    stack.drain()
+    body = {"from": "2026-05-01T10:00:00Z", "to": "2026-05-01T11:00:00Z", "granularity": "PT1M"}
+    data = stack.request("POST", f"/meters/{resp.json()['id']}/query", body).json()["data"]
+    assert [(r["from"][11:16], r["value"]) for r in data] == [
+        ("10:03", "0"),
+        ("10:04", "2"),
+        ("10:05", "-2"),
+        ("10:07", "5"),
+    ]
