@@ -327,9 +327,8 @@ class EventLister:
                 while pending and len(chosen) < MAX_BLOCKS_PER_READ and events_in < need:
                     chosen.append(heapq.heappop(pending)[2])
                     events_in += _count(chosen[-1])
-                for block in batch_get(
-                    self.client, self.table, [{"pk": e["pk"]} for e in chosen], consistent=False
-                ):
+                keys = [{"pk": e["pk"]} for e in chosen]
+                for block in batch_get(self.client, self.table, keys, consistent=False, projection="pk, b"):
                     for rec in block_records(block):
                         sk = sort_key(rec, order)
                         if not outside(sk):

@@ -80,7 +80,6 @@ class EventStore:
     def store(self, owned: list[Owned], claims: dict[str, Claim], now: datetime, step: Step) -> int:
         """Claim the new ones, then write blocks and archive objects; returns how many were new."""
         new = [o for o in owned if o.key not in claims]
-        new_keys = {o.key for o in new}
         stored_at = format_rfc3339(now)
         if new:
             group = f"{new[0].shard}-{new[0].sequence}"
@@ -105,31 +104,33 @@ class EventStore:
                 claims[o.key] = Claim(o.owner, group, stored_at)
 
         groups: dict[tuple[str, date], list[Owned]] = defaultdict(list)
-        replayed: set[tuple[str, date]] = set()
         for o in owned:
             claim = claims[o.key]
             o.record["s"] = claim.stored_at or stored_at
             groups[(claim.group, o.day)].append(o)
-            if o.key not in new_keys:
-                replayed.add((claim.group, o.day))
+        # A batch holding any event it claimed before is a replay: an earlier attempt may have
+        # archived some of its groups' events (rare: crashes and Lambda retries only).
+        replay = len(new) < len(owned)
         written = 0
         for (group, day), members in groups.items():
-            if (group, day) in replayed:
+            if replay:
                 done = self.archive.existing_keys(day, group)
                 members = [o for o in members if o.key not in done]
             if not members:
                 continue
-            last = members[-1].sequence
+            first, last = members[0], members[-1]
             records = [o.record for o in members]
             keys = {o.key: {order: sort_key(o.record, order) for order in ORDERS} for o in members}
-            blocks = block_items(f"{group}-{last}", records, keys)
+            # Keyed by the part's own first and last record: parts of different cuts never share
+            # both, so a block is only ever overwritten by the same events.
+            blocks = block_items(f"{first.shard}-{first.sequence}-{last.sequence}", records, keys)
 
             def put_blocks(start: int, blocks: list[dict[str, Any]] = blocks, n: int = written) -> None:
                 batch_put(self.client, self.table, blocks[start : start + 25])
                 step(f"blocks:{n}.{start // 25}")
 
             list(self.pool.map(put_blocks, range(0, len(blocks), 25)))
-            self.archive.put(object_key(day, group, last), records)
+            self.archive.put(object_key(day, group, last.sequence), records)
             step(f"archive:{written}")
             written += 1
         return len(new)
