@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -41,10 +41,6 @@ ORDERS: dict[str, tuple[str, str, str, str, str]] = {
     "ingested_at": ("ipk", "isk", "ihi", "I", "blocks_by_ingested"),
     "stored_at": ("spk", "ssk", "shi", "S", "blocks_by_stored"),
 }
-
-
-def hour_of(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def event_key(source: str, event_id: str) -> str:
@@ -102,8 +98,8 @@ def block_items(
     overwrites the same items."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
-        sks = keys[record_key(rec)]
-        groups[(sks["time"][:13], sks["ingested_at"][:13], sks["stored_at"][:13])].append(rec)
+        own = keys[record_key(rec)]
+        groups[(own["time"][:13], own["ingested_at"][:13], own["stored_at"][:13])].append(rec)
     items = []
     for hours, members in sorted(groups.items()):
         item: dict[str, Any] = {
