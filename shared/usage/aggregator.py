@@ -191,7 +191,7 @@ class Aggregator:
             for issue in ev.issues:
                 if issue.code == METER_UNAVAILABLE and issue.meter_key is not None:
                     result.meter_errors.setdefault(issue.meter_key, issue.message)
-            to_store.append(self._stored_event(rec, ev, now))
+            to_store.append(self._stored_event(rec, ev))
         if result.meter_errors:
             logger.error(
                 "meters skipped: definition can't be evaluated", extra={"meters": result.meter_errors}
@@ -253,7 +253,7 @@ class Aggregator:
             )
         return Evaluation(event_time, found, issues)
 
-    def _stored_event(self, rec: StreamRecord, ev: Evaluation, now: datetime) -> Owned:
+    def _stored_event(self, rec: StreamRecord, ev: Evaluation) -> Owned:
         issues = list(ev.issues)
         event = rec.event
         try:

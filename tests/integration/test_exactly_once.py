@@ -116,19 +116,20 @@ def listed_ids(stack: Stack, source: str, sort: str) -> list[str]:
     return ids
 
 
-def archived_ids(stack: Stack, source: str) -> list[str]:
-    """The ids of `source`'s events in the S3 archive, once per line (a duplicate line shows twice)."""
+def archived(stack: Stack, source: str) -> list[dict[str, Any]]:
+    """`source`'s lines in the S3 archive (a duplicate line shows twice)."""
     s3 = stack.clients["s3"]
     bucket = stack.provisioned.env["EVENTS_ARCHIVE_BUCKET"]
-    ids = []
+    lines = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="events/"):
         for obj in page.get("Contents", []):
             body = gzip.decompress(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-            for line in body.splitlines():
-                rec = orjson.loads(line)
-                if rec["source"] == source:
-                    ids.append(rec["id"])
-    return ids
+            lines += [rec for rec in map(orjson.loads, body.splitlines()) if rec["source"] == source]
+    return lines
+
+
+def archived_ids(stack: Stack, source: str) -> list[str]:
+    return [rec["id"] for rec in archived(stack, source)]
 
 
 def assert_stored_once(stack: Stack, source: str, events: list[dict[str, Any]], where: Any = None) -> None:
@@ -377,9 +378,14 @@ def test_invalid_values_are_stored_with_errors_and_not_counted(stack: Stack) -> 
     ]
     stack.ingest(good + bad)
     stack.drain()
-    listed = stack.request("GET", "/events?filter[id]=bad-1&filter[time][gte]=2026-03-01T00:00:00Z").json()
+    window = "filter[time][gte]=2026-03-01T00:00:00Z&filter[time][lt]=2026-03-02T00:00:00Z"
+    listed = stack.request("GET", f"/events?filter[id]=bad-1&{window}").json()
     [stored] = listed["data"]
     assert any("not a number" in e["message"] for e in stored["validation_errors"])
+    # ...and archived with them, under its event day, the event as sent.
+    [line] = [rec for rec in archived(stack, "gw-a") if rec["id"] == "bad-1"]
+    assert line["event"] == {"specversion": "1.0", **bad[0]} and line["time"] == bad[0]["time"]
+    assert [e["code"] for e in line["validation_errors"]] == ["invalid_value"]
     sum_id, count_id = meters
     # The count meter needs no value, so the bad event still counts there.
     total = stack.request(
