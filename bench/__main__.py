@@ -273,6 +273,7 @@ def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) ->
                 ("s3_requests_per_event", "S3 requests / event", "{:.3f}"),
                 ("usd_per_million_events", "USD / million events (on-demand)", "{:.2f}"),
                 ("dynamodb_bytes_per_event", "DynamoDB bytes / retained event", "{:,.0f}"),
+                ("events_table_bytes_per_event", "  of which events table", "{:,.0f}"),
                 ("s3_bytes_per_event", "S3 bytes / retained event", "{:,.0f}"),
                 ("storage_usd_per_million_events_month", "storage USD / M events / month", "{:.4f}"),
             ):

@@ -359,6 +359,7 @@ def measure(workload: str, n: int, batch_records: int) -> dict[str, Any]:
         agg.lambda_handler(batch, None)
     tables = [b.env["EVENTS_TABLE"], b.env["USAGE_TABLE"]]
     stored, _items = meter.storage(tables)
+    events_stored, _ = meter.storage(tables[:1])
     s3_bytes = 0
     s3 = b.aws["s3"]
     for bucket in s3.list_buckets().get("Buckets", []):
@@ -384,6 +385,7 @@ def measure(workload: str, n: int, batch_records: int) -> dict[str, Any]:
             + s3_reads * PRICE_PER_MILLION_S3_READS
         ),
         "dynamodb_bytes_per_event": ddb_bytes,
+        "events_table_bytes_per_event": events_stored / len(events),
         "s3_bytes_per_event": s3_bytes_each,
         # What a million retained events cost to keep for a month, where they are kept.
         "storage_usd_per_million_events_month": float(
