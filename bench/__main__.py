@@ -298,11 +298,18 @@ def bench_cost(n_mix: int, n_high: int, per_batch: int, baseline: str | None) ->
             for key, label, fmt in (
                 ("write_units_per_event", "write units / event", "{:.2f}"),
                 ("read_units_per_event", "read units / event", "{:.2f}"),
+                ("s3_requests_per_event", "S3 requests / event", "{:.3f}"),
                 ("usd_per_million_events", "USD / million events (on-demand)", "{:.2f}"),
                 ("dynamodb_bytes_per_event", "DynamoDB bytes / retained event", "{:,.0f}"),
+                ("events_table_bytes_per_event", "  of which events table", "{:,.0f}"),
                 ("s3_bytes_per_event", "S3 bytes / retained event", "{:,.0f}"),
+                ("storage_usd_per_million_events_month", "storage USD / M events / month", "{:.4f}"),
             ):
-                print(f"    {label:34s}" + "".join(f"{fmt.format(r[key]):>22s}" for _, r in results))
+                # (a key the older code's bench didn't report shows as "-")
+                print(
+                    f"    {label:34s}"
+                    + "".join(f"{fmt.format(r[key]) if key in r else '-':>22s}" for _, r in results)
+                )
             kinds = sorted({k for _, r in results for k in r["by_kind"]})
             for kind in kinds:
                 print(

@@ -10,7 +10,8 @@ Every DynamoDB request the ingest and aggregate handlers send is observed on the
   - reads: ceil(size / 4 KB) read units per item (a Query sums its items first), half for an
     eventually consistent read, a missing item costing the minimum;
   - storage: every item + 100 bytes, every index entry (projected attributes + keys) + 100 bytes,
-    plus S3 objects, after the run, per event.
+    plus S3 objects, after the run, per event;
+  - S3 requests the aggregate function makes (archive objects), priced per request.
 Prices: on-demand list prices in us-east-1 (after the November 2024 cut), printed with the result.
 
 This module imports nothing from the rest of `bench` but `bench.harness.Bench` (whose interface
@@ -34,6 +35,10 @@ PRICE_PER_MILLION_WRITE_UNITS = Decimal("0.625")
 PRICE_PER_MILLION_READ_UNITS = Decimal("0.125")
 PRICE_GB_MONTH_DYNAMODB = Decimal("0.25")
 PRICE_GB_MONTH_S3 = Decimal("0.023")
+# S3 Standard requests, us-east-1: PUT/COPY/POST/LIST per 1,000, GET per 1,000.
+PRICE_PER_MILLION_S3_WRITES = Decimal("5")
+PRICE_PER_MILLION_S3_READS = Decimal("0.4")
+S3_WRITE_OPS = {"PutObject", "CopyObject", "ListObjectsV2", "ListObjects", "UploadPart"}
 ITEM_OVERHEAD = 100  # bytes DynamoDB adds per stored item and per index entry
 
 
@@ -152,7 +157,9 @@ class Meter:
             if pk.startswith("S#"):
                 return "subjects"
             return f"members {level}" if pk.startswith("U#") else f"counters {level}"
-        return "events" if "events" in table else "other"
+        if "events" in table:
+            return "event blocks" if pk.startswith("B#") else "events"
+        return "other"
 
     def _before(self, model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         """Before images of the items a write touches (needed for sizes and index moves)."""
@@ -333,6 +340,8 @@ def measure(workload: str, n: int, batch_records: int) -> dict[str, Any]:
     events = (bench_mix if workload == "mix" else high_cardinality)(warmup + n)
     reader = boto3.session.Session(region_name="us-east-1").client("dynamodb")
     meter = Meter(clients.dynamodb(), reader)
+    s3_calls: Counter[str] = Counter()
+    clients.s3().meta.events.register("before-call.s3", lambda model, **_: s3_calls.update([model.name]))
 
     def publish(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for i in range(0, len(chunk), 500):
@@ -345,10 +354,12 @@ def measure(workload: str, n: int, batch_records: int) -> dict[str, Any]:
         agg.lambda_handler(batch, None)
     batches = publish(events[warmup:])
     meter.reset()  # only the aggregate function's work on the priced events counts
+    s3_calls.clear()
     for batch in batches:
         agg.lambda_handler(batch, None)
     tables = [b.env["EVENTS_TABLE"], b.env["USAGE_TABLE"]]
     stored, _items = meter.storage(tables)
+    events_stored, _ = meter.storage(tables[:1])
     s3_bytes = 0
     s3 = b.aws["s3"]
     for bucket in s3.list_buckets().get("Buckets", []):
@@ -357,16 +368,31 @@ def measure(workload: str, n: int, batch_records: int) -> dict[str, Any]:
                 s3_bytes += sum(o["Size"] for o in page.get("Contents", []))
     wpe = Decimal(meter.write_units) / n
     rpe = Decimal(str(meter.read_units)) / n
+    s3_writes = Decimal(sum(v for k, v in s3_calls.items() if k in S3_WRITE_OPS)) / n
+    s3_reads = Decimal(sum(v for k, v in s3_calls.items() if k not in S3_WRITE_OPS)) / n
+    ddb_bytes, s3_bytes_each = stored / len(events), s3_bytes / len(events)
+    gb = Decimal(1024**3)
     return {
         "events": n,
         "batches": len(batches),
         "write_units_per_event": float(wpe),
         "read_units_per_event": float(rpe),
+        "s3_requests_per_event": float(s3_writes + s3_reads),
         "usd_per_million_events": float(
-            wpe * PRICE_PER_MILLION_WRITE_UNITS + rpe * PRICE_PER_MILLION_READ_UNITS
+            wpe * PRICE_PER_MILLION_WRITE_UNITS
+            + rpe * PRICE_PER_MILLION_READ_UNITS
+            + s3_writes * PRICE_PER_MILLION_S3_WRITES
+            + s3_reads * PRICE_PER_MILLION_S3_READS
         ),
-        "dynamodb_bytes_per_event": stored / len(events),
-        "s3_bytes_per_event": s3_bytes / len(events),
+        "dynamodb_bytes_per_event": ddb_bytes,
+        "events_table_bytes_per_event": events_stored / len(events),
+        "s3_bytes_per_event": s3_bytes_each,
+        # What a million retained events cost to keep for a month, where they are kept.
+        "storage_usd_per_million_events_month": float(
+            (Decimal(ddb_bytes) * PRICE_GB_MONTH_DYNAMODB + Decimal(s3_bytes_each) * PRICE_GB_MONTH_S3)
+            * 1_000_000
+            / gb
+        ),
         "by_kind": {k: round(v / n, 3) for k, v in sorted(meter.by_kind.items())},
     }
 

@@ -66,6 +66,10 @@ INVOICE_SCHEDULE = {"minute": "10", "hour": "*"}
 # Notification retry sweep: due webhook retries are attempted within a minute of their time.
 NOTIFY_RETRY_RATE_MINUTES = 1
 
+# The S3 archive of stored events keeps each object this long (the contract's two years): its
+# lifecycle expires them after. (EVENT_RETENTION_DAYS on the functions defaults to the same.)
+EVENT_RETENTION_DAYS = 730
+
 # Kinesis: records are kept as long as the event source mapping may retry them (7 days).
 STREAM_RETENTION_HOURS = 168
 

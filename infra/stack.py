@@ -192,6 +192,13 @@ class MeterlineStack(cdk.Stack):
 
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the /v3/openmeter API")
         cdk.CfnOutput(self, "DocumentsBucketName", value=self.data.documents_bucket.bucket_name)
+        cdk.CfnOutput(self, "EventsArchiveBucketName", value=self.data.events_archive_bucket.bucket_name)
+        cdk.CfnOutput(
+            self,
+            "EventsArchiveGlueTable",
+            value=cdk.Fn.join(".", [self.data.archive_database.ref, "events"]),
+            description="Athena: SELECT ... FROM <this> WHERE year = ... AND month = ... AND day = ...",
+        )
         for spec in r.TABLES:
             cdk.CfnOutput(self, f"{spec.logical_id}Name", value=self.data.table(spec).table_name)
 
@@ -249,6 +256,29 @@ class MeterlineStack(cdk.Stack):
                 "invoices/ of this one bucket, nothing else.",
             )
 
+        def archive_writer(name: str) -> None:
+            """Put archive objects; list and read them back only to skip what a replay archived."""
+            bucket = data.events_archive_bucket
+            objects = bucket.arn_for_objects(f"{r.EVENTS_ARCHIVE_PREFIX}*")
+            fn[name].add_to_role_policy(
+                iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=[objects])
+            )
+            fn[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{r.EVENTS_ARCHIVE_PREFIX}*"]}},
+                )
+            )
+            fn[name].add_environment(r.EVENTS_ARCHIVE_BUCKET.env_var, bucket.bucket_name)
+            self._ack(
+                self.functions[name],
+                f"AwsSolutions-IAM5[Resource::<{r.EVENTS_ARCHIVE_BUCKET.logical_id}.Arn>/"
+                f"{r.EVENTS_ARCHIVE_PREFIX}*]",
+                "Archive objects are named per batch at runtime (events/year=/month=/day=/...): put and get "
+                "on that prefix of this one bucket, no delete.",
+            )
+
         def topic_publisher(name: str) -> None:
             data.topic.grant_publish(fn[name])
             fn[name].add_environment(r.DOMAIN_TOPIC.env_var, data.topic.topic_arn)
@@ -287,11 +317,12 @@ class MeterlineStack(cdk.Stack):
         documents_linker("Api")  # GET /invoices/{id}: presigned links to the issued invoice's JSON and PDF
         documents_writer("Api")  # approve / invoice-now issue invoices: their documents are written then
 
-        # aggregate: dedupe into events, bump usage counters, refresh entitlement access state
-        # (config table), publish domain events.
+        # aggregate: dedupe claims and hot event blocks (events table), the S3 archive, usage
+        # counters, entitlement access state (config table), domain events.
         table("Aggregate", r.CONFIG_TABLE, write=True)
         table("Aggregate", r.EVENTS_TABLE, write=True)
         table("Aggregate", r.USAGE_TABLE, write=True)
+        archive_writer("Aggregate")
         topic_publisher("Aggregate")
 
         # rate: the entitlement reset sweep (writes access state, publishes resets) and rating.

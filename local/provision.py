@@ -44,7 +44,7 @@ def _table_request(spec: r.TableSpec) -> dict[str, Any]:
         if index.sort_key:
             attrs[index.sort_key] = "S"
             schema.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
-        gsis.append({"IndexName": index.name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
+        gsis.append({"IndexName": index.name, "KeySchema": schema, "Projection": index.projection_request()})
     if gsis:
         request["GlobalSecondaryIndexes"] = gsis
     request["AttributeDefinitions"] = [{"AttributeName": n, "AttributeType": t} for n, t in attrs.items()]
@@ -94,12 +94,14 @@ def provision(clients: dict[str, Any]) -> Provisioned:
     for spec in r.TABLES:
         _ensure_table(clients["dynamodb"], spec)
     stream_arn = _ensure_stream(clients["kinesis"], r.EVENTS_STREAM)
-    _ensure_bucket(clients["s3"], r.DOCUMENTS_BUCKET.local_name, clients["s3"].meta.region_name)
+    for bucket in (r.DOCUMENTS_BUCKET, r.EVENTS_ARCHIVE_BUCKET):
+        _ensure_bucket(clients["s3"], bucket.local_name, clients["s3"].meta.region_name)
     topic_arn = str(clients["sns"].create_topic(Name=r.DOMAIN_TOPIC.local_name)["TopicArn"])  # idempotent
     dlq_url = str(clients["sqs"].create_queue(QueueName=r.AGGREGATE_DLQ.local_name)["QueueUrl"])  # idempotent
     env = {spec.env_var: spec.local_name for spec in r.TABLES}
     env[r.EVENTS_STREAM.env_var] = r.EVENTS_STREAM.local_name
     env[r.DOCUMENTS_BUCKET.env_var] = r.DOCUMENTS_BUCKET.local_name
+    env[r.EVENTS_ARCHIVE_BUCKET.env_var] = r.EVENTS_ARCHIVE_BUCKET.local_name
     env[r.DOMAIN_TOPIC.env_var] = topic_arn
     env[r.AGGREGATE_DLQ.env_var] = dlq_url
     log.info("provisioned %d tables, stream, bucket, topic and DLQ", len(r.TABLES))

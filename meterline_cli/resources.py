@@ -26,6 +26,7 @@ class Resources:
     stream_name: str
     dlq_url: str
     topic_arn: str
+    events_archive_bucket: str
     endpoint_url: str | None = None  # the local stack's moto server; None = AWS
 
     def client(self, service: str) -> Any:
@@ -41,6 +42,7 @@ class Resources:
             r.EVENTS_STREAM.env_var: self.stream_name,
             r.AGGREGATE_DLQ.env_var: self.dlq_url,
             r.DOMAIN_TOPIC.env_var: self.topic_arn,
+            r.EVENTS_ARCHIVE_BUCKET.env_var: self.events_archive_bucket,
         }
         if self.endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.endpoint_url
@@ -71,6 +73,7 @@ def from_stack(stack_name: str, cfn: Any | None = None) -> Resources:
         stream_name=pid(r.EVENTS_STREAM),
         dlq_url=pid(r.AGGREGATE_DLQ),  # an SQS queue's physical id is its URL
         topic_arn=pid(r.DOMAIN_TOPIC),  # an SNS topic's physical id is its ARN
+        events_archive_bucket=pid(r.EVENTS_ARCHIVE_BUCKET),  # an S3 bucket's physical id is its name
     )
 
 
@@ -91,5 +94,6 @@ def local(env_values: dict[str, str]) -> Resources:
         stream_name=r.EVENTS_STREAM.local_name,
         dlq_url=sqs.get_queue_url(QueueName=r.AGGREGATE_DLQ.local_name)["QueueUrl"],
         topic_arn=topic,
+        events_archive_bucket=r.EVENTS_ARCHIVE_BUCKET.local_name,
         endpoint_url=endpoint,
     )

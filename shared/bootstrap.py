@@ -264,6 +264,7 @@ def _refresh_entitlements(touched: dict[str, dict[str, datetime]]) -> None:
 
 @lru_cache(maxsize=1)
 def aggregator() -> Aggregator:
+    from shared.events.archive import Archive
     from shared.meters.repository import MeterRepository
     from shared.usage.aggregator import Aggregator
 
@@ -274,7 +275,7 @@ def aggregator() -> Aggregator:
         s.events_table,
         s.usage_table,
         MeterRepository(s.config_table, client),
-        s.event_retention_days,
+        Archive(clients.s3(), s.events_archive_bucket),
         # Entitlements on the meters and customers a batch touched get their access state refreshed
         # before the batch is acknowledged: a failure retries the (idempotent) batch.
         after_batch=_refresh_entitlements,

@@ -22,11 +22,13 @@ class Settings:
     notifications_table: str
     events_stream: str
     documents_bucket: str
+    events_archive_bucket: str
     domain_topic_arn: str
     # Ingest request limits (documented in README "Limits").
     max_events_per_request: int
     max_request_bytes: int
-    # How long stored events (and so their dedupe claims) live; never below 32 days.
+    # How long stored events live in the S3 archive (and so the archive's lifecycle); never below 32
+    # days. Dedupe claims and the listing's hot blocks live far shorter (shared/events/blocks.py).
     event_retention_days: int
     # Local runtime only: `http` webhook URLs to loopback are allowed when true.
     allow_insecure_loopback_webhooks: bool
@@ -51,6 +53,7 @@ def get_settings() -> Settings:
         notifications_table=_env(r.NOTIFICATIONS_TABLE.env_var, r.NOTIFICATIONS_TABLE.local_name),
         events_stream=_env(r.EVENTS_STREAM.env_var, r.EVENTS_STREAM.local_name),
         documents_bucket=_env(r.DOCUMENTS_BUCKET.env_var, r.DOCUMENTS_BUCKET.local_name),
+        events_archive_bucket=_env(r.EVENTS_ARCHIVE_BUCKET.env_var, r.EVENTS_ARCHIVE_BUCKET.local_name),
         domain_topic_arn=_env(r.DOMAIN_TOPIC.env_var, ""),
         max_events_per_request=int(_env("MAX_EVENTS_PER_REQUEST", "1000")),
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(5 * 1024 * 1024))),

@@ -11,6 +11,7 @@ from typing import cast
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_glue as glue
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -28,12 +29,22 @@ def _attribute(name: str | None) -> dynamodb.Attribute | None:
     return dynamodb.Attribute(name=name, type=_STRING) if name else None
 
 
+def _projection(index: r.Index) -> dict[str, object]:
+    """The spec's projection: lean indexes copy only what their readers need."""
+    if index.projection is None:
+        return {"projection_type": dynamodb.ProjectionType.ALL}
+    if not index.projection:
+        return {"projection_type": dynamodb.ProjectionType.KEYS_ONLY}
+    return {"projection_type": dynamodb.ProjectionType.INCLUDE, "non_key_attributes": list(index.projection)}
+
+
 def pin_logical_id(construct: Construct, logical_id: str) -> None:
     cast(cdk.CfnResource, construct.node.default_child).override_logical_id(logical_id)
 
 
 class DataStores(Construct):
-    """DynamoDB tables, the Kinesis stream, the documents bucket, the domain topic and the DLQ."""
+    """DynamoDB tables, the Kinesis stream, the documents and events archive buckets (with the
+    archive's Glue table), the domain topic and the DLQ."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
@@ -75,6 +86,30 @@ class DataStores(Construct):
         )
         pin_logical_id(self.documents_bucket, r.DOCUMENTS_BUCKET.logical_id)
 
+        self.events_archive_bucket = s3.Bucket(
+            self,
+            r.EVENTS_ARCHIVE_BUCKET.logical_id,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="events-archive/",
+            # Kept for the retention, then gone. No transition: objects are one batch each (~5 KB),
+            # below the 128 KB that Standard-IA, Glacier IR and Intelligent-Tiering bill at least,
+            # so a cheaper class would cost more; S3 skips transitions of such objects anyway.
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-after-retention",
+                    expiration=cdk.Duration.days(settings.EVENT_RETENTION_DAYS),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+                )
+            ],
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(self.events_archive_bucket, r.EVENTS_ARCHIVE_BUCKET.logical_id)
+        self.archive_database, self.archive_table = self._archive_catalog()
+
         self.topic_key = kms.Key(
             self,
             "DomainEventsTopicKey",
@@ -100,6 +135,67 @@ class DataStores(Construct):
         )
         pin_logical_id(self.dead_letter_queue, r.AGGREGATE_DLQ.logical_id)
 
+    def _archive_catalog(self) -> tuple[glue.CfnDatabase, glue.CfnTable]:
+        """A Glue database and table over the archive, so Athena queries it without crawlers:
+        partition projection computes the year/month/day partitions from the key layout."""
+        database = glue.CfnDatabase(
+            self,
+            "EventsArchiveDatabase",
+            catalog_id=cdk.Aws.ACCOUNT_ID,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                description="Meterline: stored events archived by the aggregate function"
+            ),
+        )
+        location = f"s3://{self.events_archive_bucket.bucket_name}/{r.EVENTS_ARCHIVE_PREFIX}"
+        string_columns = ("id", "source", "type", "subject", "time", "event", "ingested_at", "stored_at")
+        columns = [glue.CfnTable.ColumnProperty(name=name, type="string") for name in string_columns]
+        columns.append(
+            glue.CfnTable.ColumnProperty(
+                name="validation_errors",
+                type="array<struct<code:string,message:string,attributes:map<string,string>>>",
+            )
+        )
+        table = glue.CfnTable(
+            self,
+            "EventsArchiveTable",
+            catalog_id=cdk.Aws.ACCOUNT_ID,
+            database_name=database.ref,
+            table_input=glue.CfnTable.TableInputProperty(
+                name="events",
+                description="One line per stored event: the CloudEvent (event, as JSON), its index time, "
+                "ingested_at, stored_at and validation errors. Filter on year/month/day (event time, UTC).",
+                table_type="EXTERNAL_TABLE",
+                parameters={
+                    "classification": "json",
+                    "compressionType": "gzip",
+                    "projection.enabled": "true",
+                    "projection.year.type": "integer",
+                    "projection.year.range": "1970,2200",
+                    "projection.month.type": "integer",
+                    "projection.month.range": "1,12",
+                    "projection.month.digits": "2",
+                    "projection.day.type": "integer",
+                    "projection.day.range": "1,31",
+                    "projection.day.digits": "2",
+                    "storage.location.template": location + "year=${year}/month=${month}/day=${day}/",
+                },
+                partition_keys=[
+                    glue.CfnTable.ColumnProperty(name=name, type="int") for name in ("year", "month", "day")
+                ],
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    location=location,
+                    columns=columns,
+                    input_format="org.apache.hadoop.mapred.TextInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                    compressed=True,
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library="org.openx.data.jsonserde.JsonSerDe"
+                    ),
+                ),
+            ),
+        )
+        return database, table
+
     def table(self, spec: r.TableSpec) -> dynamodb.TableV2:
         return self.tables[spec.logical_id]
 
@@ -119,7 +215,7 @@ class DataStores(Construct):
                     index_name=index.name,
                     partition_key=cast(dynamodb.Attribute, _attribute(index.partition_key)),
                     sort_key=_attribute(index.sort_key),
-                    projection_type=dynamodb.ProjectionType.ALL,
+                    **_projection(index),
                 )
                 for index in spec.indexes
             ]

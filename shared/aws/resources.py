@@ -16,6 +16,17 @@ class Index:
     name: str
     partition_key: str
     sort_key: str | None = None
+    # Non-key attributes copied into the index: None = ALL, () = KEYS_ONLY, else INCLUDE these.
+    # Every index write costs write units by the projected size: project only what a reader needs.
+    projection: tuple[str, ...] | None = None
+
+    def projection_request(self) -> dict[str, object]:
+        """The index's `Projection` as DynamoDB's API takes it."""
+        if self.projection is None:
+            return {"ProjectionType": "ALL"}
+        if not self.projection:
+            return {"ProjectionType": "KEYS_ONLY"}
+        return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(self.projection)}
 
 
 @dataclass(frozen=True)
@@ -55,19 +66,21 @@ CONFIG_TABLE = TableSpec(
     purpose="entities by id (pk) and by key/lookup (gsi1)",
 )
 
-# Every stored CloudEvent, keyed by its dedupe key (source, id): the dedupe claim is the event itself.
+# Dedupe claims, keyed by (source, id), kept for the dedupe window; and the recent stored events as
+# compressed blocks (one per aggregator batch and UTC hour), kept for the listing's hot window. Only
+# blocks carry index keys: each index holds one small entry per block (see shared/events/blocks.py).
 EVENTS_TABLE = TableSpec(
     logical_id="EventsTable",
     env_var="EVENTS_TABLE",
     local_name="meterline-events",
     sort_key=None,
     indexes=(
-        Index("by_time", "gsi1pk", "gsi1sk"),
-        Index("by_ingested", "gsi2pk", "gsi2sk"),
-        Index("by_stored", "gsi3pk", "gsi3sk"),
+        Index("blocks_by_time", "tpk", "tsk", projection=("thi", "n", "expires_at")),
+        Index("blocks_by_ingested", "ipk", "isk", projection=("ihi", "n", "expires_at")),
+        Index("blocks_by_stored", "spk", "ssk", projection=("shi", "n", "expires_at")),
     ),
     ttl_attribute="expires_at",
-    purpose="stored events = dedupe claims; the by_* indexes list them for GET /events in each sort order",
+    purpose="dedupe claims (pk = source/id) and hot event blocks; blocks_by_* find blocks for GET /events",
 )
 
 # Pre-aggregated usage counters per meter, subject, level (minute/15 min/hour/day) and dimensions.
@@ -100,5 +113,9 @@ EVENTS_STREAM = StreamSpec(
 )
 
 DOCUMENTS_BUCKET = NamedSpec("DocumentsBucket", "DOCUMENTS_BUCKET", "meterline-documents")
+# Every stored event for the retention (two years), as gzipped JSON lines: one object per aggregator
+# batch and event day under events/year=/month=/day=/; a Glue table over it serves Athena.
+EVENTS_ARCHIVE_BUCKET = NamedSpec("EventsArchiveBucket", "EVENTS_ARCHIVE_BUCKET", "meterline-events-archive")
+EVENTS_ARCHIVE_PREFIX = "events/"
 DOMAIN_TOPIC = NamedSpec("DomainEventsTopic", "DOMAIN_TOPIC_ARN", "meterline-domain-events")
 AGGREGATE_DLQ = NamedSpec("AggregateDeadLetterQueue", "AGGREGATE_DLQ_URL", "meterline-aggregate-dlq")

@@ -1,14 +1,15 @@
 """The aggregate function's work on one Kinesis batch (one shard, in order).
 
 1. Decode records; the first record of each (source, id) in the batch is its candidate owner.
-2. Read the stored events for those keys (one BatchGetItem per 100). A stored event records the
-   stream position that claimed it: same position = this record is being replayed and still
+2. Read the dedupe claims for those keys (one BatchGetItem per 100). A claim records the
+   stream position that owns the event: same position = this record is being replayed and still
    owns the event; another position = a true duplicate, never counted.
 3. Evaluate each owned event on its own: a record that can't be metered (a time outside the
    accepted range, a value that isn't a number, a meter whose stored definition can't be read)
    is stored with validation issues and counted nowhere it can't be; its batch-mates are
-   unaffected. Store the newly owned events with their issues (kept, never dropped). Only
-   infrastructure errors (DynamoDB, Kinesis) escape and fail the batch.
+   unaffected. Store the owned events with their issues (kept, never dropped): claims for the new
+   ones, then hot blocks and the S3 archive object (shared/events/store.py). Only infrastructure
+   errors (DynamoDB, S3, Kinesis) escape and fail the batch.
 4. Pre-aggregate every owned event's contributions per counter item, then write the unique_count
    members that are new (hour, day) and the minutes' member sets (ADD: a union), and apply each
    counter once with a conditional update (see counters.py). Writes scale with distinct counters.
@@ -24,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -33,7 +34,8 @@ from aws_lambda_powertools import Logger
 from shared.aws.dynamo import batch_get, batch_put, to_item
 from shared.core.observability import SERVICE
 from shared.core.timeutil import Clock, event_time_problem, format_rfc3339, parse_rfc3339
-from shared.events.keys import index_attributes
+from shared.events.archive import Archive
+from shared.events.store import EventStore, Owned
 from shared.meters.repository import MeterRepository
 from shared.usage.counters import CounterWriter, MemberSet, PendingCounter, encode_position, pre_aggregate
 from shared.usage.extract import METER_UNAVAILABLE, Contribution, MeterIndex, ValidationIssue, contributions
@@ -134,7 +136,7 @@ class Aggregator:
         events_table: str,
         usage_table: str,
         meters: MeterRepository,
-        retention_days: int,
+        archive: Archive,
         clock: Clock | None = None,
         concurrency: int = 16,
         after_batch: Callable[[dict[str, dict[str, datetime]]], None] | None = None,
@@ -142,7 +144,6 @@ class Aggregator:
         self.client = client
         self.events_table = events_table
         self.meters = meters
-        self.retention = timedelta(days=retention_days)
         self.clock = clock or Clock()
         self.writer = CounterWriter(client, usage_table)
         self.usage_table = usage_table
@@ -153,6 +154,7 @@ class Aggregator:
         # Writes within a stage are independent items, so they go out in parallel (boto3 clients
         # are thread-safe); the stages stay ordered: events (claims) before usage.
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="agg-write")
+        self.events = EventStore(client, events_table, archive, self._pool)
 
     def process(self, kinesis_event: dict[str, Any], step: Step | None = None) -> BatchResult:
         step = step or (lambda _name: None)
@@ -168,34 +170,21 @@ class Aggregator:
         for rec in records:
             first.setdefault(rec.key, rec)
         result.duplicates += len(records) - len(first)
-        stored = {
-            item["pk"]["S"]: item.get("claim", {}).get("S")
-            for item in batch_get(
-                self.client,
-                self.events_table,
-                [{"pk": {"S": k}} for k in first],
-            )
-            if "pk" in item
-        }
+        claims = self.events.claims(list(first))
         owned: list[StreamRecord] = []
-        to_store: list[StreamRecord] = []
         for key, rec in first.items():
-            claim = stored.get(key)
-            claimant = f"{rec.shard}/{rec.position}"
-            if key in stored and claim != claimant:
+            claim = claims.get(key)
+            if claim is not None and claim.owner != f"{rec.shard}/{rec.position}":
                 result.duplicates += 1
                 continue
             owned.append(rec)
-            if key not in stored:
-                to_store.append(rec)
         result.owned = len(owned)
 
         # 3: contributions and stored events
         index = MeterIndex(self.meters.list_all())
         now = self.clock.now()
         parts: list[tuple[str, Contribution]] = []
-        new_items: list[dict[str, Any]] = []
-        store_keys = {r.key for r in to_store}
+        to_store: list[Owned] = []
         for rec in owned:
             ev = self.evaluate(rec, index, now)
             parts.extend((rec.position, c) for c in ev.found)
@@ -203,19 +192,13 @@ class Aggregator:
             for issue in ev.issues:
                 if issue.code == METER_UNAVAILABLE and issue.meter_key is not None:
                     result.meter_errors.setdefault(issue.meter_key, issue.message)
-            if rec.key in store_keys:
-                new_items.append(to_item(self._stored_event(rec, ev, now)))
+            to_store.append(self._stored_event(rec, ev))
         if result.meter_errors:
             logger.error(
                 "meters skipped: definition can't be evaluated", extra={"meters": result.meter_errors}
             )
 
-        def store(start: int) -> None:
-            batch_put(self.client, self.events_table, new_items[start : start + 25])
-            step(f"events:{start // 25}")
-
-        list(self._pool.map(store, range(0, len(new_items), 25)))
-        result.stored = len(new_items)
+        result.stored = self.events.store(to_store, claims, now, step)
 
         # 4: unique_count members (idempotent puts), then counters (conditional updates)
         work = pre_aggregate(parts)
@@ -277,31 +260,31 @@ class Aggregator:
             )
         return Evaluation(event_time, found, issues)
 
-    def _stored_event(self, rec: StreamRecord, ev: Evaluation, now: datetime) -> dict[str, Any]:
+    def _stored_event(self, rec: StreamRecord, ev: Evaluation) -> Owned:
         issues = list(ev.issues)
+        event = rec.event
         try:
-            body = orjson.dumps(rec.event).decode()
+            orjson.dumps(event)
         except TypeError as exc:  # nested deeper than orjson writes (254); ingest refuses these
-            body = orjson.dumps({**rec.event, "data": None}).decode()
+            event = {**rec.event, "data": None}
             issues.append(ValidationIssue("invalid_data", f"invalid event: data can't be stored ({exc})"))
-        return {
-            "pk": rec.key,
-            "claim": f"{rec.shard}/{rec.position}",
-            "event": body,
+        record: dict[str, Any] = {
+            "e": event,
             # The index time: the event's own, or its ingestion time when that can't be used
-            # (the event body keeps the time as sent).
-            "time": str(rec.event["time"]) if ev.time_valid else format_rfc3339(ev.time),
-            "subject": str(rec.event["subject"]),
-            "type": str(rec.event["type"]),
-            "ingested_at": rec.ingested_at,
-            "stored_at": format_rfc3339(now),
-            "validation_errors": orjson.dumps([i.to_api() for i in issues]).decode() if issues else None,
-            **index_attributes(
-                rec.key,
-                {"time": ev.time, "stored_at": now, "ingested_at": _ingested(rec.ingested_at, now)},
-            ),
-            "expires_at": int((ev.time + self.retention).timestamp()),
+            # (the event keeps its time as sent).
+            "t": str(rec.event["time"]) if ev.time_valid else format_rfc3339(ev.time),
+            "i": rec.ingested_at,
         }
+        if issues:
+            record["v"] = [i.to_api() for i in issues]
+        return Owned(
+            rec.key,
+            rec.shard,
+            rec.sequence,
+            f"{rec.shard}/{rec.position}",
+            ev.time.astimezone(UTC).date(),
+            record,
+        )
 
     def _new_members(
         self, members: dict[tuple[str, str], dict[str, Any]], new_subjects: set[tuple[str, str]]

@@ -34,6 +34,7 @@ STREAM, BUCKET, TOPIC, DLQ = (
     r.DOMAIN_TOPIC.logical_id,
     r.AGGREGATE_DLQ.logical_id,
 )
+ARCHIVE = r.EVENTS_ARCHIVE_BUCKET.logical_id
 
 # Resource env vars (env var -> logical id) each function must get: exactly these, no more.
 EXPECTED_ENV = {
@@ -51,6 +52,7 @@ EXPECTED_ENV = {
         r.EVENTS_TABLE.env_var: EVENTS,
         r.USAGE_TABLE.env_var: USAGE,
         r.DOMAIN_TOPIC.env_var: TOPIC,
+        r.EVENTS_ARCHIVE_BUCKET.env_var: ARCHIVE,
     },
     "Rate": {
         r.CONFIG_TABLE.env_var: CONFIG,
@@ -173,7 +175,7 @@ def test_table_matches_spec(synth: Synth, spec: r.TableSpec) -> None:
             "IndexName": ix.name,
             "KeySchema": [{"AttributeName": ix.partition_key, "KeyType": "HASH"}]
             + ([{"AttributeName": ix.sort_key, "KeyType": "RANGE"}] if ix.sort_key else []),
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": ix.projection_request(),
         }
         for ix in spec.indexes
     ]
@@ -215,6 +217,54 @@ def test_documents_bucket(synth: Synth) -> None:
     logs_bucket = p["LoggingConfiguration"]["DestinationBucketName"]["Ref"]
     assert logs_bucket != BUCKET and synth.resources[logs_bucket]["Type"] == "AWS::S3::Bucket"
     assert synth.resources[logs_bucket]["DeletionPolicy"] == "Retain"
+
+
+def test_events_table_indexes_are_lean(synth: Synth) -> None:
+    """Only blocks are indexed, one entry per block and order, projecting just what the listing
+    reads without opening a block (its highest key, event count, expiry): never a copy of events."""
+    gsis = synth.props(EVENTS)["GlobalSecondaryIndexes"]
+    assert len(gsis) == 3
+    for gsi in gsis:
+        projection = gsi["Projection"]
+        assert projection["ProjectionType"] == "INCLUDE"
+        assert len(projection["NonKeyAttributes"]) == 3 and "b" not in projection["NonKeyAttributes"]
+
+
+def test_events_archive_bucket_keeps_events_for_the_retention(synth: Synth) -> None:
+    res = synth.resources[ARCHIVE]
+    assert res["Type"] == "AWS::S3::Bucket" and res["DeletionPolicy"] == "Retain"
+    p = res["Properties"]
+    assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    assert p["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert p["LoggingConfiguration"]["LogFilePrefix"] == "events-archive/"
+    (rule,) = p["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == 730
+    assert "Transitions" not in rule  # ~5 KB objects: below what cheaper classes bill at least
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+
+def test_events_archive_glue_table_uses_partition_projection(synth: Synth) -> None:
+    database = synth.only("AWS::Glue::Database")
+    table = synth.props(synth.only("AWS::Glue::Table"))
+    assert table["DatabaseName"] == {"Ref": database}
+    t = table["TableInput"]
+    assert t["Name"] == "events" and t["TableType"] == "EXTERNAL_TABLE"
+    params = t["Parameters"]
+    assert params["projection.enabled"] == "true"
+    assert {params[f"projection.{k}.type"] for k in ("year", "month", "day")} == {"integer"}
+    assert params["projection.month.digits"] == params["projection.day.digits"] == "2"
+    template = json.dumps(params["storage.location.template"])
+    assert ARCHIVE in template and "events/year=${year}/month=${month}/day=${day}/" in template
+    assert [k["Name"] for k in t["PartitionKeys"]] == ["year", "month", "day"]
+    sd = t["StorageDescriptor"]
+    assert sd["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+    columns = {c["Name"] for c in sd["Columns"]}
+    assert columns >= {"id", "source", "subject", "time", "event", "validation_errors"}
+    assert ARCHIVE in json.dumps(sd["Location"])
 
 
 def _denies_insecure_transport(policy_doc: dict[str, Any]) -> bool:
@@ -498,6 +548,13 @@ def test_aggregate_permissions(synth: Synth) -> None:
     stream = synth.actions_on("Aggregate", STREAM)
     assert {"kinesis:GetRecords", "kinesis:GetShardIterator"} <= stream and "kinesis:PutRecords" not in stream
     assert not synth.actions_on("Aggregate", BUCKET)
+    # The archive: put, and read back only for replays; never delete. Objects under events/ only.
+    assert synth.actions_on("Aggregate", ARCHIVE) == {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}
+    for stmt in synth.statements("Aggregate"):
+        if ARCHIVE in refs(stmt["Resource"]):
+            assert "events/*" in json.dumps(stmt), stmt
+    for name in FN_SPECS.keys() - {"Aggregate"}:
+        assert not synth.actions_on(name, ARCHIVE), name
 
 
 @pytest.mark.parametrize("name", ["Rate", "Invoice"])

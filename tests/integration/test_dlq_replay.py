@@ -107,6 +107,7 @@ def local_resources(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Resources:
         stream_name=p.stream_name,
         dlq_url=p.dlq_url,
         topic_arn=p.topic_arn,
+        events_archive_bucket=p.env["EVENTS_ARCHIVE_BUCKET"],
     )
     monkeypatch.setattr(cli, "_resources", lambda *_a: found)
     return found

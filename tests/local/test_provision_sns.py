@@ -25,7 +25,7 @@ def test_provision_creates_every_spec_and_is_idempotent(aws: dict[str, Any]) -> 
         gsis = {g["IndexName"]: g for g in table.get("GlobalSecondaryIndexes", [])}
         assert set(gsis) == {i.name for i in spec.indexes}
         for index in spec.indexes:
-            assert gsis[index.name]["Projection"]["ProjectionType"] == "ALL"
+            assert gsis[index.name]["Projection"] == index.projection_request()
         ttl = ddb.describe_time_to_live(TableName=spec.local_name)["TimeToLiveDescription"]
         if spec.ttl_attribute:
             assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", spec.ttl_attribute)
@@ -34,7 +34,8 @@ def test_provision_creates_every_spec_and_is_idempotent(aws: dict[str, Any]) -> 
     assert len(shards) == r.EVENTS_STREAM.local_shards
     assert first.env[r.EVENTS_STREAM.env_var] == r.EVENTS_STREAM.local_name
     assert first.stream_arn.endswith(f":stream/{r.EVENTS_STREAM.local_name}")
-    aws["s3"].head_bucket(Bucket=first.env[r.DOCUMENTS_BUCKET.env_var])
+    for bucket in (r.DOCUMENTS_BUCKET, r.EVENTS_ARCHIVE_BUCKET):
+        aws["s3"].head_bucket(Bucket=first.env[bucket.env_var])
     assert first.env[r.DOMAIN_TOPIC.env_var].startswith("arn:aws:sns:")
     assert first.env[r.DOMAIN_TOPIC.env_var].endswith(f":{r.DOMAIN_TOPIC.local_name}")
     assert first.env[r.AGGREGATE_DLQ.env_var].endswith(f"/{r.AGGREGATE_DLQ.local_name}")

@@ -1,7 +1,8 @@
 """The event listing's walk, cursors and parameters against an events table on moto (no stack).
 
-Items are written the way the aggregator writes them, with instants chosen so that the three orders
-differ, spread over days and shards, including shards long enough to need several query pages.
+Blocks are written the way the aggregator writes them (blocks.py), with instants chosen so that the
+three orders differ and blocks overlap, spread over days and hours, including days long enough to
+need several index query pages, and copies of events written again under another part.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
-import orjson
 import pytest
 from moto import mock_aws
 
 from shared.api.problem import BadRequest
 from shared.aws import resources as r
-from shared.aws.dynamo import batch_put, to_item
+from shared.aws.dynamo import batch_put
 from shared.core.errors import InvalidInput
 from shared.core.timeutil import format_rfc3339, parse_rfc3339
 from shared.events import listing, views
-from shared.events.keys import index_attributes, list_shard, sortable
+from shared.events.blocks import ORDERS, block_items, record_key, sort_key
+from shared.events.keys import sortable
 from shared.events.listing import EventLister
 from shared.events.models import Cursor, TimeRange
 from shared.events.requests import parse_list_query, parse_sort
@@ -37,7 +38,7 @@ BETA = "01JNZ0000000000000000BETA0"
 
 @pytest.fixture(autouse=True)
 def _short_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every day of a window costs 8 shard queries (~2 ms each on moto)."""
+    """Every day of a window costs an index query (~2 ms each on moto)."""
     monkeypatch.setattr(listing, "DEFAULT_WINDOW", timedelta(days=6))
 
 
@@ -70,12 +71,17 @@ class CountingClient:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.queries = 0
-        self.continued = 0  # queries for a shard's second and later pages
+        self.continued = 0  # queries for a day's second and later pages
+        self.blocks_read = 0
 
     def query(self, **kwargs: Any) -> Any:
         self.queries += 1
         self.continued += "ExclusiveStartKey" in kwargs
         return self.client.query(**kwargs)
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        self.blocks_read += sum(len(r["Keys"]) for r in kwargs["RequestItems"].values())
+        return self.client.batch_get_item(**kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +119,7 @@ def table(ddb: Any) -> Iterator[Any]:
                     {"AttributeName": index.partition_key, "KeyType": "HASH"},
                     {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": index.projection_request(),
             }
         )
     # Another module's moto (same process, same backends) may have left a table of this name.
@@ -144,54 +150,56 @@ class Stored:
         return f"{sortable(self.instants[order])}#{self.key}"
 
 
-def _shard0_id(n: int) -> str:
-    """An id whose event key lands in list shard 0 (one hot shard)."""
-    return next(f"e{n:04d}-{i}" for i in range(1000) if list_shard(f"svc-a\x1fe{n:04d}-{i}") == 0)
-
-
 def store(
     client: Any,
     rows: list[tuple[datetime, datetime, datetime]],
     subjects: Iterable[str] | None = None,
     errors: dict[int, list[dict[str, Any]]] | None = None,
     expires: dict[int, datetime] | None = None,
-    one_shard: bool = False,
+    per_batch: int = 5,
+    copies: Iterable[int] = (),
 ) -> list[Stored]:
-    """rows: (time, ingested_at, stored_at) per event; stored_at keeps microseconds like the aggregator."""
+    """rows: (time, ingested_at, stored_at) per event; stored_at keeps microseconds like the aggregator.
+    Every `per_batch` consecutive rows are one aggregator batch (blocks split by hour from there);
+    the rows in `copies` are written a second time in a batch of their own (a replay cut differently)."""
     subjects = list(subjects or [])
-    out, items = [], []
+    out, records = [], []
     for n, (t, ingested, stored) in enumerate(rows):
-        source = "svc-a" if one_shard else ("svc-a", "svc-b")[n % 2]
+        source = ("svc-a", "svc-b")[n % 2]
         event = {
             "specversion": "1.0",
-            "id": _shard0_id(n) if one_shard else f"e{n:04d}",
+            "id": f"e{n:04d}",
             "source": source,
             "type": ("prompt", "completion")[n % 3 == 0],
             "subject": subjects[n] if n < len(subjects) else "anon",
             "time": format_rfc3339(t),
             "data": {"n": n},
         }
-        key = f"{source}\x1f{event['id']}"
+        record: dict[str, Any] = {
+            "e": event,
+            "t": event["time"],
+            "i": format_rfc3339(ingested),
+            "s": format_rfc3339(stored),
+        }
+        if errors and n in errors:
+            record["v"] = errors[n]
+        records.append(record)
         instants = {"time": t, "ingested_at": parse_rfc3339(format_rfc3339(ingested)), "stored_at": stored}
-        expiry = (expires or {}).get(n, t + timedelta(days=730))
-        items.append(
-            to_item(
-                {
-                    "pk": key,
-                    "claim": "shard/1",
-                    "event": orjson.dumps(event).decode(),
-                    "time": event["time"],
-                    "subject": event["subject"],
-                    "type": event["type"],
-                    "ingested_at": format_rfc3339(ingested),
-                    "stored_at": format_rfc3339(stored),
-                    "validation_errors": orjson.dumps(errors[n]).decode() if errors and n in errors else None,
-                    **index_attributes(key, instants),
-                    "expires_at": int(expiry.timestamp()),
-                }
-            )
-        )
-        out.append(Stored(key, event, instants))
+        out.append(Stored(record_key(record), event, instants))
+    batches = [records[i : i + per_batch] for i in range(0, len(records), per_batch)]
+    batches += [[records[n]] for n in copies]
+    items = []
+    for b, batch in enumerate(batches):
+        keys = {record_key(rec): {order: sort_key(rec, order) for order in ORDERS} for rec in batch}
+        for item in block_items(f"shard-{b}", batch, keys):
+            items.append(item)
+    for n, when in (expires or {}).items():  # that row alone, in a block expiring then
+        rec = records[n]
+        for item in items:
+            if item["pk"]["S"].startswith(f"B#shard-{n // per_batch}#"):
+                batch_records = batches[n // per_batch]
+                assert batch_records == [rec], "give an expiring row a batch of its own"
+                item["expires_at"] = {"N": str(int(when.timestamp()))}
     batch_put(client, TABLE, items)
     return out
 
@@ -258,9 +266,10 @@ def test_every_order_both_ways_pages_across_days_and_shards(table: Any, order: s
         assert back == expected and sizes == [25, 25, 10], sort
 
 
-def test_a_busy_day_pages_each_shard_through_several_queries(table: Any) -> None:
+def test_a_busy_day_pages_through_several_index_queries(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing, "ENTRIES_PER_QUERY", 7)
     rows = [(NOW - timedelta(seconds=n), NOW, NOW) for n in range(200)]
-    stored = store(table, rows, one_shard=True)
+    stored = store(table, rows)
     client = CountingClient(table)
     seen, sizes = walk_all(lister(client), {"page[size]": "50"})
     assert seen == ordered(stored, "time", True)
@@ -273,7 +282,21 @@ def test_a_full_page_stops_the_walk_early(table: Any) -> None:
     client = CountingClient(table)
     body = lister(client).list({"page[size]": "5"})
     assert len(body["data"]) == 5 and body["meta"]["page"]["next"]
-    assert client.queries <= 3 * 8  # tomorrow, today and one prefetched day
+    assert client.queries <= 3  # tomorrow, today and one prefetched day
+    assert client.blocks_read <= 4  # of 14 blocks: those that can hold the first 6 events, in time order
+
+
+def test_overlapping_blocks_merge_exactly_and_copies_are_listed_once(table: Any) -> None:
+    """Batches whose events interleave in every order (late events, retries), and events written
+    twice by a replay cut differently: every order, both ways, pages without gaps or repeats."""
+    rows = mixed_rows(40, 2)
+    stored = store(table, rows, per_batch=7, copies=[0, 5, 17, 39])
+    lst = lister(table)
+    for order in ORDERS:
+        for desc in (True, False):
+            sort = order if desc else f"{order} asc"
+            seen, _sizes = walk_all(lst, {"sort": sort, "page[size]": "6"})
+            assert seen == ordered(stored, order, desc), sort
 
 
 def test_window_defaults_and_range_filters_move_it(table: Any) -> None:
@@ -316,8 +339,8 @@ def test_budgets_return_resumable_short_pages(table: Any) -> None:
         assert back == expected and 0 in sizes, (sort, sizes)
 
 
-def test_expired_items_are_not_listed(table: Any) -> None:
-    store(table, [(NOW, NOW, NOW), (NOW, NOW, NOW)], expires={1: NOW - timedelta(seconds=1)})
+def test_expired_blocks_are_not_listed(table: Any) -> None:
+    store(table, [(NOW, NOW, NOW), (NOW, NOW, NOW)], expires={1: NOW - timedelta(seconds=1)}, per_batch=1)
     assert [d["event"]["id"] for d in lister(table).list({})["data"]] == ["e0000"]
 
 
