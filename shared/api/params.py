@@ -24,9 +24,12 @@ def nested(params: dict[str, str] | None, root: str) -> dict[str, Any]:
     """`filter[key][eq]=x` -> {"key": {"eq": "x"}} for root "filter"; plain `root=x` -> {"": "x"}."""
     out: dict[str, Any] = {}
     for name, value in (params or {}).items():
+        if name.split("[", 1)[0].split("]", 1)[0] != root:
+            continue  # another parameter's
         match = _BRACKETS.match(name)
-        if not match or match.group(1) != root:
-            continue
+        if not match or "[" in match.group(2)[1:-1].replace("][", ""):
+            # `filter[a`, `filter[a]b`, `filter[x]]`: not a deep-object name; refused, not ignored
+            raise BadRequest.field(name, f"is not of the form {root}[name][op]", "invalid", "query")
         parts = re.findall(r"\[([^\]]*)\]", match.group(2))
         if not parts:
             out[""] = value

@@ -34,6 +34,9 @@ EXTENSION_PREFIXES = (
     "/openmeter/notification/",
     "/openmeter/tokens",
     "/openmeter/test-clocks",
+    "/openmeter/invoices",  # invoices: the contract has none (docs/architecture.md "Invoices")
+    "/openmeter/customers/{}/invoices/",
+    "/openmeter/apps/external-invoicing/invoices/",
 )
 EXTENSION_METHODS = {
     ("POST", "/openmeter/subscriptions/{}/addons"),
