@@ -58,9 +58,21 @@ class MeteredUsage:
             if f.archived_at is None and f.meter_id in meters:
                 self._by_key[f.key] = (meters[f.meter_id], dict(f.meter_filters or {}))
 
+    def _metered(self, meter_ids: set[str], subjects: list[str]) -> set[tuple[str, str]]:
+        """The (meter, subject) pairs that have usage at all, from the meter's subject index, in one
+        consistent read. A customer's subjects include its key and id (attribution), which usually
+        carry no events: a query per meter and subject would mostly read empty partitions. Sound
+        because the aggregate writes a pair's index item before any of its counters and never
+        deletes one."""
+        keys = [to_item({"pk": f"S#{m}", "sk": s}) for m in sorted(meter_ids) for s in subjects]
+        client, table = self.query.client, self.query.table
+        found = batch_get(client, table, keys, consistent=True, projection="pk, sk")
+        return {(str(i["pk"]["S"])[2:], str(i["sk"]["S"])) for i in found}
+
     def quantities(self, customer_id: str, asks: Sequence[tuple[str, Period]]) -> list[Decimal | DomainError]:
         self._load({key for key, _ in asks})
         subjects: list[str] | None = None
+        metered: set[tuple[str, str]] = set()
         out: list[Decimal | DomainError] = []
         for feature_key, period in asks:
             found = self._by_key.get(feature_key)
@@ -69,10 +81,13 @@ class MeteredUsage:
                 continue
             if subjects is None:
                 subjects = self.attribution.subjects_of([customer_id]).get(customer_id, [])
-            if not subjects or period.start >= period.end:
+                meters = {got[0].id for k, _ in asks if (got := self._by_key.get(k)) is not None}
+                metered = self._metered(meters, subjects) if subjects else set()
+            meter, filters = found
+            with_usage = [s for s in subjects if (meter.id, s) in metered]
+            if not with_usage or period.start >= period.end:
                 out.append(Decimal(0))
                 continue
-            meter, filters = found
             q = ParsedQuery(
                 start=period.start,
                 end=period.end,
@@ -80,7 +95,7 @@ class MeteredUsage:
                 tz=UTC_ZONE,
                 group_by=[],
                 filters=filters,
-                subjects=subjects,
+                subjects=with_usage,
             )
             rows = self.query.run(meter, q).rows
             out.append(Decimal(rows[0]["value"]) if rows else Decimal(0))
