@@ -40,11 +40,9 @@ import pytest
 import requests
 from pypdf import PdfReader
 
+from tests.e2e.client import http_client, iso
+
 pytestmark = pytest.mark.e2e
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def at(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -57,24 +55,7 @@ def test_a_mid_month_subscription_is_invoiced_exactly_across_two_period_ends(
     base = local_stack["METERLINE_URL"] + "/v3/openmeter"
     h = {"Authorization": f"Bearer {local_stack['METERLINE_TOKEN']}", "Content-Type": "application/json"}
 
-    def call(method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        resp = requests.request(method, f"{base}{path}", headers=h, json=body, timeout=30)
-        assert resp.status_code == status, resp.text
-        return resp.json() if resp.text else None
-
-    def eventually(path: str, check: Any, timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        body = call("GET", path)
-        while not check(body) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            body = call("GET", path)
-        assert check(body), body
-        return body
-
-    def advance(clock_id: str, to: datetime) -> None:
-        assert call("POST", f"/test-clocks/{clock_id}/advance", {"frozen_time": iso(to)}, 202)
-        got = eventually(f"/test-clocks/{clock_id}", lambda c: c["status"] == "ready", timeout=60)
-        assert got["frozen_time"] == iso(to)
+    call, _, advance = http_client(local_stack, advance_timeout=60)
 
     def ingest(n: int, when: datetime, calls: int) -> None:
         event = {

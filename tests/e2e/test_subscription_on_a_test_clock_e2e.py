@@ -17,7 +17,6 @@ Times (d0 = midnight 40 days ago, so every event time is in the past for ingest'
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,11 +24,9 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.client import http_client, iso
+
 pytestmark = pytest.mark.e2e
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def usage_card(amount: str | None, limit: int, feature_id: str) -> dict[str, Any]:
@@ -49,25 +46,7 @@ def test_a_clock_bound_subscription_changes_phase_and_resets_on_the_clocks_time(
     base = local_stack["METERLINE_URL"] + "/v3/openmeter"
     h = {"Authorization": f"Bearer {local_stack['METERLINE_TOKEN']}", "Content-Type": "application/json"}
 
-    def call(method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        resp = requests.request(method, f"{base}{path}", headers=h, json=body, timeout=30)
-        assert resp.status_code == status, resp.text
-        return resp.json() if resp.text else None
-
-    def eventually(path: str, check: Any, timeout: float = 30) -> Any:
-        """Poll until `check(body)` holds (events reach the counters through Kinesis, asynchronously)."""
-        deadline = time.monotonic() + timeout
-        body = call("GET", path)
-        while not check(body) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            body = call("GET", path)
-        assert check(body), body
-        return body
-
-    def advance(clock_id: str, to: datetime) -> None:
-        assert call("POST", f"/test-clocks/{clock_id}/advance", {"frozen_time": iso(to)}, 202)
-        got = eventually(f"/test-clocks/{clock_id}", lambda c: c["status"] == "ready")
-        assert got["frozen_time"] == iso(to)
+    call, eventually, advance = http_client(local_stack)
 
     def ingest(n: int, at: datetime, tokens: int) -> None:
         event = {
