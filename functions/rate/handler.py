@@ -82,7 +82,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         refreshed = {"models": report.models, "added": report.added, "closed": report.closed}
         logger.info("llm price catalog refreshed", extra=refreshed)
     logger.info(
-        "entitlement reset sweep done; rating: nothing to rate yet (billing is a later issue)",
+        "rate run done (invoices are rated by the invoice function)",
         extra={"entitlements_reset": reset, "subscriptions_advanced": advanced, "test_clocks": clocks},
     )
     return {
