@@ -20,6 +20,7 @@ from tests.support import contract
 from tests.support.billing import profile_body
 from tests.support.contract import fast_boto3, full_headers  # noqa: F401  (fixtures)
 from tests.support.harness import VIEWER, Stack
+from tests.support.invoices import external_profile
 from tests.support.problems import fields, problem
 
 pytestmark = pytest.mark.usefixtures("fast_boto3", "full_headers")
@@ -402,3 +403,32 @@ def test_issued_invoices_book_the_charges(stack: Stack, world: dict[str, Any]) -
     assert list(billables.customers_to_bill(M)) == []
     assert list(billables.customers_to_bill(M + timedelta(hours=1))) == [cid]
     assert [c["id"] for c in listed(stack, cid, "?filter[status][eq]=final")["data"]] == [flat["id"]]
+
+
+def test_a_voided_invoice_unbooks_the_charge(stack: Stack, world: dict[str, Any]) -> None:
+    """An external invoicing app leaves the issued invoice waiting for its payment: the charge is
+    booked but active. Voiding the invoice un-books its line; the void discards the line (never billed
+    again), so the charge's invoicing is over: final, with nothing booked."""
+    cid = world["customer"]
+    profile = external_profile(stack, "External")
+    pin = stack.request("PUT", f"/customers/{cid}/billing", {"billing_profile": {"id": profile}})
+    assert pin.status == 200, pin
+    body = usage_body(
+        service_period=period(M - timedelta(hours=2), M - timedelta(hours=1)),
+        invoice_at=iso(M - timedelta(hours=1)),
+        price={"type": "flat", "amount": "4"},  # a flat price on a usage charge: $4 whatever the usage
+    )
+    charge = create(stack, cid, body)
+    resp = stack.request("POST", f"/customers/{cid}/invoices/invoice-now")
+    assert resp.status == 201, resp
+    (inv,) = resp.json()
+    assert inv["status_details"]["extended_status"] == "payment_processing.pending"
+    (row,) = listed(stack, cid)["data"]
+    assert row["status"] == "active" and row["totals"]["booked"]["total"] == "4"
+    assert "advance_after" not in row  # waiting on a payment: no time moves it
+
+    voided = stack.request("POST", f"/invoices/{inv['id']}/void")
+    assert voided.status == 200, voided
+    (row,) = listed(stack, cid)["data"]
+    assert row["id"] == charge["id"] and row["status"] == "final"
+    assert row["totals"]["booked"]["amount"] == row["totals"]["booked"]["total"] == "0"

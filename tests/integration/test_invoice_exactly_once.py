@@ -167,3 +167,84 @@ def test_crash_after_every_write_then_rerun_bills_once(stack: Stack, monkeypatch
         want = {key: value for key, value in truth.items() if key != "number"}
         assert got == want, f"crash after write {k}"
     assert sorted(numbers) == [f"INV-2026-{n:06d}" for n in range(1, total_writes + 2)]
+
+
+# -- charges book their lines exactly once ----------------------------------------------------------
+def charged_customer(stack: Stack, n: int) -> str:
+    """A customer with two charges for November: a $10 flat fee and tokens at $0.01 (1234 used)."""
+    key = f"ch{n}"
+    cid = customer(stack, key)
+    nov = {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+    common = {"currency": "USD", "invoice_at": nov["to"], "service_period": nov}
+    fee = {
+        **common,
+        "type": "flat_fee",
+        "name": "Setup",
+        "settlement_mode": "credit_then_invoice",
+        "payment_term": "in_arrears",
+        "proration_configuration": {"mode": "no_proration"},
+        "amount_before_proration": {"amount": "10", "currency": "USD"},
+    }
+    used = {
+        **common,
+        "type": "usage_based",
+        "name": "Tokens",
+        "settlement_mode": "credit_then_invoice",
+        "feature_key": "tokens",
+        "price": {"type": "unit", "amount": "0.01"},
+    }
+    for body in (fee, used):
+        assert stack.request("POST", f"/customers/{cid}/charges", body).status == 201
+    event = {
+        "specversion": "1.0",
+        "id": f"{key}-t",
+        "source": "t",
+        "type": "tokens",
+        "subject": key,
+        "time": "2026-11-03T10:00:00Z",
+        "data": {"tokens": 1234},
+    }
+    assert stack.ingest([event]).status == 202
+    stack.drain()
+    return cid
+
+
+def booked(stack: Stack, cid: str) -> list[tuple[Any, ...]]:
+    """Per charge: name, status and booked totals as the API shows them (flat fees show none), and as
+    stored: the booked total and how many lines were booked."""
+    charges = stack.request("GET", f"/customers/{cid}/charges").json()["data"]
+    stored = {c.id: (c.booked.total, len(c.bookings)) for c in bootstrap.charges().repo.list_for(cid)}
+    return sorted(
+        (c["name"], c["status"], c.get("totals", {}).get("booked"), stored[c["id"]]) for c in charges
+    )
+
+
+def test_charges_book_once_whatever_write_the_run_dies_after(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run books each charge's line from the issued invoice's outbox (shared/charges/booking.py):
+    killed after any write (the bookings' own included) and run again, each charge is booked once."""
+    setup_catalog(stack, ("tokens",))
+    svc = install(monkeypatch, Clock(RUN_AT), FakeSource())
+    svc.sources = [bootstrap.charge_billables()]
+
+    reference = charged_customer(stack, 0)
+    calls = run(svc, reference)
+    truth = booked(stack, reference)
+    # By hand: the fee's line $10 (no totals on flat fees in the contract); tokens 1234 x $0.01 = 12.34.
+    # Both invoiced to the end of their period and paid (sandbox): final.
+    assert [(name, status, kept) for name, status, _, kept in truth] == [
+        ("Setup", "final", (Decimal(10), 1)),
+        ("Tokens", "final", (Decimal("12.34"), 1)),
+    ]
+    tokens = truth[1][2]
+    assert tokens is not None and (tokens["amount"], tokens["total"]) == ("12.34", "12.34")
+    total_writes = sum(n for op, n in calls.items() if op in WRITES)
+
+    for k in range(1, total_writes + 1):
+        cid = charged_customer(stack, k)
+        with pytest.raises(Crash):
+            run(svc, cid, crash_after=k)
+        run(svc, cid)
+        run(svc, cid)
+        assert booked(stack, cid) == truth, f"crash after write {k}"
