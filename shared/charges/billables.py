@@ -20,13 +20,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from aws_lambda_powertools import Logger
+
 from shared.catalog.models import TaxConfig
 from shared.charges.booking import LineEvent
 from shared.charges.models import BookingState, Charge, ChargeTotals, SettlementMode
 from shared.charges.repository import ChargeRepository
 from shared.charges.service import ChargeService, rating_line
+from shared.core.errors import NotFound
+from shared.core.observability import SERVICE
 from shared.invoices.billables import Billable, Origin
 from shared.invoices.models import Invoice
+
+log = Logger(service=SERVICE, child=True)
 
 
 def to_billable(charge: Charge) -> Billable:
@@ -82,7 +88,13 @@ class ChargeBillables:
             totals = ChargeTotals.from_rated(line.totals)
             events.setdefault(charge_id, []).append(LineEvent(line.id, invoice.id, totals, closes, state))
         for charge_id, lines in events.items():
-            self.service.book(charge_id, lines, at)
+            try:
+                self.service.book(charge_id, lines, at)
+            except NotFound:
+                # Charges are never removed, so this is damage, not a race: logged, and the invoice's
+                # notices still go out (raising would hold its outbox, and an API void would answer
+                # 404 after the void was stored).
+                log.error("invoice line of an unknown charge", extra={"charge_id": charge_id})
 
 
 _STATES = {"issued": BookingState.ISSUED, "paid": BookingState.PAID, "voided": BookingState.VOIDED}

@@ -22,8 +22,14 @@ one is a no-op: `apply` returns None, nothing is written.
 Status (OpenMeter: "`final` means the required payment lifecycle is complete, not merely that
 rating or line creation finished"): a charge is `final` once its closing line (the regular line that
 bills up to the end of its service period) is booked and every booked line is settled or voided;
-until then it stays `active` (`created` before its service period starts). A late-usage line issued
-after that makes it `active` again until that line is paid or voided.
+until then it stays `active` (`created` before its service period starts; an overdue or
+uncollectible invoice is neither paid nor voided, so its charges stay `active`). A late-usage line
+issued after that makes it `active` again until that line is paid or voided.
+
+Why the outbox (and not a call inside `_issue`): the issue's transaction is the invoice's own, and
+a charge lives in other items; booking after the issue is stored, from the outbox that is cleared
+only once the bookings returned, makes "at least once" the invoice's job and "at most once" the
+charge's (the line id), with no cross-item transaction and no second queue.
 """
 
 from __future__ import annotations

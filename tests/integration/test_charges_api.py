@@ -331,7 +331,7 @@ def test_realtime_totals_rate_the_usage_so_far(stack: Stack, world: dict[str, An
 
 
 # -- billables ---------------------------------------------------------------------------------------
-def test_pending_charges_are_billables_until_booked(stack: Stack, world: dict[str, Any]) -> None:
+def test_pending_charges_are_billables(stack: Stack, world: dict[str, Any]) -> None:
     cid = world["customer"]
     flat = create(stack, cid, flat_body(tax_config={"behavior": "exclusive"}))
     usage = create(stack, cid, usage_body(discounts={"percentage": 10}))

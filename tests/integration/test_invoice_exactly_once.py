@@ -8,6 +8,9 @@ and the numbers of all the invoices must be gap-free and distinct.
 
 The same clean run measures the DynamoDB requests a five-line invoice costs from collection to
 issue (target: under 30).
+
+Charges book their lines from the issued invoice's outbox: the same kill after every write (the
+bookings' own included) must leave each charge booked once, with the status a clean run gives.
 """
 
 from __future__ import annotations
