@@ -251,3 +251,34 @@ def test_charges_book_once_whatever_write_the_run_dies_after(
         run(svc, cid)
         run(svc, cid)
         assert booked(stack, cid) == truth, f"crash after write {k}"
+
+
+def test_a_run_dying_after_booking_books_nothing_twice(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed at the `booked` step (every booking written, the outbox not yet cleared): the next run
+    replays the outbox, and the charges' bookings are replays that write nothing."""
+    setup_catalog(stack, ("tokens",))
+    armed = [True]
+
+    def step(name: str) -> None:
+        if name == "booked" and armed[0]:
+            armed[0] = False
+            raise Crash("after booking")
+
+    svc = install(monkeypatch, Clock(RUN_AT), FakeSource(), step=step)
+    svc.sources = [bootstrap.charge_billables()]
+    cid = charged_customer(stack, 99)
+    with pytest.raises(Crash):
+        svc.run_due([cid], RUN_AT)
+    before = {c.id: c.rev for c in bootstrap.charges().repo.list_for(cid)}
+    (entry,) = svc.repo.customer_entries(cid)
+    stored = svc.repo.get(entry["id"])
+    assert stored is not None and stored.outbox  # died before publishing: the outbox is still there
+    svc.run_due([cid], RUN_AT)
+    # Setup $10 and tokens 1234 x $0.01 = 12.34, one line each, final; no charge was written again.
+    assert [(name, status, kept) for name, status, _, kept in booked(stack, cid)] == [
+        ("Setup", "final", (Decimal(10), 1)),
+        ("Tokens", "final", (Decimal("12.34"), 1)),
+    ]
+    assert {c.id: c.rev for c in bootstrap.charges().repo.list_for(cid)} == before
+    cleared = svc.repo.get(entry["id"])
+    assert cleared is not None and cleared.outbox == () and cleared.extended_status == "paid"
