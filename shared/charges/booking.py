@@ -9,8 +9,9 @@ of a charge is one `Booking`, keyed by the invoice line's id:
   usage-based charge billed progressively has one line per invoiced part of its service period, and
   late usage a line of its own: each books when its invoice is issued, so `booked` adds them up.
 - **paid** settles the line (its totals stay booked).
-- **voided** un-books the line: its totals leave `booked` (OpenMeter reverses a voided invoice's
-  booked amounts; the booking is kept, marked voided, so a replayed `issued` cannot add it again).
+- **voided** un-books the line: its totals leave `booked` (the contract is silent on voids; a voided
+  invoice is no longer owed, as a ledger reverses it; the booking is kept, marked voided, so a
+  replayed `issued` cannot add it again).
   This engine discards a voided invoice's lines (they are not returned to the gathering invoice), so
   a voided closing line still ends the charge's invoicing: it becomes `final` with what remains
   booked, as a company voiding a charge's invoice would expect (nothing more will be billed for it).
