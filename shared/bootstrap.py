@@ -594,6 +594,8 @@ def build_invoices(
         views.invoice,
         documents=invoice_documents(),
         publisher=DomainPublisher(s.domain_topic_arn) if s.domain_topic_arn else None,
+        # Charges book their lines when an invoice carrying them is issued, paid or voided.
+        bookings=charge_billables(),
         step=step,
     )
 

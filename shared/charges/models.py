@@ -2,11 +2,13 @@
 
 A charge is one priced item billed to one customer over one service period, outside any
 subscription: a flat fee (an amount, prorated over `full_service_period`) or a usage-based price on
-a feature's meter. Invoicing consumes it as a `Billable` (`shared/charges/billables.py`) and calls
-back `record_booked` once it is on an invoice, which makes the charge `final`.
+a feature's meter. Invoicing consumes it as a `Billable` (`shared/charges/billables.py`) and tells
+it back what became of the invoices carrying its lines (`shared/charges/booking.py`): each line is a
+`Booking`, and `booked` is the sum of the lines of issued (not voided) invoices.
 
-Status is derived at the customer's now, never stored (like a grant's): `deleted` once deleted,
-`final` once booked on an invoice, `active` from the service period's start, else `created`.
+Status is derived at the customer's now (like a grant's): `deleted` once deleted, `final` once its
+invoicing is done (`final_at`: see `booking.py`), `active` from the service period's start, else
+`created`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ class ChargeTotals:
     credits_total: Decimal = ZERO
     total: Decimal = ZERO
 
+    def __add__(self, other: ChargeTotals) -> ChargeTotals:
+        return ChargeTotals(
+            **{k: getattr(self, k) + getattr(other, k) for k in ChargeTotals.__dataclass_fields__}
+        )
+
     @classmethod
     def from_rated(cls, t: Totals) -> ChargeTotals:
         """The rating engine's totals (no taxes): taxes zero, total as rated."""
@@ -80,6 +87,34 @@ class ChargeTotals:
             credits_total=t.credits_total,
             total=t.total,
         )
+
+
+class BookingState(StrEnum):
+    """What became of one invoice line of the charge; a line only moves forward (issued -> paid or
+    voided, paid -> voided), so a replayed or late event never undoes a later one."""
+
+    ISSUED = "issued"  # booked: the invoice is issued, its amounts are final
+    PAID = "paid"  # settled
+    VOIDED = "voided"  # un-booked: its totals no longer count in `booked`
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+
+_RANKS = {BookingState.ISSUED: 0, BookingState.PAID: 1, BookingState.VOIDED: 2}
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One invoice line of the charge, as booked at its invoice's issue (after credits)."""
+
+    line_id: str
+    invoice_id: str
+    totals: ChargeTotals
+    closes: bool  # bills up to the end of the service period: no regular line follows it
+    state: BookingState
+    booked_at: datetime
 
 
 @dataclass(frozen=True)
@@ -109,9 +144,8 @@ class Charge:
     proration_mode: ProrationMode = ProrationMode.PRORATE_PRICES  # flat fees
     amount_after_proration: Decimal | None = None  # flat fees, rounded to the currency
     lifecycle_controller: LifecycleController = LifecycleController.SYSTEM
-    booked: ChargeTotals = ChargeTotals()
-    invoice_id: str | None = None  # set with `final_at` by record_booked
-    final_at: datetime | None = None
+    bookings: tuple[Booking, ...] = ()  # by line id, in the order they were booked
+    final_at: datetime | None = None  # set by booking.py when the charge's invoicing is done
     deleted_at: datetime | None = None
     request_hash: str = ""  # the create request's fingerprint: a reused unique_reference_id compares it
     rev: int = 0  # every update is conditional on it
@@ -126,9 +160,24 @@ class Charge:
         return ChargeStatus.CREATED
 
     @property
+    def booked(self) -> ChargeTotals:
+        """The contract's `totals.booked`: the lines of issued invoices, voided ones left out."""
+        out = ChargeTotals()
+        for b in self.bookings:
+            if b.state is not BookingState.VOIDED:
+                out += b.totals
+        return out
+
+    @property
+    def closed(self) -> bool:
+        """Its last regular line is on an issued invoice: nothing more of it will be invoiced (late
+        usage apart, which the invoice's gathering entry produces, not the charge)."""
+        return any(b.closes for b in self.bookings)
+
+    @property
     def pending(self) -> bool:
-        """Waiting to be invoiced: neither booked nor deleted."""
-        return self.final_at is None and self.deleted_at is None
+        """Waiting to be invoiced: not deleted, and its closing line not issued yet."""
+        return not self.closed and self.deleted_at is None
 
     def advance_after(self, now: datetime) -> datetime | None:
         """The next instant the background lifecycle moves the charge: its service start (created ->
@@ -136,6 +185,6 @@ class Charge:
         status = self.status(now)
         if status is ChargeStatus.CREATED:
             return self.service_period.start
-        if status is ChargeStatus.ACTIVE:
-            return self.invoice_at
+        if status is ChargeStatus.ACTIVE and self.pending:
+            return self.invoice_at  # else waiting on a payment: no time moves it
         return None

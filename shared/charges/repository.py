@@ -1,11 +1,13 @@
 """Charges in the config table (docs/architecture.md "DynamoDB key design").
 
 - `CHARGES#<customer>` / `CHARGE#<id>`: a charge (ULIDs sort by creation; one Query lists a
-  customer's). While it waits for an invoice (neither final nor deleted, and not `credit_only`, which
-  never makes an invoice line) it carries `gsi1pk = CHARGEDUE`, `gsi1sk = <invoice_at>#<customer>#<id>`:
-  a sparse index, so "which customers have charges to invoice by now" is one Query of what is due,
-  never a scan; booking the charge drops the attributes and so the index entry.
-- `CHARGEID#<id>` / `CHARGEID`: id -> customer, for `record_booked(charge_id, ...)`.
+  customer's). While it waits for an invoice (its closing line not issued, not deleted, and not
+  `credit_only`, which never makes an invoice line) it carries `gsi1pk = CHARGEDUE`,
+  `gsi1sk = <invoice_at>#<customer>#<id>`: a sparse index, so "which customers have charges to
+  invoice by now" is one Query of what is due, never a scan; booking its closing line drops the
+  attributes and so the index entry. Its invoice lines are kept on it (`bookings`, JSON: one per
+  invoiced part of its period, a few hundred bytes each).
+- `CHARGEID#<id>` / `CHARGEID`: id -> customer, for `book(charge_id, ...)` (invoicing knows ids only).
 - `CHARGEREF#<customer>#<unique_reference_id>` / `CHARGEREF`: the reference's claim (idempotent
   creation); written with the charge in one transaction, so two concurrent creates can't both win.
 """
@@ -23,6 +25,8 @@ from shared.aws.dynamo import from_item, query_all, to_item
 from shared.aws.repository import TableRepository
 from shared.catalog.models import PaymentTerm, Price, PriceType, TaxBehavior, Tier
 from shared.charges.models import (
+    Booking,
+    BookingState,
     Charge,
     ChargeTaxConfig,
     ChargeTotals,
@@ -76,6 +80,28 @@ def _period(data: dict[str, Any], name: str) -> Period:
 _TOTALS = tuple(ChargeTotals.__dataclass_fields__)
 
 
+def _booking_json(b: Booking) -> dict[str, Any]:
+    return {
+        "line_id": b.line_id,
+        "invoice_id": b.invoice_id,
+        "totals": {k: str(getattr(b.totals, k)) for k in _TOTALS},
+        "closes": b.closes,
+        "state": b.state.value,
+        "booked_at": format_rfc3339(b.booked_at),
+    }
+
+
+def _booking(data: dict[str, Any]) -> Booking:
+    return Booking(
+        line_id=data["line_id"],
+        invoice_id=data["invoice_id"],
+        totals=ChargeTotals(**{k: Decimal(data["totals"][k]) for k in _TOTALS}),
+        closes=bool(data["closes"]),
+        state=BookingState(data["state"]),
+        booked_at=parse_rfc3339(data["booked_at"]),
+    )
+
+
 def _record(c: Charge) -> dict[str, Any]:
     tax = c.tax_config
     rec: dict[str, Any] = {
@@ -112,8 +138,7 @@ def _record(c: Charge) -> dict[str, Any]:
         "proration_mode": c.proration_mode.value,
         "amount_after_proration": _opt(c.amount_after_proration),
         "lifecycle_controller": c.lifecycle_controller.value,
-        "booked": orjson.dumps({k: str(getattr(c.booked, k)) for k in _TOTALS}).decode(),
-        "invoice_id": c.invoice_id,
+        "bookings": orjson.dumps([_booking_json(b) for b in c.bookings]).decode(),
         "final_at": format_optional(c.final_at),
         "deleted_at": format_optional(c.deleted_at),
         "request_hash": c.request_hash,
@@ -131,7 +156,6 @@ def _record(c: Charge) -> dict[str, Any]:
 
 def _charge(rec: dict[str, Any]) -> Charge:
     tax = orjson.loads(rec["tax_config"]) if rec.get("tax_config") else None
-    booked = orjson.loads(rec["booked"])
     return Charge(
         id=rec["id"],
         customer_id=rec["customer_id"],
@@ -165,8 +189,7 @@ def _charge(rec: dict[str, Any]) -> Charge:
         proration_mode=ProrationMode(rec["proration_mode"]),
         amount_after_proration=_dec(rec.get("amount_after_proration")),
         lifecycle_controller=LifecycleController(rec["lifecycle_controller"]),
-        booked=ChargeTotals(**{k: Decimal(booked[k]) for k in _TOTALS}),
-        invoice_id=rec.get("invoice_id"),
+        bookings=tuple(_booking(b) for b in orjson.loads(rec.get("bookings") or "[]")),
         final_at=parse_optional(rec.get("final_at")),
         deleted_at=parse_optional(rec.get("deleted_at")),
         request_hash=rec.get("request_hash", ""),

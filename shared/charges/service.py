@@ -1,5 +1,5 @@
 """Charge use cases: create (idempotent by `unique_reference_id`), list, real-time totals, and the
-invoice's call-back `record_booked`. Typed inputs in (`requests`), domain objects out, domain errors
+invoice's call-back `book`. Typed inputs in (`requests`), domain objects out, domain errors
 raised (no HTTP).
 
 Idempotent creation: the reference's claim is written with the charge in one transaction. The same
@@ -10,19 +10,21 @@ a reused reference never silently drops a change.
 
 Real-time totals (`expand=real_time_usage`, usage-based charges): the feature's meter usage for the
 customer over the service period so far (`[from, min(now, to))`, the customer's now), rated by the
-pure engine (`shared.rating.rate`) as the invoice will rate it. Booked totals are what an invoice
-recorded (`record_booked`); zero until then.
+pure engine (`shared.rating.rate`) as the invoice will rate it. Booked totals are what issued invoices
+carry of the charge (`book`, `shared/charges/booking.py`); zero until the first is issued.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 from shared.catalog.models import Discounts, PaymentTerm, PriceType, TaxBehavior
+from shared.charges import booking
+from shared.charges.booking import LineEvent
 from shared.charges.models import (
     Charge,
     ChargeStatus,
@@ -39,7 +41,7 @@ from shared.core.ids import new_id
 from shared.core.listing import Listed, sort_items
 from shared.core.timeutil import Clock, ceil_minute
 from shared.rating.engine import rate
-from shared.rating.models import BillableLine, Period, Proration, Totals
+from shared.rating.models import BillableLine, Period, Proration
 from shared.rating.money import currency_precision
 from shared.rating.proration import prorated
 
@@ -279,31 +281,22 @@ class ChargeService:
         return ChargeTotals.from_rated(rate(rating_line(charge, quantity)).totals)
 
     # -- invoicing's call-back -----------------------------------------------------------------------
-    def record_booked(self, charge_id: str, totals: ChargeTotals | Totals, invoice_id: str) -> Charge:
-        """The charge is on invoice `invoice_id` with these totals: it becomes `final` and leaves the
-        due index. Idempotent: the same invoice again changes nothing; another invoice is a 409."""
-        booked = totals if isinstance(totals, ChargeTotals) else ChargeTotals.from_rated(totals)
+    def book(self, charge_id: str, events: Sequence[LineEvent], at: datetime) -> Charge:
+        """Record what became of the charge's invoice lines (`shared/charges/booking.py`): booked at
+        issue, settled when paid, un-booked when voided. Idempotent per (charge, line, state): a
+        replay writes nothing. A deleted charge still books (its lines were billed). NotFound for an
+        unknown charge."""
         for _ in range(_ATTEMPTS):
             customer_id = self.repo.customer_of(charge_id)
             charge = self.repo.get(customer_id, charge_id) if customer_id else None
             if charge is None:
                 raise NotFound(f"Charge [{charge_id}] not found")
-            if charge.deleted_at is not None:
-                raise Conflict(f"Charge [{charge_id}] is deleted", conflicting_entity_id=charge_id)
-            if charge.final_at is not None:
-                if charge.invoice_id == invoice_id:
-                    return charge
-                raise Conflict(
-                    f"Charge [{charge_id}] is already booked on invoice [{charge.invoice_id}]",
-                    conflicting_entity_id=charge.invoice_id,
-                )
-            now = self.clock.now()
-            final = replace(
-                charge, booked=booked, invoice_id=invoice_id, final_at=now, updated_at=now, rev=charge.rev + 1
-            )
+            after = booking.apply(charge, events, at)
+            if after is None:
+                return charge
             try:
-                self.repo.update(final)
-                return final
+                self.repo.update(after)
+                return after
             except ChargeConflict:
-                continue  # changed since read: re-read and decide again
+                continue  # changed since read: re-read and apply again
         raise Conflict(f"Charge [{charge_id}] changed concurrently; retry")

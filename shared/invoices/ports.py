@@ -1,6 +1,6 @@
 """What the invoice service needs from the rest of Meterline, as ports that `shared/bootstrap.py`
 fills: where billables come from, how usage is measured, credits, billing settings, customers,
-documents and the domain event publisher. Tests pass fakes of the same shape."""
+documents, the domain event publisher and who books issued lines. Tests pass fakes of the same shape."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from shared.core.errors import DomainError
 from shared.invoices.billables import Billable
-from shared.invoices.models import CustomerSnapshot, ProfileSnapshot
+from shared.invoices.models import CustomerSnapshot, Invoice, ProfileSnapshot
 from shared.rating.models import Period
 
 
@@ -98,3 +98,15 @@ class Publisher(Protocol):
     def publish(
         self, event_type: str, data: dict[str, Any], at: datetime, event_id: str | None = None
     ) -> str: ...
+
+
+class Bookings(Protocol):
+    """Told when an invoice is `issued` (its amounts are final: after credits), `paid` or `voided`, so
+    the producers of its lines book, settle or un-book them (charges: `ChargeBillables.moved`).
+
+    Called from the invoice's outbox, before its notices are published: the transition is stored
+    first, and the outbox is cleared only after this returns, so a crash in between calls it again
+    with the same invoice, status and line ids. It must therefore be idempotent per (line, status),
+    and ignore statuses and lines that are not its own."""
+
+    def moved(self, invoice: Invoice, status: str, at: datetime) -> None: ...

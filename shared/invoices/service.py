@@ -13,7 +13,10 @@ on the revision read, so a crash or a concurrent run re-reads and continues from
   transaction that stores the invoice as issued (gap-free: a lost race takes the next one);
 - notifications go through an outbox on the header: stored with the state change, published after
   it, cleared after publishing; their ids derive from (invoice, transition), so a republish after a
-  crash is deduplicated by the notify function.
+  crash is deduplicated by the notify function;
+- bookings ride the same outbox: for each of its `issued`, `paid` and `voided` notices the `Bookings`
+  port (charges) books, settles or un-books the invoice's lines before the notices are published; a
+  crash before the outbox is cleared calls it again, and it is idempotent per (line, status).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from shared.invoices.models import (
 from shared.invoices.ports import (
     BillableSource,
     BillingSettings,
+    Bookings,
     Credits,
     CustomerDirectory,
     Documents,
@@ -104,6 +108,9 @@ PAYMENT_TRIGGERS = {
     "void": "void",
 }
 
+# The transitions the `Bookings` port is told of: amounts final, settled, reversed.
+_BOOKED = frozenset({S.ISSUED.value, S.PAID.value, S.VOIDED.value})
+
 SORTS: dict[str, Callable[[Invoice], Any]] = {
     "created_at": lambda i: (i.created_at, i.id),
     "issued_at": lambda i: (i.issued_at is None, i.issued_at or i.created_at, i.id),
@@ -127,6 +134,7 @@ class InvoiceService:
         *,
         documents: Documents | None = None,
         publisher: Publisher | None = None,
+        bookings: Bookings | None = None,
         new_id: Callable[[], str] = new_id,
         step: Step | None = None,
     ) -> None:
@@ -140,6 +148,7 @@ class InvoiceService:
         self.render = render
         self.documents = documents
         self.publisher = publisher
+        self.bookings = bookings
         self.new_id = new_id
         self.step = step or (lambda _name: None)
         self.failures = 0  # customers whose run failed (logged), since the service was built
@@ -411,6 +420,11 @@ class InvoiceService:
     def _publish(self, inv: Invoice, now: datetime) -> Invoice:
         if not inv.outbox:
             return inv
+        booked = [n.extended_status for n in inv.outbox if n.extended_status in _BOOKED]
+        if self.bookings is not None and booked:
+            for status in booked:  # in transition order: issued before paid
+                self.bookings.moved(inv, status, now)
+            self.step("booked")
         if self.publisher is not None:
             for notice in inv.outbox:
                 data = self.render(replace(inv, extended_status=notice.extended_status))

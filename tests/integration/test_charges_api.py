@@ -1,7 +1,7 @@
 """Customer charges over /v3/openmeter/customers/{id}/charges: create (both types, idempotent by
 `unique_reference_id`), list (page, sort, `filter[status]`), bad input (a 400 naming the field,
-nothing written), real-time totals from ingested usage, and charges as invoicing's `Billable`s
-(pending, the due index, `record_booked` making them final).
+nothing written), real-time totals from ingested usage, charges as invoicing's `Billable`s
+(pending, the due index), and an issued invoice booking them.
 
 The API reads the real clock, so periods are set around the test's minute M.
 """
@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from shared import bootstrap
-from shared.charges.models import ChargeTotals
 from shared.invoices.billables import Origin
 from tests.support import contract
+from tests.support.billing import profile_body
 from tests.support.contract import fast_boto3, full_headers  # noqa: F401  (fixtures)
 from tests.support.harness import VIEWER, Stack
+from tests.support.invoices import external_profile
 from tests.support.problems import fields, problem
 
 pytestmark = pytest.mark.usefixtures("fast_boto3", "full_headers")
@@ -330,7 +331,7 @@ def test_realtime_totals_rate_the_usage_so_far(stack: Stack, world: dict[str, An
 
 
 # -- billables ---------------------------------------------------------------------------------------
-def test_pending_charges_are_billables_until_booked(stack: Stack, world: dict[str, Any]) -> None:
+def test_pending_charges_are_billables(stack: Stack, world: dict[str, Any]) -> None:
     cid = world["customer"]
     flat = create(stack, cid, flat_body(tax_config={"behavior": "exclusive"}))
     usage = create(stack, cid, usage_body(discounts={"percentage": 10}))
@@ -351,23 +352,83 @@ def test_pending_charges_are_billables_until_booked(stack: Stack, world: dict[st
     assert list(billables.customers_to_bill(M)) == [cid]
     assert list(billables.customers_to_bill(M - timedelta(days=11))) == []
 
-    totals = ChargeTotals(amount=Decimal(150), total=Decimal(150))
-    billables.record_booked(flat["id"], totals, "INV1")
-    billables.record_booked(flat["id"], totals, "INV1")  # a retried call-back changes nothing
-    with pytest.raises(Exception, match="already booked"):
-        billables.record_booked(flat["id"], totals, "INV2")
+
+def test_issued_invoices_book_the_charges(stack: Stack, world: dict[str, Any]) -> None:
+    """Invoice now (the default sandbox profile issues and settles at once): each charge's line books
+    its totals as issued, after credits. The flat fee's only line closes it and is paid: final. The
+    usage charge's line is the usage so far (its period runs to M+1h): booked, still active."""
+    cid = world["customer"]
+    assert stack.request("POST", "/profiles", profile_body(stack, default=True)).status == 201
+    flat = create(stack, cid, flat_body())
+    usage = create(
+        stack, cid, usage_body(discounts={"percentage": 10}, price={"type": "unit", "amount": "0.5"})
+    )
+    runs = [
+        {
+            "id": f"b-{i}",
+            "source": "t",
+            "type": "agent_run",
+            "subject": "acme-a",
+            "time": iso(M - timedelta(minutes=5)),
+        }
+        for i in range(3)
+    ]
+    assert stack.ingest(runs).status == 202
+    stack.drain()
+    grant = {"name": "promo", "funding_method": "none", "currency": "USD", "amount": "1"}
+    assert stack.request("POST", f"/customers/{cid}/credits/grants", grant).status == 201
+
+    resp = stack.request("POST", f"/customers/{cid}/invoices/invoice-now")
+    assert resp.status == 201, resp
+    (inv,) = resp.json()
+    assert inv["status_details"]["extended_status"] == "paid"
+    lines = {line["name"]: line["totals"] for line in inv["lines"]}
+
+    rows = {c["id"]: c for c in listed(stack, cid, "?expand=real_time_usage")["data"]}
+    # The flat fee: 300 x 15/30 = 150.00; the $1 of credits goes to the first line (in line order).
+    assert rows[flat["id"]]["status"] == "final" and "advance_after" not in rows[flat["id"]]
+    assert lines["Onboarding"]["credits_total"] == "1.00" and lines["Onboarding"]["total"] == "149.00"
+    # The usage so far: 3 runs x 0.50 = 1.50, 10% off = 0.15, total 1.35; booked as on the invoice.
+    u = rows[usage["id"]]
+    booked = u["totals"]["booked"]
+    assert u["status"] == "active" and set(booked) == set(lines["Agent runs"])
+    assert all(Decimal(booked[k]) == Decimal(v) for k, v in lines["Agent runs"].items())  # "1.5" == "1.50"
+    assert (booked["amount"], booked["discounts_total"], booked["total"]) == ("1.5", "0.15", "1.35")
+    assert booked["credits_total"] == "0"
+    assert u["totals"]["realtime"]["amount"] == "1.5"  # real-time totals still rate the whole period so far
+
+    # The flat fee left the due index and the billables; the usage charge is still to invoice.
+    billables = bootstrap.charge_billables()
     assert [b.key for b in billables.billables(cid, M)] == [f"charge/{usage['id']}"]
     assert list(billables.customers_to_bill(M)) == []
     assert list(billables.customers_to_bill(M + timedelta(hours=1))) == [cid]
-
-    rows = {c["id"]: c for c in listed(stack, cid)["data"]}
-    assert rows[flat["id"]]["status"] == "final" and "advance_after" not in rows[flat["id"]]
     assert [c["id"] for c in listed(stack, cid, "?filter[status][eq]=final")["data"]] == [flat["id"]]
 
-    billables.record_booked(
-        usage["id"],
-        ChargeTotals(amount=Decimal(3), discounts_total=Decimal("0.3"), total=Decimal("2.7")),
-        "INV1",
+
+def test_a_voided_invoice_unbooks_the_charge(stack: Stack, world: dict[str, Any]) -> None:
+    """An external invoicing app leaves the issued invoice waiting for its payment: the charge is
+    booked but active. Voiding the invoice un-books its line; the void discards the line (never billed
+    again), so the charge's invoicing is over: final, with nothing booked."""
+    cid = world["customer"]
+    profile = external_profile(stack, "External")
+    pin = stack.request("PUT", f"/customers/{cid}/billing", {"billing_profile": {"id": profile}})
+    assert pin.status == 200, pin
+    body = usage_body(
+        service_period=period(M - timedelta(hours=2), M - timedelta(hours=1)),
+        invoice_at=iso(M - timedelta(hours=1)),
+        price={"type": "flat", "amount": "4"},  # a flat price on a usage charge: $4 whatever the usage
     )
-    booked = {c["id"]: c for c in listed(stack, cid)["data"]}[usage["id"]]["totals"]["booked"]
-    assert (booked["amount"], booked["discounts_total"], booked["total"]) == ("3", "0.3", "2.7")
+    charge = create(stack, cid, body)
+    resp = stack.request("POST", f"/customers/{cid}/invoices/invoice-now")
+    assert resp.status == 201, resp
+    (inv,) = resp.json()
+    assert inv["status_details"]["extended_status"] == "payment_processing.pending"
+    (row,) = listed(stack, cid)["data"]
+    assert row["status"] == "active" and row["totals"]["booked"]["total"] == "4"
+    assert "advance_after" not in row  # waiting on a payment: no time moves it
+
+    voided = stack.request("POST", f"/invoices/{inv['id']}/void")
+    assert voided.status == 200, voided
+    (row,) = listed(stack, cid)["data"]
+    assert row["id"] == charge["id"] and row["status"] == "final"
+    assert row["totals"]["booked"]["amount"] == row["totals"]["booked"]["total"] == "0"

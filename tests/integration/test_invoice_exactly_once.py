@@ -8,6 +8,9 @@ and the numbers of all the invoices must be gap-free and distinct.
 
 The same clean run measures the DynamoDB requests a five-line invoice costs from collection to
 issue (target: under 30).
+
+Charges book their lines from the issued invoice's outbox: the same kill after every write (the
+bookings' own included) must leave each charge booked once, with the status a clean run gives.
 """
 
 from __future__ import annotations
@@ -167,3 +170,115 @@ def test_crash_after_every_write_then_rerun_bills_once(stack: Stack, monkeypatch
         want = {key: value for key, value in truth.items() if key != "number"}
         assert got == want, f"crash after write {k}"
     assert sorted(numbers) == [f"INV-2026-{n:06d}" for n in range(1, total_writes + 2)]
+
+
+# -- charges book their lines exactly once ----------------------------------------------------------
+def charged_customer(stack: Stack, n: int) -> str:
+    """A customer with two charges for November: a $10 flat fee and tokens at $0.01 (1234 used)."""
+    key = f"ch{n}"
+    cid = customer(stack, key)
+    nov = {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+    common = {"currency": "USD", "invoice_at": nov["to"], "service_period": nov}
+    fee = {
+        **common,
+        "type": "flat_fee",
+        "name": "Setup",
+        "settlement_mode": "credit_then_invoice",
+        "payment_term": "in_arrears",
+        "proration_configuration": {"mode": "no_proration"},
+        "amount_before_proration": {"amount": "10", "currency": "USD"},
+    }
+    used = {
+        **common,
+        "type": "usage_based",
+        "name": "Tokens",
+        "settlement_mode": "credit_then_invoice",
+        "feature_key": "tokens",
+        "price": {"type": "unit", "amount": "0.01"},
+    }
+    for body in (fee, used):
+        assert stack.request("POST", f"/customers/{cid}/charges", body).status == 201
+    event = {
+        "specversion": "1.0",
+        "id": f"{key}-t",
+        "source": "t",
+        "type": "tokens",
+        "subject": key,
+        "time": "2026-11-03T10:00:00Z",
+        "data": {"tokens": 1234},
+    }
+    assert stack.ingest([event]).status == 202
+    stack.drain()
+    return cid
+
+
+def booked(stack: Stack, cid: str) -> list[tuple[Any, ...]]:
+    """Per charge: name, status and booked totals as the API shows them (flat fees show none), and as
+    stored: the booked total and how many lines were booked."""
+    charges = stack.request("GET", f"/customers/{cid}/charges").json()["data"]
+    stored = {c.id: (c.booked.total, len(c.bookings)) for c in bootstrap.charges().repo.list_for(cid)}
+    return sorted(
+        (c["name"], c["status"], c.get("totals", {}).get("booked"), stored[c["id"]]) for c in charges
+    )
+
+
+def test_charges_book_once_whatever_write_the_run_dies_after(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run books each charge's line from the issued invoice's outbox (shared/charges/booking.py):
+    killed after any write (the bookings' own included) and run again, each charge is booked once."""
+    setup_catalog(stack, ("tokens",))
+    svc = install(monkeypatch, Clock(RUN_AT), FakeSource())
+    svc.sources = [bootstrap.charge_billables()]
+
+    reference = charged_customer(stack, 0)
+    calls = run(svc, reference)
+    truth = booked(stack, reference)
+    # By hand: the fee's line $10 (no totals on flat fees in the contract); tokens 1234 x $0.01 = 12.34.
+    # Both invoiced to the end of their period and paid (sandbox): final.
+    assert [(name, status, kept) for name, status, _, kept in truth] == [
+        ("Setup", "final", (Decimal(10), 1)),
+        ("Tokens", "final", (Decimal("12.34"), 1)),
+    ]
+    tokens = truth[1][2]
+    assert tokens is not None and (tokens["amount"], tokens["total"]) == ("12.34", "12.34")
+    total_writes = sum(n for op, n in calls.items() if op in WRITES)
+
+    for k in range(1, total_writes + 1):
+        cid = charged_customer(stack, k)
+        with pytest.raises(Crash):
+            run(svc, cid, crash_after=k)
+        run(svc, cid)
+        run(svc, cid)
+        assert booked(stack, cid) == truth, f"crash after write {k}"
+
+
+def test_a_run_dying_after_booking_books_nothing_twice(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed at the `booked` step (every booking written, the outbox not yet cleared): the next run
+    replays the outbox, and the charges' bookings are replays that write nothing."""
+    setup_catalog(stack, ("tokens",))
+    armed = [True]
+
+    def step(name: str) -> None:
+        if name == "booked" and armed[0]:
+            armed[0] = False
+            raise Crash("after booking")
+
+    svc = install(monkeypatch, Clock(RUN_AT), FakeSource(), step=step)
+    svc.sources = [bootstrap.charge_billables()]
+    cid = charged_customer(stack, 99)
+    with pytest.raises(Crash):
+        svc.run_due([cid], RUN_AT)
+    before = {c.id: c.rev for c in bootstrap.charges().repo.list_for(cid)}
+    (entry,) = svc.repo.customer_entries(cid)
+    stored = svc.repo.get(entry["id"])
+    assert stored is not None and stored.outbox  # died before publishing: the outbox is still there
+    svc.run_due([cid], RUN_AT)
+    # Setup $10 and tokens 1234 x $0.01 = 12.34, one line each, final; no charge was written again.
+    assert [(name, status, kept) for name, status, _, kept in booked(stack, cid)] == [
+        ("Setup", "final", (Decimal(10), 1)),
+        ("Tokens", "final", (Decimal("12.34"), 1)),
+    ]
+    assert {c.id: c.rev for c in bootstrap.charges().repo.list_for(cid)} == before
+    cleared = svc.repo.get(entry["id"])
+    assert cleared is not None and cleared.outbox == () and cleared.extended_status == "paid"

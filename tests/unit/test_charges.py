@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from shared.api.problem import BadRequest
 from shared.catalog.models import PaymentTerm, PriceType, TaxBehavior
 from shared.charges import requests
-from shared.charges.billables import ChargeBillables, to_billable
+from shared.charges.billables import to_billable
 from shared.charges.models import (
     Charge,
     ChargeStatus,
@@ -28,10 +28,10 @@ from shared.charges.models import (
 )
 from shared.charges.repository import ChargeConflict
 from shared.charges.service import ChargeService, amount_after_proration, rating_line
-from shared.core.errors import Conflict, InvalidInput, NotFound
+from shared.core.errors import InvalidInput
 from shared.invoices.billables import Origin
 from shared.rating import rate
-from shared.rating.models import Period, Totals
+from shared.rating.models import Period
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CUSTOMER = "01KBQ3Y3X4Z5A6B7C8D9E0F1G2"
@@ -347,19 +347,3 @@ def test_a_create_losing_the_reference_race_answers_the_winner() -> None:
         svc.create(CUSTOMER, requests.create_charge(flat(unique_reference_id="r2", name="Other")))
     assert reused.value.fields[0].field == "unique_reference_id"
     assert "01KBQ3Y3X4Z5A6B7C8D9E0F1G6" in reused.value.fields[0].reason
-
-
-def test_record_booked_is_idempotent_per_invoice() -> None:
-    svc, repo, _ = service(T0)
-    created = svc.create(CUSTOMER, requests.create_charge(flat())).charge
-    billables = ChargeBillables(repo, svc)  # type: ignore[arg-type]
-    assert [b.key for b in billables.billables(CUSTOMER, T0)] == [f"charge/{created.id}"]
-    billables.record_booked(created.id, Totals(amount=Decimal(100), total=Decimal(100)), "INV1")
-    billables.record_booked(created.id, Totals(amount=Decimal(1), total=Decimal(1)), "INV1")
-    booked = repo.charges[created.id]
-    assert booked.invoice_id == "INV1" and booked.booked.total == Decimal(100) and booked.rev == 1
-    with pytest.raises(Conflict):
-        billables.record_booked(created.id, ChargeTotals(), "INV2")
-    with pytest.raises(NotFound):
-        billables.record_booked("01KBQ3Y3X4Z5A6B7C8D9E0F1G7", ChargeTotals(), "INV1")
-    assert billables.billables(CUSTOMER, T0) == []
