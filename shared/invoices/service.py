@@ -420,6 +420,7 @@ class InvoiceService:
                 if synced is None:
                     break  # Stripe did not answer: stays here, due now (`_due`)
                 inv, counter = synced
+                inv = self._review_window(inv, now)
             elif s == S.DRAFT_COLLECTING:
                 # Stored before anything depends on the amounts: from here on they are fixed.
                 inv = stored = self._snapshot(inv, now, gathering)
@@ -428,10 +429,7 @@ class InvoiceService:
             elif s in _AUTOMATIC and states.can(s, T.NEXT, inv.facts(now)):
                 # The machine's guards decide: collection due, critical issues (-> invalid),
                 # auto-advance or manual approval, an integrator's sync pending, draft_until passed.
-                inv = self._move(inv, T.NEXT, now)
-                if inv.extended_status == S.DRAFT_WAITING_AUTO_APPROVAL and inv.profile is not None:
-                    # The review window opens when the draft is ready (an early snapshot starts it early).
-                    inv = replace(inv, draft_until=durations.step(now, inv.profile.workflow.draft_period, 1))
+                inv = self._review_window(self._move(inv, T.NEXT, now), now)
             elif (
                 s == S.PAYMENT_PENDING
                 and apps is not None
@@ -460,6 +458,13 @@ class InvoiceService:
             inv = self.repo.save(inv, self._due(inv, now), lines=counter is not None, counter=counter)
             self.step("save")
         return self._publish(inv, now)
+
+    @staticmethod
+    def _review_window(inv: Invoice, now: datetime) -> Invoice:
+        """The review window opens when the draft is ready (an early snapshot starts it early)."""
+        if inv.extended_status == S.DRAFT_WAITING_AUTO_APPROVAL and inv.profile is not None:
+            return replace(inv, draft_until=durations.step(now, inv.profile.workflow.draft_period, 1))
+        return inv
 
     def _publish(self, inv: Invoice, now: datetime) -> Invoice:
         if not inv.outbox:

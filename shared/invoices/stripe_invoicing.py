@@ -288,12 +288,13 @@ def verify_event(payload: str, signature: str | None, secret: str) -> StripeEven
         ) from exc
     except ValueError as exc:  # not JSON
         raise InvalidInput.field("body", f"not a Stripe event: {exc}") from exc
-    obj = event.data.object if event.get("data") is not None else None
-    is_invoice = obj is not None and obj.get("object") == "invoice"
-    metadata = (obj.get("metadata") or {}) if is_invoice and obj is not None else {}
+    doc: dict[str, Any] = event.to_dict()
+    obj = (doc.get("data") or {}).get("object") or {}
+    is_invoice = obj.get("object") == "invoice"
+    metadata = (obj.get("metadata") or {}) if is_invoice else {}
     return StripeEvent(
-        id=str(event.id),
-        type=str(event.type),
-        stripe_invoice_id=str(obj.get("id")) if is_invoice and obj is not None else None,
+        id=str(doc.get("id")),
+        type=str(doc.get("type")),
+        stripe_invoice_id=str(obj["id"]) if is_invoice and obj.get("id") else None,
         invoice_id=metadata.get(INVOICE_METADATA),
     )
