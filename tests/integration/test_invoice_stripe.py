@@ -315,6 +315,45 @@ def test_stripe_unreachable_leaves_the_invoice_for_the_next_run(
     assert len(stripe_api.state.invoices) == 1
 
 
+def test_issue_waits_for_stripe_and_a_refused_finalize_is_retried(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, stripe_api: Stripe
+) -> None:
+    w = World(stack, monkeypatch, stripe_api, invoicing={"auto_advance": False})
+    inv = w.run(w.customer(credits="5"))
+    stripe_id = inv["external_ids"]["invoicing"]
+    # Stripe unreachable at approval: the invoice waits in issuing.syncing, due for the next run; no
+    # number taken yet. A payment event that arrives now is early: 409, Stripe delivers it again.
+    stripe_api.state.fail_next = 1000
+    assert stack.request("POST", f"/invoices/{inv['id']}/approve").status == 200
+    waiting = w.get(inv["id"])
+    assert status(waiting) == "issuing.syncing" and waiting["number"].startswith("DRAFT-")
+    assert waiting["status_details"]["available_actions"] == []
+    stripe_api.state.fail_next = 0
+    problem(w.webhook("invoice.paid", stripe_id), 409)
+    # Stripe refuses the finalize: issuing.sync_failed with its message; still no number, and the
+    # credits are not taken twice when the retry issues it.
+    stripe_api.state.refuse_finalize = "This customer has no default payment method."
+    refused = w.run(inv["customer"]["id"])
+    assert status(refused) == "issuing.sync_failed" and refused["number"].startswith("DRAFT-")
+    (issue,) = refused["validation_issues"]
+    assert issue["code"] == "invoicing_app_sync_failed"
+    assert issue["message"] == "Stripe: This customer has no default payment method."
+    assert refused["status_details"]["available_actions"] == ["retry"]
+    stripe_api.state.refuse_finalize = ""
+    assert stack.request("POST", f"/invoices/{inv['id']}/retry").status == 200
+    issued = w.get(inv["id"])
+    assert status(issued) == "payment_processing.pending" and issued["validation_issues"] == []
+    assert (issued["number"], issued["totals"]["credits_total"], issued["totals"]["total"]) == (
+        "INV-2026-000001",
+        "5.00",
+        "17.34",
+    )
+    assert amounts(stripe_api, stripe_id) == [("base", 500), ("tokens", 1234)]
+    assert stripe_api.state.invoices[stripe_id]["status"] == "open"
+    assert w.webhook("invoice.paid", stripe_id).json()["status"] == "applied"
+    assert len(stripe_api.state.invoices) == 1 and stripe_api.state.invalid == []
+
+
 def test_deleting_a_synced_draft_deletes_the_stripe_draft(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, stripe_api: Stripe
 ) -> None:

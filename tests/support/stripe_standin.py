@@ -173,6 +173,7 @@ class State:
         self.invalid: list[tuple[str, str, str]] = []  # refused by the spec check (must stay empty)
         self.replays = 0
         self.fail_next = 0
+        self.refuse_finalize = ""  # set: finalize is refused with this message
         self.n = 0
 
     def _id(self, prefix: str) -> str:
@@ -236,6 +237,8 @@ class State:
         if parts[0] == "invoices" and len(parts) == 3:
             inv = self.invoice_of(parts[1])
             if parts[2] == "finalize":
+                if self.refuse_finalize:
+                    raise StripeError(400, "invalid_request_error", self.refuse_finalize)
                 if inv["status"] != "draft":
                     raise StripeError(400, "invalid_request_error", "This invoice is already finalized.")
                 number = f"MLTEST-{sum(1 for i in self.invoices.values() if i['number']) + 1:04d}"
