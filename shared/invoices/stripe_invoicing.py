@@ -106,8 +106,10 @@ class StripeInvoicing:
         return stripe.StripeClient(self.api_key, **kwargs)
 
     @staticmethod
-    def _key(inv: Invoice, part: str, operation: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        attempt = inv.external_ids.attempt if inv.external_ids else 0
+    def _key(
+        inv: Invoice, ids: ExternalIds, part: str, operation: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        attempt = ids.attempt
         digest = _digest(params) if params is not None else "-"
         return {"idempotency_key": f"meterline/{inv.id}/{attempt}/{part}/{operation}/{digest}"}
 
@@ -167,6 +169,11 @@ class StripeInvoicing:
         ids = invoice.external_ids or ExternalIds()
         inv_params = self._invoice_params(invoice)
         with _stripe_errors(lambda: ids):
+            if ids.invoicing is not None and not self._update_invoice(client, invoice, ids, inv_params):
+                # Deleted in Stripe (by hand, or a delete whose Meterline side was not stored): a new
+                # one, whose items are new too (a new attempt: the first creation's key would replay
+                # the deleted invoice).
+                ids = ExternalIds(attempt=ids.attempt + 1)
             if ids.invoicing is None:
                 params = {
                     **inv_params,
@@ -176,15 +183,9 @@ class StripeInvoicing:
                 }
                 created = client.v1.invoices.create(
                     params=params,  # type: ignore[arg-type]
-                    options=self._key(invoice, "-", "invoice.create", params),  # type: ignore[arg-type]
+                    options=self._key(invoice, ids, "-", "invoice.create", params),  # type: ignore[arg-type]
                 )
                 ids = replace(ids, invoicing=str(created.id), payment=str(created.id))
-            else:
-                client.v1.invoices.update(
-                    ids.invoicing,
-                    params=inv_params,  # type: ignore[arg-type]
-                    options=self._key(invoice, "-", "invoice.update", inv_params),  # type: ignore[arg-type]
-                )
         stripe_invoice = ids.invoicing
         items = dict(ids.lines)
 
@@ -204,20 +205,37 @@ class StripeInvoicing:
                     }
                     item = client.v1.invoice_items.create(
                         params=create,  # type: ignore[arg-type]
-                        options=self._key(invoice, line.id, "item.create", create),  # type: ignore[arg-type]
+                        options=self._key(invoice, ids, line.id, "item.create", create),  # type: ignore[arg-type]
                     )
                     items[line.id] = str(item.id)
                 else:
                     client.v1.invoice_items.update(
                         existing,
                         params=params,  # type: ignore[arg-type]
-                        options=self._key(invoice, line.id, "item.update", params),  # type: ignore[arg-type]
+                        options=self._key(invoice, ids, line.id, "item.update", params),  # type: ignore[arg-type]
                     )
             current = {line.id for line in invoice.lines}
             for line_id in sorted(set(items) - current):
                 self._delete_item(client, items[line_id])
                 del items[line_id]
         return partial()
+
+    def _update_invoice(
+        self, client: stripe.StripeClient, invoice: Invoice, ids: ExternalIds, params: dict[str, Any]
+    ) -> bool:
+        """Update the stored Stripe draft; False when Stripe no longer has it."""
+        assert ids.invoicing is not None
+        try:
+            client.v1.invoices.update(
+                ids.invoicing,
+                params=params,  # type: ignore[arg-type]
+                options=self._key(invoice, ids, "-", "invoice.update", params),  # type: ignore[arg-type]
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing":
+                return False
+            raise
+        return True
 
     @staticmethod
     def _delete_item(client: stripe.StripeClient, item_id: str) -> None:
@@ -236,7 +254,7 @@ class StripeInvoicing:
             final = self._client().v1.invoices.finalize_invoice(
                 ids.invoicing,
                 params=params,  # type: ignore[arg-type]
-                options=self._key(invoice, "-", "invoice.finalize", params),  # type: ignore[arg-type]
+                options=self._key(invoice, ids, "-", "invoice.finalize", params),  # type: ignore[arg-type]
             )
         return replace(ids, number=final.number, hosted_url=final.hosted_invoice_url)
 
@@ -247,7 +265,7 @@ class StripeInvoicing:
         with _stripe_errors():
             self._client().v1.invoices.void_invoice(
                 ids.invoicing,
-                options=self._key(invoice, "-", "invoice.void"),  # type: ignore[arg-type]
+                options=self._key(invoice, ids, "-", "invoice.void"),  # type: ignore[arg-type]
             )
 
     def delete_draft(self, invoice: Invoice) -> None:

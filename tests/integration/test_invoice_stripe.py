@@ -450,3 +450,22 @@ def test_a_crash_after_any_write_then_a_rerun_creates_nothing_twice_in_stripe(
                 assert outcome(cid) == truth, f"crash after {kind} {k}"
     finally:
         ddb.meta.events.unregister("after-call.dynamodb", ddb_hook)
+
+
+def test_a_draft_deleted_in_stripe_is_made_again_at_issue(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, stripe_api: Stripe
+) -> None:
+    w = World(stack, monkeypatch, stripe_api, invoicing={"auto_advance": False})
+    inv = w.run(w.customer())
+    first = inv["external_ids"]["invoicing"]
+    del stripe_api.state.invoices[first]  # someone deleted the draft in Stripe's dashboard
+    stripe_api.state.items.clear()
+    assert stack.request("POST", f"/invoices/{inv['id']}/approve").status == 200
+    issued = w.get(inv["id"])
+    assert status(issued) == "payment_processing.pending"
+    second = issued["external_ids"]["invoicing"]
+    assert second != first and stripe_api.state.invoices[second]["status"] == "open"
+    assert amounts(stripe_api, second) == [("base", 1000), ("tokens", 1234)]
+    assert {x["external_ids"]["invoicing"] for x in issued["lines"]} == {
+        i["id"] for i in stripe_api.items_of(second)
+    }
