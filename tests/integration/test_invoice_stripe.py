@@ -223,6 +223,10 @@ def test_a_bad_signature_is_a_400_and_changes_nothing(
     sandbox = app_ids(stack)["sandbox"]
     problem(stack.request("POST", f"/apps/{sandbox}/stripe/webhook", body, token=None, headers=headers), 404)
     problem(stack.request("POST", path, body, headers=unsigned), 400, "Stripe-Signature")
+    # The token check is skipped for exactly this signed POST, nothing near it.
+    assert stack.request("GET", path, token=None).status == 401
+    assert stack.request("POST", path + "/x", body, token=None, headers=headers).status == 401
+    assert stack.request("POST", f"/invoices/{inv['id']}/void", token=None).status == 401
     assert w.webhook("invoice.paid", stripe_id).json()["status"] == "applied"
 
 
