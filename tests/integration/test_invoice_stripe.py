@@ -473,3 +473,24 @@ def test_a_draft_deleted_in_stripe_is_made_again_at_issue(
     assert {x["external_ids"]["invoicing"] for x in issued["lines"]} == {
         i["id"] for i in stripe_api.items_of(second)
     }
+
+
+def test_the_stand_in_refuses_what_stripe_would() -> None:
+    """Self-test of the spec check: the stand-in is only as good as the requests it refuses."""
+    ok = {"customer": "cus_1", "amount": "100", "currency": "usd", "period": {"start": "1", "end": "2"}}
+    stripe_standin.validate("post", "/v1/invoiceitems", ok)
+    for bad, param in (
+        ({**ok, "amount_cents": "100"}, "body"),  # not a parameter
+        ({**ok, "amount": "1.5"}, "body[amount]"),  # not an integer
+        ({**ok, "period": {"start": "1"}}, "body[period]"),  # period needs both ends
+        ({k: v for k, v in ok.items() if k != "customer"}, "body"),  # required
+    ):
+        with pytest.raises(stripe_standin.StripeError) as refused:
+            stripe_standin.validate("post", "/v1/invoiceitems", bad)
+        assert refused.value.status == 400 and refused.value.param == param, bad
+    with pytest.raises(stripe_standin.StripeError):
+        stripe_standin.validate("post", "/v1/invoices", {"collection_method": "by_carrier_pigeon"})
+    stripe_standin.validate("post", "/v1/invoices", {"customer": "cus_1", "currency": "usd"})  # newer param
+    with pytest.raises(stripe_standin.StripeError) as unknown:
+        stripe_standin.validate("post", "/v1/invoices/in_1/pay_twice", {})
+    assert unknown.value.status == 404
