@@ -79,7 +79,14 @@ API_THROTTLE_BURST = 2000
 
 # Stripe: the secret key lives in this SSM SecureString (created by the operator:
 # `aws ssm put-parameter --type SecureString --name /meterline/stripe-secret-key --value sk_...`);
-# the API function reads it; while it does not exist, the Stripe app is not installed.
+# the API function reads it (the Stripe app), and so do the functions that run invoicing (invoice,
+# rate: a test clock's advance) to sync invoices to Stripe; while it does not exist, the Stripe app is
+# not installed.
 STRIPE_SECRET_PARAMETER = "/meterline/stripe-secret-key"
+# Stripe's webhook signing secret (`whsec_...`, shown when the endpoint
+# `<api>/v3/openmeter/apps/<stripe app id>/stripe/webhook` is added in Stripe's dashboard), in this SSM
+# SecureString (`aws ssm put-parameter --type SecureString --name /meterline/stripe-webhook-secret
+# --value whsec_...`); the API function reads it to verify deliveries (refused while it does not exist).
+STRIPE_WEBHOOK_SECRET_PARAMETER = "/meterline/stripe-webhook-secret"
 
 LOG_RETENTION = "ONE_MONTH"  # name of an aws_logs.RetentionDays member

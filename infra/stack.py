@@ -289,8 +289,7 @@ class MeterlineStack(cdk.Stack):
                 "customer-managed key.",
             )
 
-        def stripe_secret_reader(name: str) -> None:
-            parameter = settings.STRIPE_SECRET_PARAMETER
+        def secret_reader(name: str, env_var: str, parameter: str) -> None:
             fn[name].add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["ssm:GetParameter"],
@@ -301,7 +300,10 @@ class MeterlineStack(cdk.Stack):
                     ],
                 )
             )
-            fn[name].add_environment("STRIPE_API_KEY_PARAMETER", parameter)
+            fn[name].add_environment(env_var, parameter)
+
+        def stripe_secret_reader(name: str) -> None:
+            secret_reader(name, "STRIPE_API_KEY_PARAMETER", settings.STRIPE_SECRET_PARAMETER)
 
         # ingest: authenticate (config read), validate, put to Kinesis.
         table("Ingest", r.CONFIG_TABLE, write=False)
@@ -313,7 +315,9 @@ class MeterlineStack(cdk.Stack):
         table("Api", r.USAGE_TABLE, write=False)
         table("Api", r.NOTIFICATIONS_TABLE, write=True)  # notification events: rule test, resend
         topic_publisher("Api")
-        stripe_secret_reader("Api")  # the Stripe app's secret key (apps, profiles)
+        stripe_secret_reader("Api")  # the Stripe app's secret key (apps, profiles, invoice actions)
+        # Stripe's webhook deliveries are verified with its signing secret.
+        secret_reader("Api", "STRIPE_WEBHOOK_SECRET_PARAMETER", settings.STRIPE_WEBHOOK_SECRET_PARAMETER)
         documents_linker("Api")  # GET /invoices/{id}: presigned links to the issued invoice's JSON and PDF
         documents_writer("Api")  # approve / invoice-now issue invoices: their documents are written then
 
@@ -330,12 +334,14 @@ class MeterlineStack(cdk.Stack):
         table("Rate", r.USAGE_TABLE, write=False)
         documents_writer("Rate")
         topic_publisher("Rate")
+        stripe_secret_reader("Rate")  # a test clock's advance runs invoicing: Stripe sync
         # invoice: gathering and standard invoices live in the config table (read usage), documents
         # go to S3, invoice.created/updated are published to the domain topic.
         table("Invoice", r.CONFIG_TABLE, write=True)
         table("Invoice", r.USAGE_TABLE, write=False)
         documents_writer("Invoice")
         topic_publisher("Invoice")
+        stripe_secret_reader("Invoice")  # invoices of Stripe profiles are synced to Stripe
 
         # notify: channels and rules come from config; events, deliveries, dedupe claims and
         # threshold state live in the notifications table; SNS channels publish to topics.

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # domain modules load inside the factories that need them (co
     from shared.invoices.documents import DocumentStore
     from shared.invoices.ports import BillableSource, Documents
     from shared.invoices.service import InvoiceService
+    from shared.invoices.stripe_invoicing import StripeInvoicing
     from shared.invoices.subscription_source import SubscriptionBillables
     from shared.llmcost.catalog import Catalog
     from shared.llmcost.service import CostService, PriceService
@@ -455,14 +456,34 @@ def charge_billables() -> ChargeBillables:
 
 
 # -- billing settings (api; the invoice code reads `customer_billing().effective_profile`) ---------
-def _stripe_accounts() -> StripeAccounts | None:
-    from shared.billing.stripe_account import StripeAccounts, read_secret_parameter
+def _stripe_key() -> str:
+    """The configured Stripe secret key ("" when none is)."""
+    from shared.billing.stripe_account import read_secret_parameter
 
     s = get_settings()
     key = s.stripe_api_key
     if not key and s.stripe_api_key_parameter:
         key = read_secret_parameter(clients.ssm(), s.stripe_api_key_parameter)
-    return StripeAccounts(key, s.stripe_api_base or None) if key else None
+    return key
+
+
+def _stripe_accounts() -> StripeAccounts | None:
+    from shared.billing.stripe_account import StripeAccounts
+
+    key = _stripe_key()
+    return StripeAccounts(key, get_settings().stripe_api_base or None) if key else None
+
+
+@lru_cache(maxsize=1)
+def stripe_webhook_secret() -> str:
+    """Stripe's webhook signing secret ("" when none is configured: every delivery is refused)."""
+    from shared.billing.stripe_account import read_secret_parameter
+
+    s = get_settings()
+    secret = s.stripe_webhook_secret
+    if not secret and s.stripe_webhook_secret_parameter:
+        secret = read_secret_parameter(clients.ssm(), s.stripe_webhook_secret_parameter)
+    return secret
 
 
 @lru_cache(maxsize=1)
@@ -533,6 +554,25 @@ def document_store() -> DocumentStore:
 
 # -- invoices (api, invoice; rate: a test clock's third due-work provider) ------------------------
 @lru_cache(maxsize=1)
+def invoicing_app() -> StripeInvoicing | None:
+    """Stripe invoicing, when a Stripe secret key is configured (None otherwise: an invoice whose
+    profile uses Stripe is then held as invalid, naming the missing key)."""
+    from shared.billing.models import StripeCustomerData
+    from shared.billing.repository import BillingRepository
+    from shared.invoices.stripe_invoicing import StripeInvoicing
+
+    key = _stripe_key()
+    if not key:
+        return None
+    billing = BillingRepository(get_settings().config_table)
+
+    def customer_of(customer_id: str) -> str | None:
+        return (billing.get_customer_billing(customer_id).app_data.stripe or StripeCustomerData()).customer_id
+
+    return StripeInvoicing(key, customer_of, get_settings().stripe_api_base or None)
+
+
+@lru_cache(maxsize=1)
 def invoice_sources() -> list[BillableSource]:
     """Where billables come from: subscriptions and charges (tests pass their own list to
     `build_invoices`)."""
@@ -597,6 +637,7 @@ def build_invoices(
         # Charges book their lines when an invoice carrying them is issued, paid or voided.
         bookings=charge_billables(),
         step=step,
+        invoicing=invoicing_app(),
     )
 
 
@@ -661,6 +702,8 @@ _CACHED = (
     invoice_sources,
     invoice_billing,
     invoice_documents,
+    invoicing_app,
+    stripe_webhook_secret,
     invoices,
     llm_catalog,
 )

@@ -37,6 +37,9 @@ class Settings:
     stripe_api_key: str = ""
     stripe_api_key_parameter: str = ""
     stripe_api_base: str = ""
+    # Stripe's webhook signing secret (`whsec_...`): itself (local) or its SSM SecureString (AWS).
+    stripe_webhook_secret: str = ""
+    stripe_webhook_secret_parameter: str = ""
 
 
 def _env(name: str, default: str = "") -> str:
@@ -62,4 +65,6 @@ def get_settings() -> Settings:
         stripe_api_key=_env("STRIPE_API_KEY"),
         stripe_api_key_parameter=_env("STRIPE_API_KEY_PARAMETER"),
         stripe_api_base=_env("STRIPE_API_BASE"),
+        stripe_webhook_secret=_env("STRIPE_WEBHOOK_SECRET"),
+        stripe_webhook_secret_parameter=_env("STRIPE_WEBHOOK_SECRET_PARAMETER"),
     )

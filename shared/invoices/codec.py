@@ -36,6 +36,7 @@ from shared.invoices.billables import Billable, Origin
 from shared.invoices.models import (
     AppSnapshot,
     CustomerSnapshot,
+    ExternalIds,
     Line,
     Notice,
     ProfileSnapshot,
@@ -479,3 +480,29 @@ def notice(n: Notice) -> Doc:
 
 def to_notice(doc: Doc) -> Notice:
     return Notice(doc["id"], doc["type"], doc["extended_status"])
+
+
+def external_ids(x: ExternalIds) -> Doc:
+    return _clean(
+        {
+            "invoicing": x.invoicing,
+            "payment": x.payment,
+            "lines": dict(x.lines) or None,
+            "number": x.number,
+            "hosted_url": x.hosted_url,
+            "attempt": x.attempt or None,
+            "events": list(x.events) or None,
+        }
+    )
+
+
+def to_external_ids(doc: Doc) -> ExternalIds:
+    return ExternalIds(
+        invoicing=doc.get("invoicing"),
+        payment=doc.get("payment"),
+        lines=dict(doc.get("lines") or {}),
+        number=doc.get("number"),
+        hosted_url=doc.get("hosted_url"),
+        attempt=int(doc.get("attempt", 0)),
+        events=tuple(doc.get("events") or ()),
+    )

@@ -123,6 +123,30 @@ class AppSnapshot:
     draft_sync_hook: bool = False
     issuing_sync_hook: bool = False
 
+    @property
+    def stripe(self) -> bool:
+        """Stripe invoices or collects: the invoice is synced to a Stripe invoice, which collects."""
+        return AppType.STRIPE in (self.invoicing_type, self.payment_type)
+
+
+@dataclass(frozen=True)
+class ExternalIds:
+    """Where the invoice lives in its invoicing and payment apps (OpenMeter's `external_ids`): with
+    Stripe, the Stripe invoice (`in_...`) invoices and collects, so both ids are the same.
+
+    `lines` maps a line id to its invoice item (`ii_...`); `number` and `hosted_url` are what Stripe
+    gave the finalized invoice. `attempt` counts the syncs the app refused: a retry's requests carry
+    new idempotency keys (Stripe replays a key's stored failure for 24 hours). `events` are the app's
+    webhook events already applied (newest last, bounded): a redelivery changes nothing."""
+
+    invoicing: str | None = None
+    payment: str | None = None
+    lines: dict[str, str] = field(default_factory=dict)
+    number: str | None = None
+    hosted_url: str | None = None
+    attempt: int = 0
+    events: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True)
 class ProfileSnapshot:
@@ -167,6 +191,7 @@ class Invoice:
     transitions: int = 0  # status changes so far: makes each notice's id unique and stable
     rev: int = 0  # 0: not stored yet; every write is conditional on the revision read
     labels: dict[str, str] | None = None
+    external_ids: ExternalIds | None = None  # set once an invoicing app (Stripe) synced it
     # Read from the header alone (lists): the totals and period stored with it, lines not loaded.
     summary: tuple[RatingTotals, Period | None] | None = None
 
@@ -182,6 +207,11 @@ class Invoice:
         hook = (self.extended_status == "draft.syncing" and apps is not None and apps.draft_sync_hook) or (
             self.extended_status == "issuing.syncing" and apps is not None and apps.issuing_sync_hook
         )
+        # With Stripe, only a sync that Stripe accepted moves the invoice out of the syncing states
+        # (the service's own step): neither the clock nor `advance` may skip it.
+        stripe = (
+            apps is not None and apps.stripe and self.extended_status in ("draft.syncing", "issuing.syncing")
+        )
         return Facts(
             collection_due=self.collection_at is not None and self.collection_at <= now,
             draft_until_passed=self.draft_until is not None and self.draft_until <= now,
@@ -190,7 +220,7 @@ class Invoice:
             # A list's header has no lines loaded but was collected with some (never empty).
             has_lines=bool(self.lines) or self.summary is not None,
             has_critical_issues=any(v.severity is Severity.CRITICAL for v in self.validation_issues),
-            synced=not (external and hook),
+            synced=not ((external and hook) or stripe),
         )
 
     @property

@@ -1,6 +1,7 @@
 """What the invoice service needs from the rest of Meterline, as ports that `shared/bootstrap.py`
 fills: where billables come from, how usage is measured, credits, billing settings, customers,
-documents, the domain event publisher and who books issued lines. Tests pass fakes of the same shape."""
+documents, the domain event publisher, who books issued lines, and the invoicing app (Stripe). Tests
+pass fakes of the same shape."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 
 from shared.core.errors import DomainError
 from shared.invoices.billables import Billable
-from shared.invoices.models import CustomerSnapshot, Invoice, ProfileSnapshot
+from shared.invoices.models import CustomerSnapshot, ExternalIds, Invoice, ProfileSnapshot, ValidationIssue
 from shared.rating.models import Period
 
 
@@ -110,3 +111,44 @@ class Bookings(Protocol):
     and ignore statuses and lines that are not its own."""
 
     def moved(self, invoice: Invoice, status: str, at: datetime) -> None: ...
+
+
+class InvoicingRejected(Exception):
+    """The invoicing app refused the invoice; `message` is its reason, `field` what it names. The sync
+    failed (`draft.sync_failed` / `issuing.sync_failed`) until someone fixes it and retries.
+    `synced`: what the app created before it refused (stored, so the retry updates it)."""
+
+    def __init__(self, message: str, field: str | None = None, synced: ExternalIds | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.synced = synced
+
+
+class InvoicingUnavailable(Exception):
+    """The invoicing app did not answer (network, rate limit, its own 5xx): nothing is decided, the
+    invoice stays where it is and the next scheduled run repeats the same requests."""
+
+
+class InvoicingApp(Protocol):
+    """The app that invoices and collects outside Meterline (Stripe: `stripe_invoicing.py`).
+
+    Every call is idempotent: a repeat after a crash (same invoice, same stored state) creates
+    nothing twice. Each raises `InvoicingRejected` or `InvoicingUnavailable` on failure.
+    - `validate(invoice)`: issues that hold the draft (critical: `draft.invalid`), e.g. a customer
+      the app cannot bill;
+    - `sync_draft(invoice)`: create or update the app's draft invoice and its items from the lines;
+    - `finalize(invoice)`: bring the items to the issued amounts (credits) and finalize it: the app
+      now collects it, and reports the payment through its webhook;
+    - `void(invoice)`: void the app's finalized invoice; `delete_draft(invoice)`: delete its draft.
+    """
+
+    def validate(self, invoice: Invoice) -> list[ValidationIssue]: ...
+
+    def sync_draft(self, invoice: Invoice) -> ExternalIds: ...
+
+    def finalize(self, invoice: Invoice) -> ExternalIds: ...
+
+    def void(self, invoice: Invoice) -> None: ...
+
+    def delete_draft(self, invoice: Invoice) -> None: ...

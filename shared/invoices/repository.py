@@ -127,6 +127,7 @@ def _header_doc(inv: Invoice) -> dict[str, Any]:
         "outbox": [codec.notice(n) for n in inv.outbox],
         "transitions": inv.transitions,
         "labels": inv.labels,
+        "external_ids": None if inv.external_ids is None else codec.external_ids(inv.external_ids),
         "totals": codec.totals(inv.totals),
         "period": None if inv.period is None else codec.period(inv.period),
     }
@@ -160,6 +161,7 @@ def _to_header(doc: dict[str, Any], rev: int) -> Invoice:
         transitions=int(doc.get("transitions", 0)),
         rev=rev,
         labels=doc.get("labels"),
+        external_ids=None if doc.get("external_ids") is None else codec.to_external_ids(doc["external_ids"]),
         summary=(
             codec.to_totals(doc["totals"]),
             None if doc.get("period") is None else codec.to_period(doc["period"]),

@@ -16,7 +16,20 @@ on the revision read, so a crash or a concurrent run re-reads and continues from
   crash is deduplicated by the notify function;
 - bookings ride the same outbox: for each of its `issued`, `paid` and `voided` notices the `Bookings`
   port (charges) books, settles or un-books the invoice's lines before the notices are published; a
-  crash before the outbox is cleared calls it again, and it is idempotent per (line, status).
+  crash before the outbox is cleared calls it again, and it is idempotent per (line, status);
+- the invoicing app (Stripe) is called before the state its answer moves the invoice to is stored,
+  with idempotency keys derived from the invoice (`stripe_invoicing.py`): a re-run after a crash
+  asks again and gets the same objects back, never new ones.
+
+The invoicing app (a profile whose invoicing or payment app is Stripe): validation asks it what
+holds the draft (a missing Stripe customer id: `draft.invalid`); `draft.syncing` creates or updates
+the Stripe draft and its items; `issuing.syncing` applies credits, takes the number, brings the items
+to the issued amounts and finalizes the Stripe invoice; the invoice then waits in
+`payment_processing.pending` for Stripe's webhook (`apply_app_event`). Stripe refusing a sync moves
+the invoice to `draft.sync_failed` / `issuing.sync_failed` with Stripe's message as a validation
+issue (`retry` syncs again); Stripe not answering leaves it where it is, due at once, so the next
+scheduled run asks again. Voiding an issued invoice voids the Stripe invoice first; deleting a
+draft deletes the Stripe draft.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from aws_lambda_powertools import Logger
 from shared.billing.models import AppType
 from shared.catalog.models import Price, PriceType
 from shared.core import durations
-from shared.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from shared.core.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from shared.core.ids import new_id
 from shared.core.listing import Listed, PageLike, StringFilter, sort_items
 from shared.core.observability import SERVICE
@@ -45,6 +58,7 @@ from shared.invoices.billables import Billable
 from shared.invoices.models import (
     GATHERING,
     ZERO,
+    ExternalIds,
     Gathering,
     GatheringEntry,
     Invoice,
@@ -59,6 +73,9 @@ from shared.invoices.ports import (
     Credits,
     CustomerDirectory,
     Documents,
+    InvoicingApp,
+    InvoicingRejected,
+    InvoicingUnavailable,
     Publisher,
     UsageMeter,
 )
@@ -111,6 +128,20 @@ PAYMENT_TRIGGERS = {
 # The transitions the `Bookings` port is told of: amounts final, settled, reversed.
 _BOOKED = frozenset({S.ISSUED.value, S.PAID.value, S.VOIDED.value})
 
+# Stripe's invoice webhook events -> triggers (OpenMeter's Stripe app).
+STRIPE_EVENT_TRIGGERS = {
+    "invoice.paid": "paid",
+    "invoice.payment_failed": "payment_failed",
+    "invoice.payment_action_required": "action_required",
+    "invoice.marked_uncollectible": "uncollectible",
+    "invoice.voided": "void",
+}
+SYNC_ISSUE = "invoicing_app_sync_failed"  # the app refused a sync: cleared by `retry`
+_KEPT_EVENTS = 20  # app events remembered per invoice (redeliveries come within days, a few at most)
+# Before payment processing an app's payment event is early (its finalize not stored yet): refused
+# with a 409 so the app delivers it again later.
+_BEFORE_PAYMENT = frozenset({S.ISSUING_SYNCING, S.ISSUING_SYNC_FAILED, S.ISSUED})
+
 SORTS: dict[str, Callable[[Invoice], Any]] = {
     "created_at": lambda i: (i.created_at, i.id),
     "issued_at": lambda i: (i.issued_at is None, i.issued_at or i.created_at, i.id),
@@ -137,6 +168,7 @@ class InvoiceService:
         bookings: Bookings | None = None,
         new_id: Callable[[], str] = new_id,
         step: Step | None = None,
+        invoicing: InvoicingApp | None = None,
     ) -> None:
         self.repo = repo
         self.sources = sources
@@ -151,6 +183,7 @@ class InvoiceService:
         self.bookings = bookings
         self.new_id = new_id
         self.step = step or (lambda _name: None)
+        self.invoicing = invoicing  # Stripe, when a Stripe key is configured
         self.failures = 0  # customers whose run failed (logged), since the service was built
 
     # -- gathering --------------------------------------------------------------------------------
@@ -319,10 +352,14 @@ class InvoiceService:
     def _notice_id(invoice_id: str, transition: int, status: str) -> str:
         return str(uuid.uuid5(_NOTICE_NS, f"{invoice_id}/{transition}/{status}"))
 
-    def _move(self, inv: Invoice, trigger: str, now: datetime) -> Invoice:
+    def _move(self, inv: Invoice, trigger: str, now: datetime, *, synced: bool = False) -> Invoice:
         """Fire `trigger` through the state machine (its guards read `inv.facts(now)`), with the
-        notice and the timestamp the target state carries."""
-        target = states.transition(inv.extended_status, trigger, inv.facts(now))
+        notice and the timestamp the target state carries. `synced`: the invoicing app accepted the
+        sync just now (the guard of the syncing states)."""
+        facts = inv.facts(now)
+        if synced:
+            facts = replace(facts, synced=True)
+        target = states.transition(inv.extended_status, trigger, facts)
         n = inv.transitions + 1
         notice = Notice(self._notice_id(inv.id, n, target), "invoice.updated", target)
         moved = replace(
@@ -351,6 +388,8 @@ class InvoiceService:
             "payment_processing.action_required",
         ):
             return inv.due_at
+        if s in (S.DRAFT_SYNCING, S.ISSUING_SYNCING) and inv.profile is not None and inv.profile.apps.stripe:
+            return now  # Stripe did not answer: the next run asks again
         return None
 
     def _drive(
@@ -378,10 +417,20 @@ class InvoiceService:
         counter: tuple[str, int] | None = None
         if trigger is not None:
             inv = self._move(inv, trigger, now)
+            if trigger == T.RETRY:  # the app's refusal is what is retried
+                inv = replace(
+                    inv, validation_issues=tuple(v for v in inv.validation_issues if v.code != SYNC_ISSUE)
+                )
         while True:
             s = inv.extended_status
             apps = inv.profile.apps if inv.profile else None
-            if s == S.DRAFT_COLLECTING:
+            if s in (S.DRAFT_SYNCING, S.ISSUING_SYNCING) and apps is not None and apps.stripe:
+                synced = self._sync_app(inv, now)
+                if synced is None:
+                    break  # Stripe did not answer: stays here, due now (`_due`)
+                inv, counter = synced
+                inv = self._review_window(inv, now)
+            elif s == S.DRAFT_COLLECTING:
                 # Stored before anything depends on the amounts: from here on they are fixed.
                 inv = stored = self._snapshot(inv, now, gathering)
             elif s == S.ISSUING_SYNCING and states.can(s, T.NEXT, inv.facts(now)):
@@ -389,11 +438,13 @@ class InvoiceService:
             elif s in _AUTOMATIC and states.can(s, T.NEXT, inv.facts(now)):
                 # The machine's guards decide: collection due, critical issues (-> invalid),
                 # auto-advance or manual approval, an integrator's sync pending, draft_until passed.
-                inv = self._move(inv, T.NEXT, now)
-                if inv.extended_status == S.DRAFT_WAITING_AUTO_APPROVAL and inv.profile is not None:
-                    # The review window opens when the draft is ready (an early snapshot starts it early).
-                    inv = replace(inv, draft_until=durations.step(now, inv.profile.workflow.draft_period, 1))
-            elif s == S.PAYMENT_PENDING and apps is not None and apps.payment_type is AppType.SANDBOX:
+                inv = self._review_window(self._move(inv, T.NEXT, now), now)
+            elif (
+                s == S.PAYMENT_PENDING
+                and apps is not None
+                and apps.payment_type is AppType.SANDBOX
+                and not apps.stripe
+            ):
                 # OpenMeter's sandbox app settles an invoice as soon as it is issued (its default
                 # target payment status is `paid`): no external effect, nothing to wait for.
                 inv = self._move(inv, T.PAID, now)
@@ -416,6 +467,13 @@ class InvoiceService:
             inv = self.repo.save(inv, self._due(inv, now), lines=counter is not None, counter=counter)
             self.step("save")
         return self._publish(inv, now)
+
+    @staticmethod
+    def _review_window(inv: Invoice, now: datetime) -> Invoice:
+        """The review window opens when the draft is ready (an early snapshot starts it early)."""
+        if inv.extended_status == S.DRAFT_WAITING_AUTO_APPROVAL and inv.profile is not None:
+            return replace(inv, draft_until=durations.step(now, inv.profile.workflow.draft_period, 1))
+        return inv
 
     def _publish(self, inv: Invoice, now: datetime) -> Invoice:
         if not inv.outbox:
@@ -463,11 +521,17 @@ class InvoiceService:
                         updates[key] = g_ops.snapshotted(entry, line, cumulative, inv.id)
             moved = self._move(replace(inv, lines=tuple(lines)), T.NEXT, now)  # collecting → validating
             apps = inv.profile.apps if inv.profile else None
-            if apps is not None and AppType.STRIPE in (apps.invoicing_type, apps.payment_type):
-                # No Stripe invoice sync yet: issuing would bill nobody. Held as invalid until it exists.
-                issues.append(
-                    ValidationIssue("stripe_invoicing_not_supported", "Stripe invoicing is not available yet")
-                )
+            if apps is not None and apps.stripe:
+                # What Stripe needs before it can bill anyone (the customer's Stripe customer id).
+                if self.invoicing is None:
+                    issues.append(
+                        ValidationIssue(
+                            "stripe_not_configured",
+                            "the billing profile invoices with Stripe but no Stripe secret key is configured",
+                        )
+                    )
+                else:
+                    issues += self.invoicing.validate(moved)
             moved = replace(moved, quantity_snapshotted_at=now, validation_issues=tuple(issues))
             g_part = None
             if gathering is not None and updates:
@@ -544,6 +608,49 @@ class InvoiceService:
         )
 
     def _issue(self, inv: Invoice, now: datetime) -> tuple[Invoice, tuple[str, int]]:
+        """Credits, the number, the dates, and issued."""
+        prepared, counter = self._prepare_issue(inv, now)
+        return self._move(prepared, T.NEXT, now), counter
+
+    def _sync_app(self, inv: Invoice, now: datetime) -> tuple[Invoice, tuple[str, int] | None] | None:
+        """The invoicing app's sync in `draft.syncing` (the draft) or `issuing.syncing` (credits,
+        number, then finalize): the invoice moved on (with its ids and, at issue, the number counter
+        to store), moved to the sync-failed state with the app's message, or None when the app did
+        not answer (nothing changes; the caller stores what it has, due now)."""
+        issuing = inv.extended_status == S.ISSUING_SYNCING
+        counter: tuple[str, int] | None = None
+        try:
+            if self.invoicing is None:
+                raise InvoicingRejected("no Stripe secret key is configured: the invoice cannot be synced")
+            if issuing:
+                prepared, counter = self._prepare_issue(inv, now)
+                ids = self.invoicing.finalize(prepared)
+            else:
+                prepared, ids = inv, self.invoicing.sync_draft(inv)
+        except InvoicingUnavailable as exc:
+            log.warning(
+                "invoicing app did not answer: the invoice stays for the next run",
+                extra={"invoice_id": inv.id, "extended_status": inv.extended_status, "error": str(exc)},
+            )
+            return None
+        except InvoicingRejected as exc:
+            # Stored as it was before this step (no credits, no number): `retry` repeats it. The ids
+            # the app made before it refused are kept, so the retry updates them.
+            known = exc.synced or inv.external_ids or ExternalIds()
+            issue = ValidationIssue(SYNC_ISSUE, exc.message, field=exc.field)
+            failed = replace(
+                inv,
+                external_ids=replace(known, attempt=known.attempt + 1),
+                validation_issues=(*inv.validation_issues, issue),
+            )
+            log.warning(
+                "invoicing app refused the invoice", extra={"invoice_id": inv.id, "error": exc.message}
+            )
+            return self._move(failed, T.FAILED, now), None
+        self.step("app_sync")
+        return self._move(replace(prepared, external_ids=ids), T.NEXT, now, synced=True), counter
+
+    def _prepare_issue(self, inv: Invoice, now: datetime) -> tuple[Invoice, tuple[str, int]]:
         """Credits (exactly once per line), the final number, issue and due dates."""
         lines = list(inv.lines)
         unrestricted, restricted = self.credits.scopes(inv.customer_id, inv.currency)
@@ -586,7 +693,7 @@ class InvoiceService:
             issued_at=now,
             due_at=durations.step(now, due_after, 1),
         )
-        return self._move(inv, T.NEXT, now), (counter_key, taken)
+        return inv, (counter_key, taken)
 
     # -- runs -------------------------------------------------------------------------------------
     def process(self, customer_id: str, now: datetime, invoice_ids: Iterable[str] = ()) -> int:
@@ -739,12 +846,36 @@ class InvoiceService:
             raise NotFound(f"Invoice [{invoice_id}] not found")
         now = self.now_for(inv.customer_id)
         states.perform(inv.extended_status, action, inv.facts(now))  # 409 naming the state and action
+        if action in (states.Action.DELETE, states.Action.VOID):
+            # Stripe first: a Meterline invoice voided or deleted while its Stripe invoice still
+            # collects would bill the customer for nothing. A failure changes nothing here.
+            self._app_call(inv, action)
         if action == states.Action.DELETE:
             return self._delete(inv, now)
         try:
             return self._drive(inv, now, states.ACTION_TRIGGERS[states.Action(action)])
         except states.TransitionNotAllowed as exc:  # a concurrent move: name the action, not `next`
             raise states.TransitionNotAllowed(exc.state, action) from None
+
+    def _app_call(self, inv: Invoice, action: str) -> None:
+        apps = inv.profile.apps if inv.profile else None
+        ext = inv.external_ids
+        if apps is None or not apps.stripe or ext is None or ext.invoicing is None:
+            return  # nothing in Stripe (never synced)
+        if self.invoicing is None:
+            raise Unavailable(f"invoice [{inv.id}] is in Stripe but no Stripe secret key is configured")
+        try:
+            if action == states.Action.VOID:
+                self.invoicing.void(inv)
+            else:
+                self.invoicing.delete_draft(inv)
+        except InvoicingRejected as exc:
+            raise Conflict(
+                f"Stripe refused to {action} invoice [{ext.invoicing}]: {exc.message}",
+                extended_status=inv.extended_status,
+            ) from exc
+        except InvoicingUnavailable as exc:
+            raise Unavailable(f"{exc}; retry") from exc
 
     def report_payment(self, invoice_id: str, status: str) -> Invoice:
         """An external-invoicing integration reports the payment (product.md §19.3: mandatory once in
@@ -761,13 +892,52 @@ class InvoiceService:
                 "reported externally",
                 extended_status=inv.extended_status,
             )
-        trigger = PAYMENT_TRIGGERS[status]
+        return self._report(inv, PAYMENT_TRIGGERS[status], status)
+
+    def _report(self, inv: Invoice, trigger: str, name: str) -> Invoice:
+        """The payment app's outcome through the state machine (the path external invoicing and
+        Stripe share): 409 naming the state and `name` when it refuses."""
         now = self.now_for(inv.customer_id)
         try:
             states.transition(inv.extended_status, trigger, inv.facts(now))
             return self._drive(inv, now, trigger)
         except states.TransitionNotAllowed as exc:  # named as reported (`payment_overdue`, not `overdue`)
-            raise states.TransitionNotAllowed(exc.state, status) from None
+            raise states.TransitionNotAllowed(exc.state, name) from None
+
+    def apply_app_event(
+        self, event_id: str, event_type: str, app_invoice_id: str, invoice_id: str | None
+    ) -> tuple[str, Invoice | None]:
+        """A Stripe invoice event (its webhook, signature verified by the caller): `invoice.paid` ->
+        paid, `invoice.payment_failed`, `invoice.payment_action_required`,
+        `invoice.marked_uncollectible`, `invoice.voided` -> void. The Meterline invoice is the one
+        named by the Stripe invoice's metadata (`om_invoice_id`) whose Stripe invoice it is.
+
+        Stripe delivers at least once and not in order, and retries anything but a 2xx: so a
+        redelivered event (its id is remembered) or one the invoice is already past (paid twice, a
+        failure reported after the payment) changes nothing and is answered `ignored`/`unchanged`;
+        an event that arrives before the invoice is in payment processing (Stripe paid before the
+        finalize was stored) is a 409, and Stripe delivers it again later.
+        Returns (`applied` | `unchanged` | `ignored`, the invoice)."""
+        trigger = STRIPE_EVENT_TRIGGERS.get(event_type)
+        if trigger is None:
+            return "ignored", None
+        inv = self.repo.get(invoice_id) if invoice_id else None
+        ext = inv.external_ids if inv is not None else None
+        if inv is None or ext is None or ext.invoicing != app_invoice_id:
+            log.info(
+                "Stripe event for an invoice that is not Meterline's",
+                extra={"stripe_invoice": app_invoice_id},
+            )
+            return "ignored", None
+        if event_id in ext.events:
+            return "unchanged", inv
+        now = self.now_for(inv.customer_id)
+        if not states.can(inv.extended_status, trigger, inv.facts(now)):
+            if inv.extended_status in _BEFORE_PAYMENT:
+                raise states.TransitionNotAllowed(inv.extended_status, event_type)
+            return "unchanged", inv
+        seen = replace(ext, events=(*ext.events, event_id)[-_KEPT_EVENTS:])
+        return "applied", self._report(replace(inv, external_ids=seen), trigger, event_type)
 
     def _delete(self, inv: Invoice, now: datetime) -> Invoice:
         """A draft is deleted and its lines go back to the gathering invoice (they bill again)."""

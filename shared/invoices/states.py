@@ -50,13 +50,15 @@ Departures from OpenMeter's table (deliberate):
   unavailable), and re-validating the same stored snapshot would find the same issues; a retry after
   the cause is fixed must measure again. (`draft.sync_failed` keeps `retry -> draft.validating`: the
   snapshot was fine, the app's sync failed.)
-- `delete` goes straight to `deleted`; there is no `delete.in_progress` / `delete.syncing`. No
-  invoicing app here syncs a deletion (sandbox and external invoicing have no delete hook), and the
+- `delete` goes straight to `deleted`; there is no `delete.in_progress` / `delete.syncing`. Sandbox
+  and external invoicing have no delete hook; Stripe's draft is deleted synchronously, before the
   service deletes in one conditional write together with giving the lines back to the gathering
-  invoice, so an intermediate state could never be observed; it would only add a notice.
+  invoice (a Stripe failure refuses the delete), so an intermediate state could never be observed;
+  it would only add a notice.
 - `next` from the two syncing states is refused while an external invoicing app's sync hook is
-  pending (`facts.synced` false): the integrator moves the invoice on, not the clock, so `advance`
-  is not offered there (it would issue without the integrator's sync).
+  pending, and for a Stripe invoice until Stripe accepted the sync (`facts.synced` false): the
+  integrator, or the service's own Stripe call, moves the invoice on, not the clock, so `advance` is
+  not offered there (it would issue without the sync).
 
 User actions (`Action`, the API's `status_details.available_actions`) map onto triggers: approve,
 retry, snapshot_quantities, void and delete onto their namesakes, `advance` onto `next`.
@@ -169,7 +171,7 @@ class Facts:
     auto_advance: bool = True  # the workflow snapshot's auto_advance
     has_lines: bool = True  # at least one line
     has_critical_issues: bool = False  # validation found a `critical` issue
-    synced: bool = True  # false while an external invoicing app's sync hook waits for the integrator
+    synced: bool = True  # false while an external invoicing app's sync hook (or Stripe's sync) waits
 
 
 class TransitionNotAllowed(Conflict):

@@ -65,7 +65,7 @@ def totals(t: Totals, precision: int) -> dict[str, str]:
     }
 
 
-def line(x: Line, precision: int) -> dict[str, Any]:
+def line(x: Line, precision: int, item_id: str | None = None) -> dict[str, Any]:
     b = x.billable
     out: dict[str, Any] = {
         "id": x.id,
@@ -140,6 +140,8 @@ def line(x: Line, precision: int) -> dict[str, Any]:
     out["discounts"] = {"amount": amount_discounts, "usage": usage_discounts}
     out["detailed_lines"] = detailed
     out["totals"] = totals(x.totals, precision)
+    if item_id is not None:
+        out["external_ids"] = {"invoicing": item_id}
     return out
 
 
@@ -218,11 +220,17 @@ def invoice(
         if value is not None:
             out[name] = format_rfc3339(value)
     if with_lines:
-        out["lines"] = [line(x, precision) for x in inv.lines]
+        items = inv.external_ids.lines if inv.external_ids is not None else {}
+        out["lines"] = [line(x, precision, items.get(x.id)) for x in inv.lines]
     if documents:
         out["documents"] = documents
     if inv.labels:
         out["labels"] = inv.labels
+    if (ext := inv.external_ids) is not None:
+        # OpenMeter's `external_ids`: the invoice in the invoicing and payment apps (Stripe's `in_...`).
+        out["external_ids"] = {k: v for k, v in (("invoicing", ext.invoicing), ("payment", ext.payment)) if v}
+        if ext.number or ext.hosted_url:
+            out["stripe"] = {k: v for k, v in (("number", ext.number), ("hosted_url", ext.hosted_url)) if v}
     return out
 
 

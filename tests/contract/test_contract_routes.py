@@ -37,6 +37,7 @@ EXTENSION_PREFIXES = (
     "/openmeter/invoices",  # invoices: the contract has none (docs/architecture.md "Invoices")
     "/openmeter/customers/{}/invoices/",
     "/openmeter/apps/external-invoicing/invoices/",
+    "/openmeter/apps/{}/stripe/webhook",  # Stripe's invoice events (OpenMeter's v1 app webhook)
 )
 EXTENSION_METHODS = {
     ("POST", "/openmeter/subscriptions/{}/addons"),

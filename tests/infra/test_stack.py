@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,8 +334,12 @@ def test_function_gets_exactly_its_resource_names(synth: Synth, name: str) -> No
     env = synth.props(synth.function_id(name))["Environment"]["Variables"]
     resource_env = {k: v for k, v in env.items() if not k.startswith("POWERTOOLS_")}
     expected: dict[str, Any] = {k: {"Ref": v} for k, v in EXPECTED_ENV[name].items()}
-    if name == "Api":  # the Stripe secret key's SSM parameter: a name, not a resource of the stack
+    # SSM parameters are names, not resources of the stack: the Stripe secret key where Stripe is
+    # called (the app; invoicing runs in api, invoice and rate), its webhook secret where it is received
+    if name in ("Api", "Invoice", "Rate"):
         expected["STRIPE_API_KEY_PARAMETER"] = settings.STRIPE_SECRET_PARAMETER
+    if name == "Api":
+        expected["STRIPE_WEBHOOK_SECRET_PARAMETER"] = settings.STRIPE_WEBHOOK_SECRET_PARAMETER
     assert resource_env == expected
 
 
@@ -535,8 +540,21 @@ def test_api_permissions(synth: Synth) -> None:
     s3 = {a for a in synth.all_actions("Api") if a.startswith("s3:")}
     assert "s3:GetObject" in s3 and "s3:PutObject" in s3
     assert not {a for a in s3 if a.startswith(("s3:List", "s3:Delete"))}
-    # the Stripe secret key: one parameter, read-only
+    # the Stripe secret key and webhook signing secret: two parameters, read-only
     assert {a for a in synth.all_actions("Api") if a.startswith("ssm:")} == {"ssm:GetParameter"}
+    assert ssm_parameters(synth, "Api") == {"stripe-secret-key", "stripe-webhook-secret"}
+
+
+@pytest.mark.parametrize("name", ["Invoice", "Rate"])
+def test_invoicing_functions_read_only_the_stripe_secret_key(synth: Synth, name: str) -> None:
+    assert {a for a in synth.all_actions(name) if a.startswith("ssm:")} == {"ssm:GetParameter"}
+    assert ssm_parameters(synth, name) == {"stripe-secret-key"}
+
+
+def ssm_parameters(synth: Synth, name: str) -> set[str]:
+    """The SSM parameter names (after `parameter/meterline/`) the function may read."""
+    found = re.findall(r"parameter/meterline/([a-z-]+)", json.dumps(synth.statements(name)))
+    return set(found)
 
 
 def test_aggregate_permissions(synth: Synth) -> None:

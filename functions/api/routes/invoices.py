@@ -10,8 +10,10 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.api.app import body, json_response, no_content, query_params
+from functions.api.app import app, body, json_response, no_content, query_params
 from shared import bootstrap
+from shared.billing.models import AppType
+from shared.core.errors import NotFound, Unavailable
 from shared.invoices import requests, views
 from shared.invoices.models import Invoice
 from shared.invoices.states import Action
@@ -81,6 +83,32 @@ def report_payment(invoice_id: str) -> Response:
     svc = bootstrap.invoices()
     inv = svc.report_payment(requests.path_id(unquote(invoice_id)), requests.payment_status(body()))
     return json_response(200, _render(inv))
+
+
+@router.post("/apps/<app_id>/stripe/webhook")
+def stripe_webhook(app_id: str) -> Response:
+    """Stripe's invoice events (OpenMeter's `POST /api/v1/apps/{id}/stripe/webhook`). No bearer token
+    (Stripe has none): the `Stripe-Signature` over the raw body with the signing secret is the
+    authentication (400 when it does not check out). 200 for everything Stripe need not send again:
+    applied, a redelivery, an event the invoice is already past, an event type or invoice that is not
+    Meterline's (`status` says which)."""
+    found = bootstrap.apps().get(unquote(app_id))
+    if found.type is not AppType.STRIPE:
+        raise NotFound(f"App [{found.id}] is not a Stripe app")
+    secret = bootstrap.stripe_webhook_secret()
+    if not secret:
+        raise Unavailable("no Stripe webhook signing secret is configured (STRIPE_WEBHOOK_SECRET)")
+    from shared.invoices.stripe_invoicing import SIGNATURE_HEADER, verify_event  # stripe: on this path only
+
+    request = app.current_event
+    event = verify_event(request.decoded_body or "", request.headers.get(SIGNATURE_HEADER), secret)
+    status, inv = bootstrap.invoices().apply_app_event(
+        event.id, event.type, event.stripe_invoice_id or "", event.invoice_id
+    )
+    out: dict[str, Any] = {"event_id": event.id, "type": event.type, "status": status}
+    if inv is not None:
+        out["invoice"] = {"id": inv.id, "extended_status": inv.extended_status}
+    return json_response(200, out)
 
 
 @router.post("/customers/<customer_id>/invoices/invoice-now")
