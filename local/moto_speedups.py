@@ -13,6 +13,12 @@ back on failure (O(table size) per action). Here the transaction instead saves o
 actions name and puts exactly those back when moto cancels it; moto's own logic (conditions,
 cancellation reasons, single-item checks) runs unchanged.
 
+DynamoDB writes (a correctness fix, not speed): moto checks a write's condition and then applies it
+without a lock, so two concurrent conditional writes (or transactions) on the threaded server can
+both pass `attribute_not_exists(pk)` and both succeed, where DynamoDB lets exactly one through
+(two concurrent subscription creates for one customer both got a 201). Every mutating DynamoDB call
+takes one re-entrant lock here: each request is atomic, as in DynamoDB.
+
 Kinesis (a correctness fix, not speed): moto's `Shard.put_record` numbers a record max+1 without a
 lock, so concurrent PutRecords on the threaded server hand out one sequence number twice and the
 later record replaces the earlier one: accepted events vanish. Appends and reads take one lock
@@ -34,6 +40,7 @@ from moto.kinesis.models import Shard
 
 _local = threading.local()
 _kinesis_lock = threading.Lock()
+_dynamodb_write_lock = threading.RLock()  # re-entrant: a transaction's rollback puts items back
 _applied = False
 
 
@@ -79,6 +86,7 @@ def apply() -> None:
     Table.all_items = all_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
     _patch_transactions()
+    _patch_dynamodb_writes()
     _patch_kinesis_shard()
     _applied = True
 
@@ -128,6 +136,25 @@ def _patch_transactions() -> None:
             _local.in_transaction = False
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+
+
+def _patch_dynamodb_writes() -> None:
+    """One request at a time through moto's mutating calls (after `_patch_transactions`, so a
+    transaction's saved items, its run and its rollback happen under one hold of the lock)."""
+
+    def locked(original: Any) -> Any:
+        def call(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            with _dynamodb_write_lock:
+                return original(self, *args, **kwargs)
+
+        return call
+
+    for name in _WRITES:
+        if hasattr(DynamoDBBackend, name):
+            setattr(DynamoDBBackend, name, locked(getattr(DynamoDBBackend, name)))
 
 
 def _patch_kinesis_shard() -> None:
