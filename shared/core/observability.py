@@ -12,6 +12,7 @@ Tracing is off outside Lambda and wherever POWERTOOLS_TRACE_DISABLED is set (the
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import uuid
 import warnings
@@ -34,8 +35,21 @@ TRACING = bool(os.environ.get("LAMBDA_TASK_ROOT")) and os.environ.get(
     "POWERTOOLS_TRACE_DISABLED", "false"
 ).lower() not in ("true", "1")
 
+# HTTP clients X-Ray traces where an asset carries them (requests: Stripe's; the API, rate and
+# invoice functions).
+TRACED_HTTP_CLIENTS = ("requests", "httpx")
+
+
+def traced_modules() -> tuple[str, ...]:
+    """What X-Ray patches: botocore (every AWS call) and the HTTP clients the asset carries.
+    Powertools' default is X-Ray's `patch_all`, which besides these imports sqlite3 and tries ten
+    database drivers none of our code uses, on every cold start. Only installed clients are named:
+    X-Ray raises on a named module it can't import."""
+    return ("botocore", *(m for m in TRACED_HTTP_CLIENTS if importlib.util.find_spec(m) is not None))
+
+
 log = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE) if TRACING else None
+tracer = Tracer(service=SERVICE, patch_modules=traced_modules()) if TRACING else None
 # The invocation's metric set. Powertools' `Metrics` keeps one set per process, shared by every
 # handler in it (all of them in the local stack and the tests), so each invocation's `function`
 # dimension collided with the last one's. Each invocation gets its own `EphemeralMetrics`, born with

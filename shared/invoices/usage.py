@@ -20,6 +20,7 @@ from shared.meters.models import Meter
 from shared.meters.repository import MeterRepository, meter_from_record
 from shared.rating.models import Period
 from shared.usage.query import ParsedQuery, UsageQueryService
+from shared.usage.subjects import indexed_pairs
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -58,16 +59,16 @@ class MeteredUsage:
             if f.archived_at is None and f.meter_id in meters:
                 self._by_key[f.key] = (meters[f.meter_id], dict(f.meter_filters or {}))
 
-    def _metered(self, meter_ids: set[str], subjects: list[str]) -> set[tuple[str, str]]:
-        """The (meter, subject) pairs that have usage at all, from the meter's subject index, in one
+    def _metered(self, meters: list[Meter], subjects: list[str]) -> set[tuple[str, str]]:
+        """The (meter, subject) pairs that may have usage, from the subject index (its event type's
+        items and the previous release's per-meter ones, shared/usage/subjects.py), in one
         consistent read. A customer's subjects include its key and id (attribution), which usually
         carry no events: a query per meter and subject would mostly read empty partitions. Sound
-        because the aggregate writes a pair's index item before any of its counters and never
-        deletes one."""
-        keys = [to_item({"pk": f"S#{m}", "sk": s}) for m in sorted(meter_ids) for s in subjects]
+        because the aggregate writes a subject's index item before any of its counters and never
+        deletes one; a pair listed without usage on this meter only costs a query that finds
+        nothing."""
         client, table = self.query.client, self.query.table
-        found = batch_get(client, table, keys, consistent=True, projection="pk, sk")
-        return {(str(i["pk"]["S"])[2:], str(i["sk"]["S"])) for i in found}
+        return indexed_pairs(client, table, meters, subjects, consistent=True)
 
     def quantities(self, customer_id: str, asks: Sequence[tuple[str, Period]]) -> list[Decimal | DomainError]:
         self._load({key for key, _ in asks})
@@ -81,8 +82,8 @@ class MeteredUsage:
                 continue
             if subjects is None:
                 subjects = self.attribution.subjects_of([customer_id]).get(customer_id, [])
-                meters = {got[0].id for k, _ in asks if (got := self._by_key.get(k)) is not None}
-                metered = self._metered(meters, subjects) if subjects else set()
+                meters = {got[0].id: got[0] for k, _ in asks if (got := self._by_key.get(k)) is not None}
+                metered = self._metered(list(meters.values()), subjects) if subjects else set()
             meter, filters = found
             with_usage = [s for s in subjects if (meter.id, s) in metered]
             if not with_usage or period.start >= period.end:

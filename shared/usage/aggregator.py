@@ -39,9 +39,10 @@ from shared.events.store import EventStore, Owned
 from shared.meters.repository import MeterRepository
 from shared.usage.counters import CounterWriter, MemberSet, PendingCounter, encode_position, pre_aggregate
 from shared.usage.extract import METER_UNAVAILABLE, Contribution, MeterIndex, ValidationIssue, contributions
+from shared.usage.subjects import index_item, index_pk
 
 logger = Logger(service=SERVICE, child=True)
-# (meter, subject) pairs remembered as indexed: bounded, so a long-lived function with ever new
+# (event type, subject) pairs remembered as indexed: bounded, so a long-lived function with ever new
 # subjects keeps a steady footprint (~100 B each); forgetting one only costs a read.
 KNOWN_SUBJECTS_MAX = 50_000
 Step = Callable[[str], None]
@@ -202,8 +203,10 @@ class Aggregator:
 
         # 4: unique_count members (idempotent puts), then counters (conditional updates)
         work = pre_aggregate(parts)
-        new_subjects = self._index_subjects({(c.meter_id, c.subject) for _, c in parts})
-        members = self._new_members(work.members, new_subjects)
+        # One index item per (event type, subject), shared by the type's meters (subjects.py).
+        type_of = {m.id: t for t, meters in index.by_type.items() for m in meters}
+        new_subjects = self._index_subjects({(type_of[c.meter_id], c.subject) for _, c in parts})
+        members = self._new_members(work.members, new_subjects, type_of)
 
         def put_members(start: int) -> None:
             batch_put(self.client, self.usage_table, members[start : start + 25])
@@ -287,7 +290,10 @@ class Aggregator:
         )
 
     def _new_members(
-        self, members: dict[tuple[str, str], dict[str, Any]], new_subjects: set[tuple[str, str]]
+        self,
+        members: dict[tuple[str, str], dict[str, Any]],
+        new_subjects: set[tuple[str, str]],
+        type_of: dict[str, str],
     ) -> list[dict[str, Any]]:
         """The hour and day unique_count members not stored yet, as items. Most members of a busy
         meter exist already (a user seen earlier in the hour or day), and an eventually consistent
@@ -296,10 +302,13 @@ class Aggregator:
         no-op. (Minute values go into one set item per minute instead, see counters.py.)"""
         if not members:
             return []
-        # A subject first indexed by this batch has no members yet (the index item is written
-        # before any member): nothing to ask. A stale index read only makes that a no-op put.
+        # A subject first indexed for its event type by this batch has no members yet on any meter
+        # of that type (the index item is written before any member): nothing to ask. A stale index
+        # read, or a subject the previous release indexed per meter, only makes that a no-op put.
         asked = [
-            key for key, m in members.items() if (key[0][2:].split("#", 1)[0], m["sub"]) not in new_subjects
+            key
+            for key, m in members.items()
+            if (type_of[key[0][2:].split("#", 1)[0]], m["sub"]) not in new_subjects
         ]
         found = batch_get(
             self.client,
@@ -312,26 +321,23 @@ class Aggregator:
         return [to_item(m) for key, m in members.items() if key not in existing]
 
     def _index_subjects(self, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Write a subject-index item only the first time a (meter, subject) is seen: the bounded
-        in-memory set answers for recent subjects, an eventually consistent read for the rest (an
-        index item is never deleted, and re-putting one is a no-op). Returns the pairs indexed now."""
+        """Write a subject-index item only the first time an (event type, subject) is seen: the
+        bounded in-memory set answers for recent subjects, an eventually consistent read for the
+        rest (an index item is never deleted, and re-putting one is a no-op). Returns the pairs
+        indexed now."""
         unknown = sorted(p for p in pairs if not self._known_subjects.seen(p))
         if not unknown:
             return set()
         found = batch_get(
             self.client,
             self.usage_table,
-            [{"pk": {"S": f"S#{meter_id}"}, "sk": {"S": subject}} for meter_id, subject in unknown],
+            [{"pk": {"S": index_pk(event_type)}, "sk": {"S": subject}} for event_type, subject in unknown],
             consistent=False,
             projection="pk, sk",
         )
-        existing = {(i["pk"]["S"][2:], i["sk"]["S"]) for i in found}
-        new = [p for p in unknown if p not in existing]
-        batch_put(
-            self.client,
-            self.usage_table,
-            [to_item({"pk": f"S#{meter_id}", "sk": subject}) for meter_id, subject in new],
-        )
+        existing = {(i["pk"]["S"], i["sk"]["S"]) for i in found}
+        new = [(t, s) for t, s in unknown if (index_pk(t), s) not in existing]
+        batch_put(self.client, self.usage_table, [index_item(t, s) for t, s in new])
         for pair in unknown:
             self._known_subjects.add(pair)
         return set(new)

@@ -21,7 +21,9 @@ Key design (usage table):
            unique_count, minute: the minute's values in one set, written with ADD (a union: replaying
            it is a no-op). A set that would pass DynamoDB's 400 KB item limit spills its new values
            into member items of the same minute (`spill`); queries read both forms.
-  subjects pk = "S#<meter_id>"             sk = <subject>
+  subjects pk = "S#T#<event_type>"         sk = <subject>
+           one item per (event type, subject), shared by the type's meters; readers also take the
+           previous release's "S#<meter_id>" items (subjects.py)
 
 Exactly once without transactions: each shard has one in-order processor (parallelization 1)
 and is the only writer of its own "ap#<shard>" (and "mn/mx/lt/lv#<shard>") attributes. An update

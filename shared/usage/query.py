@@ -39,6 +39,7 @@ from shared.usage.buckets import (
 )
 from shared.usage.counters import ADDITIVE, member_partition, partition
 from shared.usage.filters import matches
+from shared.usage.subjects import subjects_of as indexed_subjects
 from shared.usage.windows import count_windows, windows
 
 MAX_WINDOWS = 50_000
@@ -134,15 +135,11 @@ class UsageQueryService:
         # refresh right after a batch's counter writes); meter queries don't need them.
         self.consistent = consistent
 
-    def subjects_of(self, meter_id: str) -> list[str]:
-        items = query_all(
-            self.client,
-            TableName=self.table,
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": f"S#{meter_id}"}},
-            ProjectionExpression="sk",
-        )
-        return [i["sk"]["S"] for i in items]
+    def subjects_of(self, meter: Meter) -> list[str]:
+        """The subjects indexed for the meter's event type, with those the previous release indexed
+        for the meter itself (subjects.py says why both). Some may have no usage on this meter
+        (events its filters didn't count): their reads find no items and add no rows."""
+        return indexed_subjects(self.client, self.table, meter)
 
     def _earliest(self, meter: Meter, subjects: list[str]) -> datetime | None:
         pk_of = member_partition if meter.aggregation == Aggregation.UNIQUE_COUNT else partition
@@ -160,7 +157,7 @@ class UsageQueryService:
         return min(firsts) if firsts else None
 
     def _subjects(self, meter: Meter, q: ParsedQuery) -> list[str]:
-        subjects = q.subjects if q.subjects is not None else self.subjects_of(meter.id)
+        subjects = q.subjects if q.subjects is not None else self.subjects_of(meter)
         if q.customer_ids is not None:
             # A customer's usage is the usage of every subject attributed to it (engine-rules §2.1).
             owned = self.attribution.subjects_of(q.customer_ids) if self.attribution else {}

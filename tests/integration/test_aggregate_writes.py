@@ -1,6 +1,8 @@
 """The aggregate function writes only what is new: existing unique_count members and subject-index
-items are learnt by a read and not rewritten, a minute's values go into one member set, and a
-counter costs two items (issue 12); the known-subjects memory is bounded."""
+items are learnt by a read and not rewritten, a minute's values go into one member set, a counter
+costs two items, and a new subject one index item per event type, not per meter (issue 12); the
+known-subjects memory is bounded. Subjects indexed per meter by the previous release are still
+found."""
 
 from __future__ import annotations
 
@@ -8,14 +10,17 @@ from collections import Counter
 from typing import Any
 
 from functions.aggregate import handler as aggregate_handler
+from shared import bootstrap
 from shared.aws import clients
 from shared.usage.aggregator import RecentSet
+from shared.usage.subjects import index_pk, indexed_pairs, legacy_index_pk
 from tests.support.harness import Stack
 
 
 def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
     """Items written to the usage table while `events` are aggregated: puts by key prefix (U#, S#),
-    updates as "U# set" (a minute's member set) or "counter <level>"; "U# asked": member lookups."""
+    updates as "U# set" (a minute's member set) or "counter <level>"; "U# asked" / "S# asked":
+    member and subject-index lookups."""
     puts: Counter[str] = Counter()
 
     def count(params: dict[str, Any], **_: Any) -> None:
@@ -28,8 +33,8 @@ def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
     def lookup(params: dict[str, Any], **_: Any) -> None:
         for request in params.get("RequestItems", {}).values():
             for key in request["Keys"]:
-                if key["pk"]["S"].startswith("U#"):
-                    puts["U# asked"] += 1
+                if key["pk"]["S"][:2] in ("U#", "S#"):
+                    puts[f"{key['pk']['S'][:2]} asked"] += 1
 
     def update(params: dict[str, Any], **_: Any) -> None:
         key = params["Key"]
@@ -79,11 +84,14 @@ def test_members_and_subjects_that_exist_are_not_written_again(stack: Stack) -> 
     first = usage_puts(stack, [ev(0, "u1")])
     # The hour's and the day's member, the minute's member set, one subject-index item; a subject
     # indexed just now has no members to look up.
-    assert first == {"U#": 2, "U# set": 1, "S#": 1}
+    assert first == {"U#": 2, "U# set": 1, "S#": 1, "S# asked": 1}
     # A new minute with the same user: only the minute's set is written (hour and day members exist).
     aggregate_handler.aggregator.cache_clear()  # a cold start: nothing remembered in memory
     second = usage_puts(stack, [ev(20, "u1")])
-    assert second == {"U# set": 1, "U# asked": 2}
+    assert second == {"U# set": 1, "U# asked": 2, "S# asked": 1}
+    # Warm: the subject is remembered, not even asked.
+    third = usage_puts(stack, [ev(30, "u1")])
+    assert third == {"U# set": 1, "U# asked": 2}
     day = {"from": "2026-05-01T00:00:00Z", "to": "2026-05-02T00:00:00Z"}
     data = stack.request("POST", f"/meters/{resp.json()['id']}/query", day).json()["data"]
     assert [r["value"] for r in data] == ["1"]
@@ -98,7 +106,7 @@ def test_an_additive_counter_writes_its_hour_and_day_item_once_per_batch(stack: 
     assert resp.status == 201, resp
     writes = usage_puts(stack, [ev(i, "u1") for i in range(0, 12, 5)])  # 10:00, 10:05, 10:10
     # One hour item and one day item per shard's batch: no minute items, no per-minute writes.
-    assert set(writes) == {"counter H", "counter D", "S#"}
+    assert set(writes) == {"counter H", "counter D", "S#", "S# asked"}
     assert writes["counter H"] == writes["counter D"] <= len(stack.shard_ids())
     hours = {"from": "2026-05-01T10:00:00Z", "to": "2026-05-01T11:00:00Z", "granularity": "PT1M"}
     data = stack.request("POST", f"/meters/{resp.json()['id']}/query", hours).json()["data"]
@@ -135,3 +143,56 @@ def test_a_sum_meter_minute_whose_values_add_to_zero_still_has_its_row(stack: St
         ("10:05", "-2"),
         ("10:07", "5"),
     ]
+
+
+def meter(stack: Stack, key: str, aggregation: str, **extra: Any) -> str:
+    spec = {"key": key, "name": key, "aggregation": aggregation, "event_type": "usage", **extra}
+    resp = stack.request("POST", "/meters", spec)
+    assert resp.status == 201, resp
+    return str(resp.json()["id"])
+
+
+def subjects_by_meter(stack: Stack, meter_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each meter's day rows (subject, value), queried without a subject filter."""
+    body = {"from": "2026-05-01T00:00:00Z", "to": "2026-05-02T00:00:00Z", "group_by_dimensions": ["subject"]}
+    out = {}
+    for meter_id in meter_ids:
+        resp = stack.request("POST", f"/meters/{meter_id}/query", body)
+        assert resp.status == 200, resp
+        out[meter_id] = [(r["dimensions"]["subject"], r["value"]) for r in resp.json()["data"]]
+    return out
+
+
+def test_meters_on_one_event_type_share_a_new_subjects_index_item(stack: Stack) -> None:
+    """Three meters count `usage`: a new subject costs one index lookup and one index write, not
+    three (one item per event type). A subject whose events one meter didn't count (a sum meter
+    whose value is missing) is listed for that meter too, and reads nothing there."""
+    count = meter(stack, "calls", "count")
+    total = meter(stack, "tokens", "sum", value_property="$.n")
+    users = meter(stack, "users", "unique_count", value_property="$.user")
+    writes = usage_puts(stack, [dict(ev(1, "u1", "acme"), data={"user": "u1", "n": 5})])
+    assert (writes["S#"], writes["S# asked"]) == (1, 1)
+    # `beta` has no `n`: the sum meter records an issue and counts nothing for it.
+    writes = usage_puts(stack, [dict(ev(2, "u2", "beta"), data={"user": "u2"})])
+    assert (writes["S#"], writes["S# asked"]) == (1, 1)
+    assert subjects_by_meter(stack, [count, total, users]) == {
+        count: [("acme", "1"), ("beta", "1")],
+        total: [("acme", "5")],  # beta: listed by the index, no counter: no row
+        users: [("acme", "1"), ("beta", "1")],
+    }
+
+
+def test_subjects_indexed_per_meter_by_the_previous_release_are_still_found(stack: Stack) -> None:
+    """Tables written before issue 12 index subjects under `S#<meter_id>`; a query without a
+    subject filter, and the invoices' metered-pairs read, take both partitions."""
+    count = meter(stack, "calls", "count")
+    stack.ingest([ev(1, "u1", "acme"), ev(2, "u1", "beta")])
+    stack.drain()
+    # Rewrite `beta`'s index item as the previous release had it.
+    client, table = stack.clients["dynamodb"], stack.provisioned.env["USAGE_TABLE"]
+    client.delete_item(TableName=table, Key={"pk": {"S": index_pk("usage")}, "sk": {"S": "beta"}})
+    client.put_item(TableName=table, Item={"pk": {"S": legacy_index_pk(count)}, "sk": {"S": "beta"}})
+    assert subjects_by_meter(stack, [count]) == {count: [("acme", "1"), ("beta", "1")]}
+    found = bootstrap.meters().get(count)
+    pairs = indexed_pairs(client, table, [found], ["acme", "beta", "gamma"], consistent=True)
+    assert pairs == {(count, "acme"), (count, "beta")}
