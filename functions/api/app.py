@@ -65,8 +65,22 @@ def optional_body() -> Any:
     return None if raw is None or raw == "" else parse_json_body(raw)
 
 
+# Declared as exploded arrays (`style: form`): `expand=a&expand=b` is one list (passed on joined by
+# commas), not a repeat; `expand[]` is how product.md's how-to writes it.
+_REPEATABLE = frozenset({"expand", "expand[]"})
+
+
 def query_params() -> dict[str, str]:
+    """The query parameters, one value each. A parameter given twice is a 400 naming it: API Gateway
+    keeps only the last value in `queryStringParameters`, and picking one of two contradicting
+    filters would be a guess."""
+    multi = app.current_event.multi_value_query_string_parameters or {}
+    for name, values in multi.items():
+        if len(values or ()) > 1 and name not in _REPEATABLE:
+            raise errors.InvalidInput.field(name, "given more than once", "repeated", source="query")
     params = dict(app.current_event.query_string_parameters or {})
+    for name in _REPEATABLE & params.keys():
+        params[name] = ",".join(multi.get(name) or [params[name]])
     if "sort" in params:
         # API Gateway passes a form-encoded space ('+') through undecoded: `sort=created_at+desc`
         # means `created_at desc`. No sort attribute contains a '+'.

@@ -594,3 +594,19 @@ def test_subjects_of_and_get_ref(stack: Stack) -> None:
     assert attribution().get_ref(globex["id"]) == CustomerRef(globex["id"], "globex", "Globex Inc")
     assert attribution().get_ref("globex") is None  # ids only
     assert attribution().get_ref(UNKNOWN_ULID) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("filter[primary_email]=a@x.example&filter[primary_email]=b@x.example", "filter[primary_email]"),
+        ("page[size]=5&page[size]=50", "page[size]"),
+        ("sort=name&sort=created_at", "sort"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_400_naming_it(stack: Stack, query: str, field: str) -> None:
+    """API Gateway keeps only the last of repeated values in `queryStringParameters`: answering with
+    one of two contradicting filters would be a guess (found by the contract fuzz)."""
+    resp = stack.request("GET", f"/customers?{query}")
+    [param] = problem(resp, 400)["invalid_parameters"]
+    assert (param["field"], param["rule"], param["source"]) == (field, "repeated", "query")
