@@ -27,6 +27,7 @@ customer, reads and writes exactly what it would after N real sign-ups.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -305,9 +306,9 @@ def run(customers: int) -> None:
         bootstrap.new_invocation()  # a run is one invocation: per-invocation memos start empty
         b.reset_counts()
         seen = [0]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         invoiced = service.run_due(ids, until)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         assert invoiced == customers and service.failures == 0, (invoiced, service.failures)
         reads = sum(n for op, n in b.calls.items() if op in READ_OPS)
         writes = sum(n for op, n in b.calls.items() if op in WRITE_OPS)
@@ -316,7 +317,8 @@ def run(customers: int) -> None:
         rating_s = alone["us_per_line"] * lines / 1e6
         per_invoice = seconds / customers
         print(
-            f"{label}: {seconds:.1f} s for {customers} invoices = {per_invoice * 1000:.1f} s per 1,000; "
+            f"{label}: {seconds:.1f} s for {customers} invoices = {per_invoice * 1000:.1f} s per 1,000 "
+            f"(CPU {cpu / customers * 1000:.1f} s per 1,000, load average {os.getloadavg()[0]:.1f}); "
             f"{total / customers:.2f} DynamoDB requests per invoice ({reads / customers:.2f} reads, "
             f"{writes / customers:.2f} writes: {by_op}); "
             f"{per_invoice / rating_s:,.0f}x the rating engine alone "
