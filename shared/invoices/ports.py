@@ -94,11 +94,11 @@ class Documents(Protocol):
 
 
 class Publisher(Protocol):
-    """`shared.aws.publisher.DomainPublisher`: consumers dedupe on `event_id`."""
+    """`shared.aws.publisher.DomainPublisher`: consumers dedupe on the event ids."""
 
-    def publish(
-        self, event_type: str, data: dict[str, Any], at: datetime, event_id: str | None = None
-    ) -> str: ...
+    def publish_many(self, events: Sequence[tuple[str, dict[str, Any], datetime, str]]) -> None:
+        """Each (type, data, time, id) as one event, batched; raises unless every one went out."""
+        ...
 
 
 class Bookings(Protocol):

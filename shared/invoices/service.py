@@ -484,9 +484,18 @@ class InvoiceService:
                 self.bookings.moved(inv, status, now)
             self.step("booked")
         if self.publisher is not None:
-            for notice in inv.outbox:
-                data = self.render(replace(inv, extended_status=notice.extended_status))
-                self.publisher.publish(notice.type, data, now, event_id=notice.id)
+            # One PublishBatch for a run's transitions (up to 10 per request), not one Publish each.
+            self.publisher.publish_many(
+                [
+                    (
+                        notice.type,
+                        self.render(replace(inv, extended_status=notice.extended_status)),
+                        now,
+                        notice.id,
+                    )
+                    for notice in inv.outbox
+                ]
+            )
         cleared = replace(inv, outbox=())
         saved = self.repo.save(cleared, self._due(cleared, now))
         self.step("published")
