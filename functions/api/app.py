@@ -77,7 +77,9 @@ def query_params() -> dict[str, str]:
     multi = app.current_event.multi_value_query_string_parameters or {}
     for name, values in multi.items():
         if len(values or ()) > 1 and name not in _REPEATABLE:
-            raise errors.InvalidInput.field(name, "given more than once", "repeated", source="query")
+            raise errors.InvalidInput.field(
+                name, "given more than once: one value expected", "is_string", source="query"
+            )
     params = dict(app.current_event.query_string_parameters or {})
     for name in _REPEATABLE & params.keys():
         params[name] = ",".join(multi.get(name) or [params[name]])
