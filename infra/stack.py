@@ -180,6 +180,20 @@ class MeterlineStack(cdk.Stack):
             ],
         )
 
+        # Idle-shard sweep: a shard's journaled usage is flushed by its next batch once due; this
+        # flushes the tail of a shard whose traffic stopped (shared/usage/journal.py).
+        self.usage_flush_rule = events.Rule(
+            self,
+            "UsageFlushSchedule",
+            description="Flush journaled usage of shards with no new batches",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(1)),
+            targets=[
+                targets.LambdaFunction(
+                    fn["Aggregate"], retry_attempts=0, max_event_age=cdk.Duration.minutes(1)
+                )
+            ],
+        )
+
         self.api = MeterlineApi(self, "PublicApi", ingest_function=fn["Ingest"], api_function=fn["Api"])
 
         self.alarms = Alarms(

@@ -44,6 +44,7 @@ class RuntimeConfig:
     rate_interval: float = 300.0  # as the stack's rate schedule: reset sweep every 5 minutes
     invoice_interval: float = HOUR
     notify_retry_interval: float = 5.0  # the stack's notify retry sweep runs every minute
+    usage_flush_interval: float = 15.0  # the stack's idle-shard usage flush runs every minute
     esm: EsmConfig = field(default_factory=EsmConfig)
     sns: SnsConfig = field(default_factory=SnsConfig)
     # The rate function's SNS trigger: test clock advances run within moments, not at the schedule.
@@ -166,6 +167,8 @@ class LocalRuntime:
                 ScheduledJob("meterline-rate", self.handlers.rate, cfg.rate_interval),
                 ScheduledJob("meterline-invoice", self.handlers.invoice, cfg.invoice_interval),
                 ScheduledJob("meterline-notify-retry", self.handlers.notify_retry, cfg.notify_retry_interval),
+                # As the stack's UsageFlushSchedule (every minute there): the idle-shard sweep.
+                ScheduledJob("meterline-aggregate", self.handlers.aggregate, cfg.usage_flush_interval),
             ]
         )
         self.scheduler.start()

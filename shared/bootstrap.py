@@ -280,6 +280,7 @@ def aggregator() -> Aggregator:
         # Entitlements on the meters and customers a batch touched get their access state refreshed
         # before the batch is acknowledged: a failure retries the (idempotent) batch.
         after_batch=_refresh_entitlements,
+        flush_seconds=s.usage_flush_seconds,
     )
 
 

@@ -40,6 +40,10 @@ class Settings:
     # Stripe's webhook signing secret (`whsec_...`): itself (local) or its SSM SecureString (AWS).
     stripe_webhook_secret: str = ""
     stripe_webhook_secret_parameter: str = ""
+    # Usage write-behind (shared/usage/journal.py): a shard's journaled usage is flushed to the
+    # counters once it spans this many seconds of traffic (0: every batch). Counters, meter queries
+    # and entitlement access states trail ingestion by at most this plus the batching window.
+    usage_flush_seconds: float = 10
 
 
 def _env(name: str, default: str = "") -> str:
@@ -67,4 +71,5 @@ def get_settings() -> Settings:
         stripe_api_base=_env("STRIPE_API_BASE"),
         stripe_webhook_secret=_env("STRIPE_WEBHOOK_SECRET"),
         stripe_webhook_secret_parameter=_env("STRIPE_WEBHOOK_SECRET_PARAMETER"),
+        usage_flush_seconds=max(0.0, float(_env("USAGE_FLUSH_SECONDS", "10"))),
     )

@@ -19,6 +19,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # its validation errors inside `process`; what escapes is infrastructure (DynamoDB, Kinesis),
     # which fails the whole batch: Lambda retries (bisecting), and every write is idempotent.
     bootstrap.new_invocation()  # test clocks' times are read fresh per invocation
+    if "Records" not in event:
+        # The idle-shard sweep (EventBridge, every minute): flush journaled usage that no later
+        # batch of its shard will (shared/usage/journal.py).
+        swept = aggregator().flush_due()
+        metrics.add_metric("CounterWrites", MetricUnit.Count, swept.counters_written)
+        return {"flushed": swept.counters_written}
     result = aggregator().process(event)
     metrics.add_metric("EventsStored", MetricUnit.Count, result.stored)
     metrics.add_metric("DuplicatesSkipped", MetricUnit.Count, result.duplicates)

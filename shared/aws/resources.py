@@ -88,7 +88,9 @@ USAGE_TABLE = TableSpec(
     logical_id="UsageTable",
     env_var="USAGE_TABLE",
     local_name="meterline-usage",
-    purpose="usage counters; partition per (meter, subject), sort by level#bucket#dimensions",
+    ttl_attribute="expires_at",  # only the usage journal's tail items expire (shared/usage/journal.py)
+    purpose="usage counters; partition per (meter, subject), sort by level#bucket#dimensions; "
+    "the usage journal (per shard)",
 )
 
 # Notification events, their per-channel deliveries, dedupe claims, threshold state, dead letters.

@@ -10,9 +10,12 @@
    unaffected. Store the owned events with their issues (kept, never dropped): claims for the new
    ones, then hot blocks and the S3 archive object (shared/events/store.py). Only infrastructure
    errors (DynamoDB, S3, Kinesis) escape and fail the batch.
-4. Pre-aggregate every owned event's contributions per counter item, then write the unique_count
-   members that are new (hour, day) and the minutes' member sets (ADD: a union), and apply each
-   counter once with a conditional update (see counters.py). Writes scale with distinct counters.
+4. Journal the batch's contributions (one item, journal.py) and, when the shard's tail is due
+   (`flush_seconds` old, or `flush_records` long), flush it: pre-aggregate every journaled
+   contribution per counter item, write the unique_count day members that are new and the
+   minutes' member sets (ADD: a union), and apply each counter once with a conditional update
+   (see counters.py). Writes scale with distinct counters per flush, not per batch. Entitlements
+   on what a flush touched refresh their access state after it.
 
 Each step is safe to crash after and replay; `step` hooks let fault-injection tests kill the
 handler between any two writes.
@@ -39,6 +42,7 @@ from shared.events.store import EventStore, Owned
 from shared.meters.repository import MeterRepository
 from shared.usage.counters import CounterWriter, MemberSet, PendingCounter, encode_position, pre_aggregate
 from shared.usage.extract import METER_UNAVAILABLE, Contribution, MeterIndex, ValidationIssue, contributions
+from shared.usage.journal import Journal, Tail
 from shared.usage.subjects import index_item, index_pk
 
 logger = Logger(service=SERVICE, child=True)
@@ -141,6 +145,8 @@ class Aggregator:
         clock: Clock | None = None,
         concurrency: int = 16,
         after_batch: Callable[[dict[str, dict[str, datetime]]], None] | None = None,
+        flush_seconds: float | None = 0,
+        flush_records: int = 20_000,
     ) -> None:
         self.client = client
         self.events_table = events_table
@@ -156,6 +162,14 @@ class Aggregator:
         # are thread-safe); the stages stay ordered: events (claims) before usage.
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="agg-write")
         self.events = EventStore(client, events_table, archive, self._pool)
+        # None: apply each batch directly, no journal (the DLQ replay: its records are older than
+        # what the shard flushed). Otherwise a shard's tail is flushed once its oldest batch is
+        # `flush_seconds` old (0: every batch) or it holds `flush_records` contributions.
+        self.flush_seconds = flush_seconds
+        self.flush_records = flush_records
+        self.journal = Journal(client, usage_table)
+        self._tails: dict[str, Tail] = {}
+        self._registered: set[str] = set()
 
     def process(self, kinesis_event: dict[str, Any], step: Step | None = None) -> BatchResult:
         step = step or (lambda _name: None)
@@ -201,10 +215,90 @@ class Aggregator:
 
         result.stored = self.events.store(to_store, claims, now, step)
 
-        # 4: unique_count members (idempotent puts), then counters (conditional updates)
-        work = pre_aggregate(parts)
+        # 4: usage, journaled and flushed when due (or applied at once without a journal)
+        shard = records[0].shard
+        if self.flush_seconds is None:
+            self._apply(parts, shard, step, result)
+        else:
+            got = [_ingested(r.ingested_at, now) for r in records]
+            self._journal(shard, records[0].position, parts, (min(got), max(got)), now, step, result)
+        return result
+
+    def flush_due(self, step: Step | None = None, idle_seconds: float = 60) -> BatchResult:
+        """The idle-shard sweep (scheduled): flush every shard whose tail has waited `idle_seconds`
+        past its due time. A busy shard flushes itself; a shard whose traffic stopped has no batch
+        left to do it. Racing the shard's own processor is safe (journal.py)."""
+        step = step or (lambda _name: None)
+        result = BatchResult()
+        if self.flush_seconds is None:
+            return result
+        now_ms = int(self.clock.now().timestamp() * 1000)
+        for shard in self.journal.shards():
+            tail = self.journal.load(shard)
+            oldest = tail.oldest_ms()
+            if oldest is not None and now_ms - oldest >= (self.flush_seconds + idle_seconds) * 1000:
+                self._flush(tail, step, result)
+        return result
+
+    def _journal(
+        self,
+        shard: str,
+        key: str,
+        parts: list[tuple[str, Contribution]],
+        received: tuple[datetime, datetime],
+        now: datetime,
+        step: Step,
+        result: BatchResult,
+    ) -> None:
+        try:
+            tail = self._tails.get(shard)
+            if tail is None or not self.journal.current(tail):
+                tail = self._tails[shard] = self.journal.load(shard)
+            if parts:
+                if shard not in self._registered:
+                    self.journal.register(shard)
+                    self._registered.add(shard)
+                tail.put(self.journal.append(shard, key, parts, now, received[0]))
+                step("journal")
+            since = tail.since_ms()
+            if since is None:
+                return
+            span = received[1].timestamp() * 1000 - since  # how much traffic the tail holds
+            if span >= (self.flush_seconds or 0) * 1000 or tail.records() >= self.flush_records:
+                self._flush(tail, step, result)
+        except BaseException:
+            self._tails.pop(shard, None)  # whatever happened, the next batch reads the table
+            raise
+
+    def _flush(self, tail: Tail, step: Step, result: BatchResult) -> None:
+        # Another flusher (the idle sweep, another instance) may have flushed what this instance
+        # still holds: re-applying would be exact but would pay for the writes again.
+        if self.journal.flushed_key(tail.shard) > tail.fkey:
+            fresh = self.journal.load(tail.shard)
+            tail.flushed, tail.fkey, tail.items = fresh.flushed, fresh.fkey, fresh.items
+        if not tail.items:
+            return
+        pending = tail.pending()
+        self._apply(pending, tail.shard, step, result)
+        flushed = max([tail.flushed, *(pos for i in tail.items for pos, _ in i.parts)])
+        fkey = tail.newest_key()
+        self.journal.mark_flushed(tail.shard, flushed, fkey)
+        step("flushed")
+        tail.flushed, tail.fkey, tail.items = flushed, fkey, []
+
+    def _apply(
+        self, parts: list[tuple[str, Contribution]], shard: str, step: Step, result: BatchResult
+    ) -> None:
+        """Pre-aggregate contributions and write them: members (idempotent puts), minute sets
+        (ADD), counters (conditional updates), then the entitlements hook."""
         # One index item per (event type, subject), shared by the type's meters (subjects.py).
+        index = MeterIndex(self.meters.list_all())
         type_of = {m.id: t for t, meters in index.by_type.items() for m in meters}
+        # A meter deleted since its contributions were journaled is not counted any more.
+        parts = [(p, c) for p, c in parts if c.meter_id in type_of]
+        if not parts:
+            return
+        work = pre_aggregate(parts)
         new_subjects = self._index_subjects({(type_of[c.meter_id], c.subject) for _, c in parts})
         members = self._new_members(work.members, new_subjects, type_of)
 
@@ -220,7 +314,6 @@ class Aggregator:
 
         list(self._pool.map(add_members, enumerate(work.member_sets.values())))
         current = self.writer.prefetch(work.counters.values())
-        shard = records[0].shard
 
         def apply(numbered: tuple[int, tuple[tuple[str, str], PendingCounter]]) -> bool:
             n, (key, counter) = numbered
@@ -229,15 +322,14 @@ class Aggregator:
             return written
 
         outcomes = list(self._pool.map(apply, enumerate(work.counters.items())))
-        result.counters_written = sum(outcomes)
-        result.counters_skipped = len(outcomes) - result.counters_written
-        if self.after_batch is not None and parts:
+        result.counters_written += sum(outcomes)
+        result.counters_skipped += len(outcomes) - sum(outcomes)
+        if self.after_batch is not None:
             touched: dict[str, dict[str, datetime]] = {}
             for _, c in parts:
                 subjects = touched.setdefault(c.meter_id, {})
                 subjects[c.subject] = min(c.minute, subjects.get(c.subject, c.minute))
             self.after_batch(touched)
-        return result
 
     def evaluate(self, rec: StreamRecord, index: MeterIndex, now: datetime) -> Evaluation:
         """Pure (no I/O), so any failure here is this record's own: it becomes an issue, never

@@ -7,9 +7,13 @@ Two kinds of usage items (counters.py):
   minute, so any window is a few (item, slot range) pieces (`slot_pieces`): a UTC day is one day
   item, a +05:30 day is two day items' hour slots and two hour items' minute slots, a PT1M window
   is one slot of an hour item.
-- Bucketed items, for min/max/latest counters and unique_count members: one item per UTC-aligned
-  day (D), hour (H) or minute (M) bucket (`decompose`). A window is whole buckets, finer ones at
-  its edges: a UTC month of days is 30 D items, a +05:30 day 30 M + 23 H + 30 M items.
+- Bucketed items, for min/max/latest counters: one item per UTC-aligned day (D), hour (H) or
+  minute (M) bucket (`decompose`). A window is whole buckets, finer ones at its edges: a UTC month
+  of days is 30 D items, a +05:30 day 30 M + 23 H + 30 M items.
+- unique_count keeps day members and minute member sets, no hour level (`MEMBER_LEVELS`): an hour
+  is the union of its minutes' sets, which one Query reads (a minute set holds all of the minute's
+  values in one item, so the hour's sets are fewer bytes than its members would be, and the hour
+  members cost a write per distinct value and hour on the hot path).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ LEVELS: tuple[tuple[str, timedelta], ...] = (
     ("M", timedelta(minutes=1)),
 )
 LEVEL_LENGTH = dict(LEVELS)
+MEMBER_LEVELS: tuple[tuple[str, timedelta], ...] = tuple(lv for lv in LEVELS if lv[0] != "H")
 # Slotted items: how many slots a level's item has (hours of a day, minutes of an hour).
 SLOTS = {"D": 24, "H": 60}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -62,12 +67,15 @@ def _aligned(t: datetime, length: timedelta) -> bool:
     return (t - _EPOCH) % length == timedelta(0)
 
 
-def decompose(start: datetime, end: datetime) -> list[tuple[str, datetime]]:
-    """Cover [start, end) (minute-aligned) with the fewest aligned buckets, greedily."""
+def decompose(
+    start: datetime, end: datetime, levels: tuple[tuple[str, timedelta], ...] = LEVELS
+) -> list[tuple[str, datetime]]:
+    """Cover [start, end) (minute-aligned) with the fewest aligned buckets of `levels` (coarsest
+    first, ending with minutes), greedily."""
     out: list[tuple[str, datetime]] = []
     t = start
     while t < end:
-        for level, length in LEVELS:
+        for level, length in levels:
             if _aligned(t, length) and t + length <= end:
                 out.append((level, t))
                 t += length

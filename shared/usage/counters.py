@@ -14,9 +14,11 @@ Key design (usage table):
   extremes (min, max, latest): one item per D, H and M bucket with per-shard attributes
            "mn#<shard>" / "mx#<shard>"  min / max of that shard's values,
            "lt#<shard>" / "lv#<shard>"  order key and value of that shard's latest event
-  member   pk = "U#<counter pk>"           sk = "<level>#<YYYYMMDDHHMM>#<dims hash>#<value>"
-           unique_count, hour and day: one item per distinct value, so exact and combinable across
-           buckets; re-putting a member is a no-op, hence idempotent.
+  member   pk = "U#<counter pk>"           sk = "D#<YYYYMMDDHHMM>#<dims hash>#<value>"
+           unique_count, day: one item per distinct value, so exact and combinable across
+           buckets; re-putting a member is a no-op, hence idempotent. No hour level: an hour is
+           the union of its minutes' sets (buckets.MEMBER_LEVELS). Tables written before issue 12
+           still hold hour members ("H#..."); nothing reads them.
   member set  pk = "U#<counter pk>"        sk = "M#<YYYYMMDDHHMM>#<dims hash>",  u = string set
            unique_count, minute: the minute's values in one set, written with ADD (a union: replaying
            it is a no-op). A set that would pass DynamoDB's 400 KB item limit spills its new values
@@ -47,7 +49,7 @@ from botocore.exceptions import ClientError
 
 from shared.aws.dynamo import batch_get, batch_put, to_item, to_value
 from shared.meters.models import Aggregation
-from shared.usage.buckets import LEVELS, SLOTS, bucket_code, bucket_start, slot_of
+from shared.usage.buckets import LEVELS, MEMBER_LEVELS, SLOTS, bucket_code, bucket_start, slot_of
 from shared.usage.extract import MAX_INLINE_UNIQUE, Contribution
 
 ADDITIVE = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG})
@@ -67,6 +69,11 @@ def level_codes(minute: datetime) -> tuple[tuple[str, str], ...]:
 
 
 @lru_cache(maxsize=8192)
+def member_codes(minute: datetime) -> tuple[tuple[str, str], ...]:
+    """(level, bucket code) of the unique_count levels for one minute: day and minute."""
+    return tuple((level, bucket_code(bucket_start(level, minute))) for level, _ in MEMBER_LEVELS)
+
+
 @lru_cache(maxsize=8192)
 def slot_codes(minute: datetime) -> tuple[tuple[str, str], ...]:
     """(level, bucket code) of the slotted items (day, hour) a minute is counted in."""
@@ -188,7 +195,7 @@ def pre_aggregate(items: Iterable[tuple[str, Contribution]]) -> PendingWork:
     for pos, c in items:
         dh = dims_hash(c.dims)
         if c.aggregation == Aggregation.UNIQUE_COUNT:
-            for level, code in level_codes(c.minute):
+            for level, code in member_codes(c.minute):
                 pk = member_partition(c.meter_id, c.subject, level, code)
                 prefix = f"{level}#{code}#{dh}"
                 if level == "M":

@@ -31,6 +31,8 @@ from shared.customers.attribution import Attribution, CustomerRef
 from shared.meters.models import Aggregation, Meter
 from shared.usage.buckets import (
     LEVEL_LENGTH,
+    LEVELS,
+    MEMBER_LEVELS,
     SLOTS,
     bucket_code,
     decompose,
@@ -189,6 +191,7 @@ class UsageQueryService:
         # the whole item). A day item serves its 24 hour windows at PT1H.
         bucket_window: dict[tuple[str, str], list[tuple[int, tuple[int, int] | None]]] = {}
         slotted = meter.aggregation in ADDITIVE
+        levels = MEMBER_LEVELS if meter.aggregation == Aggregation.UNIQUE_COUNT else LEVELS
         for idx, (ws, we) in enumerate(spans):
             if we <= first or ws >= last:
                 continue
@@ -198,7 +201,7 @@ class UsageQueryService:
                     slots = None if (lo, hi) == (0, SLOTS[level]) else (lo, hi)
                     bucket_window.setdefault((level, bucket_code(bstart)), []).append((idx, slots))
             else:
-                for level, bstart in decompose(a, b):
+                for level, bstart in decompose(a, b, levels):
                     bucket_window.setdefault((level, bucket_code(bstart)), []).append((idx, None))
         runs = self._runs(bucket_window)
 

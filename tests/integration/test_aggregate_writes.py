@@ -20,7 +20,7 @@ from tests.support.harness import Stack
 def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
     """Items written to the usage table while `events` are aggregated: puts by key prefix (U#, S#),
     updates as "U# set" (a minute's member set) or "counter <level>"; "U# asked" / "S# asked":
-    member and subject-index lookups."""
+    member and subject-index lookups. The usage journal's own items (journal.py) are not counted."""
     puts: Counter[str] = Counter()
 
     def count(params: dict[str, Any], **_: Any) -> None:
@@ -40,7 +40,7 @@ def usage_puts(stack: Stack, events: list[dict[str, Any]]) -> Counter[str]:
         key = params["Key"]
         if key["pk"]["S"].startswith("U#"):
             puts["U# set"] += 1
-        elif "usage" in params["TableName"]:
+        elif "usage" in params["TableName"] and not key["pk"]["S"].startswith("JSTATE"):  # journal.py
             puts[f"counter {key['sk']['S'][0]}"] += 1
 
     events_hook = clients.dynamodb().meta.events
@@ -82,19 +82,30 @@ def test_members_and_subjects_that_exist_are_not_written_again(stack: Stack) -> 
     )
     assert resp.status == 201, resp
     first = usage_puts(stack, [ev(0, "u1")])
-    # The hour's and the day's member, the minute's member set, one subject-index item; a subject
-    # indexed just now has no members to look up.
-    assert first == {"U#": 2, "U# set": 1, "S#": 1, "S# asked": 1}
-    # A new minute with the same user: only the minute's set is written (hour and day members exist).
+    # The day's member, the minute's member set, one subject-index item (no hour member: an hour
+    # is the union of its minutes' sets); a subject indexed just now has no members to look up.
+    assert first == {"U#": 1, "U# set": 1, "S#": 1, "S# asked": 1}
+    # A new minute with the same user: only the minute's set is written (the day member exists).
     aggregate_handler.aggregator.cache_clear()  # a cold start: nothing remembered in memory
     second = usage_puts(stack, [ev(20, "u1")])
-    assert second == {"U# set": 1, "U# asked": 2, "S# asked": 1}
+    assert second == {"U# set": 1, "U# asked": 1, "S# asked": 1}
     # Warm: the subject is remembered, not even asked.
     third = usage_puts(stack, [ev(30, "u1")])
-    assert third == {"U# set": 1, "U# asked": 2}
+    assert third == {"U# set": 1, "U# asked": 1}
+    # A new user in the next hour: its day member and its minute's set.
+    fourth = usage_puts(stack, [{**ev(40, "u2"), "time": "2026-05-01T11:02:00Z"}])
+    assert fourth == {"U#": 1, "U# set": 1, "U# asked": 1}
+    meter_id = resp.json()["id"]
     day = {"from": "2026-05-01T00:00:00Z", "to": "2026-05-02T00:00:00Z"}
-    data = stack.request("POST", f"/meters/{resp.json()['id']}/query", day).json()["data"]
-    assert [r["value"] for r in data] == ["1"]
+    data = stack.request("POST", f"/meters/{meter_id}/query", day).json()["data"]
+    assert [r["value"] for r in data] == ["2"]
+    # Hours come from the minutes' sets: u1 in 10:00 (three minutes, counted once), u2 in 11:00.
+    hours = {**day, "granularity": "PT1H"}
+    data = stack.request("POST", f"/meters/{meter_id}/query", hours).json()["data"]
+    assert [(r["from"], r["value"]) for r in data] == [
+        ("2026-05-01T10:00:00Z", "1"),
+        ("2026-05-01T11:00:00Z", "1"),
+    ]
 
 
 def test_an_additive_counter_writes_its_hour_and_day_item_once_per_batch(stack: Stack) -> None:

@@ -1,0 +1,248 @@
+"""The shard journal: usage is written behind, a flush at a time, not a batch at a time.
+
+Why: a counter write costs a write unit however little it adds. With Lambda's ~1 s batching
+window a batch holds ~100 events spread over many subjects, so applying every batch moved ~2.5
+counter items per event. The journal keeps each batch's contributions in one item, and a flush
+applies everything journaled since the last flush at once, through the same exact counter
+machinery (counters.py): a counter is written once per flush, not once per batch.
+
+Items (usage table; journal items expire, everything else in the table is kept):
+  tail item   pk = "J#<shard>"   sk = <position of the batch's first record>
+              `parts` = zlib(JSON) of the batch's (position, contribution) pairs, `n`, `at` (when
+              journaled, epoch ms: the idle sweep's clock), `since` (the batch's earliest ingestion
+              time, epoch ms: a tail is due when it spans `flush_seconds` of traffic, which a
+              replay or a bench decides alike), `expires_at` (7 days: Kinesis's own retention)
+  shard state pk = "JSTATE"      sk = <shard>
+              `flushed` = the highest position applied by a flush, `fkey` = the tail item key it
+              reached. One partition: the idle-shard sweep reads every shard in one Query.
+
+Exactly once, case by case:
+- A batch retried (Lambda retry, crash) starts at the same first record, so it puts the same key:
+  the item is replaced, never duplicated. A bisected retry puts its first half under that key and
+  its second half under the second half's first record; the item then holds only the first half.
+  A retry never spans more than the batch it retries, so an item whose key is at or below `fkey`
+  only ever holds records a flush already covered: the tail is the items after `fkey`.
+- A flush applies the tail's contributions after `flushed` with counters.py's conditional writes,
+  which are exact by each counter's own per-shard position: a flush that crashed and runs again,
+  or two flushers racing (the shard's processor and the idle sweep), add each record once.
+- `flushed` only moves forward (conditional write), so a slow flusher can't move it back.
+- A processor's in-memory tail is checked before use: any tail item after the newest it knows
+  (written by another instance of the function) makes it reload from the table.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+from shared.aws.dynamo import query_all
+from shared.meters.models import Aggregation
+from shared.usage.extract import Contribution
+
+TAIL_TTL_SECONDS = 7 * 24 * 3600
+STATE_PK = "JSTATE"
+FLOOR = "!"  # below every encoded position (they start with digits): "nothing flushed yet"
+Parts = list[tuple[str, Contribution]]
+
+
+def tail_pk(shard: str) -> str:
+    return f"J#{shard}"
+
+
+def encode_parts(parts: Parts) -> bytes:
+    rows = [
+        [
+            pos,
+            c.meter_id,
+            c.aggregation.value,
+            c.subject,
+            int(c.minute.timestamp()) // 60,
+            [list(d) for d in c.dims],
+            str(c.value),
+            c.order_key,
+            c.unique,
+        ]
+        for pos, c in parts
+    ]
+    return zlib.compress(orjson.dumps(rows), 6)
+
+
+def decode_parts(blob: bytes) -> Parts:
+    out: Parts = []
+    rows = orjson.loads(zlib.decompress(blob))
+    for pos, meter_id, agg, subject, minute, dims, value, order_key, unique in rows:
+        out.append(
+            (
+                pos,
+                Contribution(
+                    meter_id,
+                    Aggregation(agg),
+                    subject,
+                    datetime.fromtimestamp(minute * 60, UTC),
+                    tuple((k, v) for k, v in dims),
+                    Decimal(value),
+                    order_key,
+                    unique,
+                ),
+            )
+        )
+    return out
+
+
+@dataclass
+class TailItem:
+    key: str
+    at_ms: int
+    since_ms: int
+    parts: Parts
+
+
+@dataclass
+class Tail:
+    """One shard's journaled batches not yet flushed, as this instance knows them."""
+
+    shard: str
+    flushed: str = FLOOR
+    fkey: str = FLOOR
+    items: list[TailItem] = field(default_factory=list)
+
+    def newest_key(self) -> str:
+        return max([self.fkey, *(i.key for i in self.items)])
+
+    def oldest_ms(self) -> int | None:
+        return min((i.at_ms for i in self.items), default=None)
+
+    def since_ms(self) -> int | None:
+        return min((i.since_ms for i in self.items), default=None)
+
+    def records(self) -> int:
+        return sum(len(i.parts) for i in self.items)
+
+    def put(self, item: TailItem) -> None:
+        self.items = [i for i in self.items if i.key != item.key] + [item]
+
+    def pending(self) -> Parts:
+        """Every journaled contribution after `flushed`, in stream order."""
+        parts = [p for i in sorted(self.items, key=lambda i: i.key) for p in i.parts if p[0] > self.flushed]
+        parts.sort(key=lambda p: p[0])  # stable: a record's contributions keep their order
+        return parts
+
+
+class Journal:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def load(self, shard: str) -> Tail:
+        state = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
+            ConsistentRead=True,
+        ).get("Item", {})
+        tail = Tail(shard, state.get("flushed", {}).get("S", FLOOR), state.get("fkey", {}).get("S", FLOOR))
+        tail.items = [self._item(raw) for raw in self._after(shard, tail.fkey)]
+        return tail
+
+    def flushed_key(self, shard: str) -> str:
+        state = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
+            ConsistentRead=True,
+            ProjectionExpression="fkey",
+        ).get("Item", {})
+        key: str = state.get("fkey", {}).get("S", FLOOR)
+        return key
+
+    def current(self, tail: Tail) -> bool:
+        """True when no tail item exists after the newest this instance knows."""
+        page = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :p AND sk > :k",
+            ExpressionAttributeValues={":p": {"S": tail_pk(tail.shard)}, ":k": {"S": tail.newest_key()}},
+            ConsistentRead=True,
+            Limit=1,
+            ProjectionExpression="sk",
+        )
+        return not page.get("Items")
+
+    def append(self, shard: str, key: str, parts: Parts, now: datetime, since: datetime) -> TailItem:
+        item = TailItem(key, int(now.timestamp() * 1000), int(since.timestamp() * 1000), parts)
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": tail_pk(shard)},
+                "sk": {"S": key},
+                "parts": {"B": encode_parts(parts)},
+                "n": {"N": str(len(parts))},
+                "at": {"N": str(item.at_ms)},
+                "since": {"N": str(item.since_ms)},
+                "expires_at": {"N": str(int(now.timestamp()) + TAIL_TTL_SECONDS)},
+            },
+        )
+        return item
+
+    def mark_flushed(self, shard: str, flushed: str, fkey: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
+                UpdateExpression="SET flushed = :p, fkey = :k",
+                ConditionExpression="attribute_not_exists(fkey) OR fkey < :k",
+                ExpressionAttributeValues={":p": {"S": flushed}, ":k": {"S": fkey}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # Another flusher got further: its state stands.
+
+    def shards(self) -> list[str]:
+        """Every shard that ever flushed, or journaled (see `register`)."""
+        return [
+            i["sk"]["S"]
+            for i in query_all(
+                self.client,
+                TableName=self.table,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": STATE_PK}},
+                ConsistentRead=True,
+                ProjectionExpression="sk",
+            )
+        ]
+
+    def register(self, shard: str) -> None:
+        """A shard's state item exists from its first journaled batch, so the idle sweep finds it."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def _after(self, shard: str, key: str) -> list[dict[str, Any]]:
+        return list(
+            query_all(
+                self.client,
+                TableName=self.table,
+                KeyConditionExpression="pk = :p AND sk > :k",
+                ExpressionAttributeValues={":p": {"S": tail_pk(shard)}, ":k": {"S": key}},
+                ConsistentRead=True,
+            )
+        )
+
+    @staticmethod
+    def _item(raw: dict[str, Any]) -> TailItem:
+        return TailItem(
+            raw["sk"]["S"],
+            int(raw["at"]["N"]),
+            int(raw["since"]["N"]),
+            decode_parts(bytes(raw["parts"]["B"])),
+        )
