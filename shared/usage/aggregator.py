@@ -221,7 +221,8 @@ class Aggregator:
             self._apply(parts, shard, step, result)
         else:
             got = [_ingested(r.ingested_at, now) for r in records]
-            self._journal(shard, records[0].position, parts, (min(got), max(got)), now, step, result)
+            span = (records[0].position, records[-1].position)
+            self._journal(shard, span, parts, (min(got), max(got)), now, step, result)
         return result
 
     def flush_due(self, step: Step | None = None, idle_seconds: float = 60) -> BatchResult:
@@ -243,7 +244,7 @@ class Aggregator:
     def _journal(
         self,
         shard: str,
-        key: str,
+        span: tuple[str, str],
         parts: list[tuple[str, Contribution]],
         received: tuple[datetime, datetime],
         now: datetime,
@@ -258,13 +259,13 @@ class Aggregator:
                 if shard not in self._registered:
                     self.journal.register(shard)
                     self._registered.add(shard)
-                tail.put(self.journal.append(shard, key, parts, now, received[0]))
+                tail.put(self.journal.append(shard, *span, parts, now, received[0]))
                 step("journal")
             since = tail.since_ms()
             if since is None:
                 return
-            span = received[1].timestamp() * 1000 - since  # how much traffic the tail holds
-            if span >= (self.flush_seconds or 0) * 1000 or tail.records() >= self.flush_records:
+            traffic_ms = received[1].timestamp() * 1000 - since  # how much traffic the tail holds
+            if traffic_ms >= (self.flush_seconds or 0) * 1000 or tail.records() >= self.flush_records:
                 self._flush(tail, step, result)
         except BaseException:
             self._tails.pop(shard, None)  # whatever happened, the next batch reads the table
@@ -273,18 +274,16 @@ class Aggregator:
     def _flush(self, tail: Tail, step: Step, result: BatchResult) -> None:
         # Another flusher (the idle sweep, another instance) may have flushed what this instance
         # still holds: re-applying would be exact but would pay for the writes again.
-        if self.journal.flushed_key(tail.shard) > tail.fkey:
+        if self.journal.flushed(tail.shard) > tail.flushed:
             fresh = self.journal.load(tail.shard)
-            tail.flushed, tail.fkey, tail.items = fresh.flushed, fresh.fkey, fresh.items
+            tail.flushed, tail.items = fresh.flushed, fresh.items
         if not tail.items:
             return
-        pending = tail.pending()
-        self._apply(pending, tail.shard, step, result)
-        flushed = max([tail.flushed, *(pos for i in tail.items for pos, _ in i.parts)])
-        fkey = tail.newest_key()
-        self.journal.mark_flushed(tail.shard, flushed, fkey)
+        self._apply(tail.pending(), tail.shard, step, result)
+        flushed = tail.last_position()
+        self.journal.mark_flushed(tail.shard, flushed)
         step("flushed")
-        tail.flushed, tail.fkey, tail.items = flushed, fkey, []
+        tail.flushed, tail.items = flushed, []
 
     def _apply(
         self, parts: list[tuple[str, Contribution]], shard: str, step: Step, result: BatchResult

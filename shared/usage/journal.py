@@ -7,27 +7,30 @@ applies everything journaled since the last flush at once, through the same exac
 machinery (counters.py): a counter is written once per flush, not once per batch.
 
 Items (usage table; journal items expire, everything else in the table is kept):
-  tail item   pk = "J#<shard>"   sk = <position of the batch's first record>
+  tail item   pk = "J#<shard>"   sk = "<last position>#<first position>" of the batch's records
               `parts` = zlib(JSON) of the batch's (position, contribution) pairs, `n`, `at` (when
               journaled, epoch ms: the idle sweep's clock), `since` (the batch's earliest ingestion
               time, epoch ms: a tail is due when it spans `flush_seconds` of traffic, which a
               replay or a bench decides alike), `expires_at` (7 days: Kinesis's own retention)
   shard state pk = "JSTATE"      sk = <shard>
-              `flushed` = the highest position applied by a flush, `fkey` = the tail item key it
-              reached. One partition: the idle-shard sweep reads every shard in one Query.
+              `flushed` = the highest position a flush applied. One partition: the idle-shard
+              sweep reads every shard in one Query.
 
 Exactly once, case by case:
-- A batch retried (Lambda retry, crash) starts at the same first record, so it puts the same key:
-  the item is replaced, never duplicated. A bisected retry puts its first half under that key and
-  its second half under the second half's first record; the item then holds only the first half.
-  A retry never spans more than the batch it retries, so an item whose key is at or below `fkey`
-  only ever holds records a flush already covered: the tail is the items after `fkey`.
-- A flush applies the tail's contributions after `flushed` with counters.py's conditional writes,
-  which are exact by each counter's own per-shard position: a flush that crashed and runs again,
-  or two flushers racing (the shard's processor and the idle sweep), add each record once.
+- An item is named by the exact range of records it holds, so it is never replaced by different
+  content: a retried batch (Lambda retry, crash) writes the same item again; a bisected half, a
+  redelivered tail or a whole batch after its halves write items of their own, overlapping. A
+  flush takes each position's contributions from one item only, so overlaps count once.
+- The tail is the items whose last record is after `flushed` (`sk > flushed`): an item at or
+  below it holds only records a flush covered. Within the tail, records at or below `flushed`
+  are skipped.
+- A flush applies the tail's contributions with counters.py's conditional writes, which are exact
+  by each counter's own per-shard position: a flush that crashed and runs again, or two flushers
+  racing (the shard's processor and the idle sweep), add each record once.
 - `flushed` only moves forward (conditional write), so a slow flusher can't move it back.
 - A processor's in-memory tail is checked before use: any tail item after the newest it knows
-  (written by another instance of the function) makes it reload from the table.
+  (written by another instance of the function) makes it reload from the table, and a flush
+  reloads when another flusher moved `flushed` past what it knows.
 """
 
 from __future__ import annotations
@@ -109,11 +112,13 @@ class Tail:
 
     shard: str
     flushed: str = FLOOR
-    fkey: str = FLOOR
     items: list[TailItem] = field(default_factory=list)
 
     def newest_key(self) -> str:
-        return max([self.fkey, *(i.key for i in self.items)])
+        return max([self.flushed, *(i.key for i in self.items)])
+
+    def last_position(self) -> str:
+        return max([self.flushed, *(i.key.split("#", 1)[0] for i in self.items)])
 
     def oldest_ms(self) -> int | None:
         return min((i.at_ms for i in self.items), default=None)
@@ -128,10 +133,17 @@ class Tail:
         self.items = [i for i in self.items if i.key != item.key] + [item]
 
     def pending(self) -> Parts:
-        """Every journaled contribution after `flushed`, in stream order."""
-        parts = [p for i in sorted(self.items, key=lambda i: i.key) for p in i.parts if p[0] > self.flushed]
-        parts.sort(key=lambda p: p[0])  # stable: a record's contributions keep their order
-        return parts
+        """Every journaled contribution after `flushed`, in stream order, each position's from
+        one item only (items of overlapping cuts hold the same records)."""
+        by_pos: dict[str, list[Contribution]] = {}
+        for item in self.items:
+            mine: dict[str, list[Contribution]] = {}
+            for pos, c in item.parts:
+                if pos > self.flushed:
+                    mine.setdefault(pos, []).append(c)
+            for pos, found in mine.items():
+                by_pos.setdefault(pos, found)
+        return [(pos, c) for pos in sorted(by_pos) for c in by_pos[pos]]
 
 
 class Journal:
@@ -145,19 +157,19 @@ class Journal:
             Key={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
             ConsistentRead=True,
         ).get("Item", {})
-        tail = Tail(shard, state.get("flushed", {}).get("S", FLOOR), state.get("fkey", {}).get("S", FLOOR))
-        tail.items = [self._item(raw) for raw in self._after(shard, tail.fkey)]
+        tail = Tail(shard, state.get("flushed", {}).get("S", FLOOR))
+        tail.items = [self._item(raw) for raw in self._after(shard, tail.flushed)]
         return tail
 
-    def flushed_key(self, shard: str) -> str:
+    def flushed(self, shard: str) -> str:
         state = self.client.get_item(
             TableName=self.table,
             Key={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
             ConsistentRead=True,
-            ProjectionExpression="fkey",
+            ProjectionExpression="flushed",
         ).get("Item", {})
-        key: str = state.get("fkey", {}).get("S", FLOOR)
-        return key
+        flushed: str = state.get("flushed", {}).get("S", FLOOR)
+        return flushed
 
     def current(self, tail: Tail) -> bool:
         """True when no tail item exists after the newest this instance knows."""
@@ -171,7 +183,10 @@ class Journal:
         )
         return not page.get("Items")
 
-    def append(self, shard: str, key: str, parts: Parts, now: datetime, since: datetime) -> TailItem:
+    def append(
+        self, shard: str, first: str, last: str, parts: Parts, now: datetime, since: datetime
+    ) -> TailItem:
+        key = f"{last}#{first}"
         item = TailItem(key, int(now.timestamp() * 1000), int(since.timestamp() * 1000), parts)
         self.client.put_item(
             TableName=self.table,
@@ -187,14 +202,14 @@ class Journal:
         )
         return item
 
-    def mark_flushed(self, shard: str, flushed: str, fkey: str) -> None:
+    def mark_flushed(self, shard: str, flushed: str) -> None:
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
-                UpdateExpression="SET flushed = :p, fkey = :k",
-                ConditionExpression="attribute_not_exists(fkey) OR fkey < :k",
-                ExpressionAttributeValues={":p": {"S": flushed}, ":k": {"S": fkey}},
+                UpdateExpression="SET flushed = :p",
+                ConditionExpression="attribute_not_exists(flushed) OR flushed < :p",
+                ExpressionAttributeValues={":p": {"S": flushed}},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":

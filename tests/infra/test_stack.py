@@ -624,6 +624,7 @@ def test_notify_retry_sweep_schedule(synth: Synth) -> None:
         p["Properties"]
         for p in synth.of_type("AWS::Events::Rule").values()
         if p["Properties"].get("ScheduleExpression") == "rate(1 minute)"
+        and p["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [fid, "Arn"]}
     ]
     (rule,) = rules
     (target,) = rule["Targets"]
@@ -701,3 +702,17 @@ def test_iam5_acknowledgements_are_scoped(synth: Synth) -> None:
     for scope, ack in synth.stack.acknowledgements:
         if "IAM5" in ack.id:
             assert scope.node.path.split("/")[1] in FN_SPECS, (scope.node.path, ack.id)
+
+
+def test_idle_usage_flush_schedule(synth: Synth) -> None:
+    """The aggregate function flushes journaled usage of quiet shards every minute
+    (shared/usage/journal.py); a missed tick is not retried: the next one does the same work."""
+    fid = synth.function_id("Aggregate")
+    (rule,) = [
+        p["Properties"]
+        for p in synth.of_type("AWS::Events::Rule").values()
+        if p["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [fid, "Arn"]}
+    ]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    (target,) = rule["Targets"]
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
