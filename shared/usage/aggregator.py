@@ -11,7 +11,8 @@
    ones, then hot blocks and the S3 archive object (shared/events/store.py). Only infrastructure
    errors (DynamoDB, S3, Kinesis) escape and fail the batch.
 4. Journal the batch's contributions (one item, journal.py) and, when the shard's tail is due
-   (`flush_seconds` old, or `flush_records` long), flush it: pre-aggregate every journaled
+   (it spans `flush_seconds` of traffic, holds `flush_records` contributions, or the shard is quiet:
+   a batch under `busy_records` records), flush it: pre-aggregate every journaled
    contribution per counter item, write the unique_count day members that are new and the
    minutes' member sets (ADD: a union), and apply each counter once with a conditional update
    (see counters.py). Writes scale with distinct counters per flush, not per batch. Entitlements
@@ -147,6 +148,7 @@ class Aggregator:
         after_batch: Callable[[dict[str, dict[str, datetime]]], None] | None = None,
         flush_seconds: float | None = 0,
         flush_records: int = 20_000,
+        busy_records: int = 50,
     ) -> None:
         self.client = client
         self.events_table = events_table
@@ -167,6 +169,9 @@ class Aggregator:
         # `flush_seconds` old (0: every batch) or it holds `flush_records` contributions.
         self.flush_seconds = flush_seconds
         self.flush_records = flush_records
+        # A batch this small means the shard is quiet: little to coalesce, so its usage (and what
+        # came before it) is flushed at once and stays fresh. Busy shards coalesce.
+        self.busy_records = busy_records
         self.journal = Journal(client, usage_table)
         self._tails: dict[str, Tail] = {}
         self._registered: set[str] = set()
@@ -222,12 +227,13 @@ class Aggregator:
         else:
             got = [_ingested(r.ingested_at, now) for r in records]
             span = (records[0].position, records[-1].position)
-            self._journal(shard, span, parts, (min(got), max(got)), now, step, result)
+            quiet = len(records) < self.busy_records
+            self._journal(shard, span, parts, (min(got), max(got)), quiet, now, step, result)
         return result
 
-    def flush_due(self, step: Step | None = None, idle_seconds: float = 60) -> BatchResult:
-        """The idle-shard sweep (scheduled): flush every shard whose tail has waited `idle_seconds`
-        past its due time. A busy shard flushes itself; a shard whose traffic stopped has no batch
+    def flush_due(self, step: Step | None = None) -> BatchResult:
+        """The idle-shard sweep (scheduled): flush every shard whose tail was journaled at least
+        `flush_seconds` ago. A busy shard flushes itself; one whose burst just ended has no batch
         left to do it. Racing the shard's own processor is safe (journal.py)."""
         step = step or (lambda _name: None)
         result = BatchResult()
@@ -237,7 +243,7 @@ class Aggregator:
         for shard in self.journal.shards():
             tail = self.journal.load(shard)
             oldest = tail.oldest_ms()
-            if oldest is not None and now_ms - oldest >= (self.flush_seconds + idle_seconds) * 1000:
+            if oldest is not None and now_ms - oldest >= self.flush_seconds * 1000:
                 self._flush(tail, step, result)
         return result
 
@@ -247,6 +253,7 @@ class Aggregator:
         span: tuple[str, str],
         parts: list[tuple[str, Contribution]],
         received: tuple[datetime, datetime],
+        quiet: bool,
         now: datetime,
         step: Step,
         result: BatchResult,
@@ -265,7 +272,8 @@ class Aggregator:
             if since is None:
                 return
             traffic_ms = received[1].timestamp() * 1000 - since  # how much traffic the tail holds
-            if traffic_ms >= (self.flush_seconds or 0) * 1000 or tail.records() >= self.flush_records:
+            full = tail.records() >= self.flush_records
+            if quiet or full or traffic_ms >= (self.flush_seconds or 0) * 1000:
                 self._flush(tail, step, result)
         except BaseException:
             self._tails.pop(shard, None)  # whatever happened, the next batch reads the table

@@ -39,16 +39,16 @@ class FrozenClock(Clock):
 @pytest.fixture
 def agg(stack: Stack) -> Iterator[Aggregator]:
     a = aggregate_handler.aggregator()
-    a.flush_seconds = FLUSH
+    a.flush_seconds, a.busy_records = FLUSH, 0  # tiny test batches count as busy
     yield a
-    a.flush_seconds = 0
+    a.flush_seconds, a.busy_records = 0, 50
 
 
 def fresh_instance() -> Aggregator:
     """Another execution environment of the function: nothing in memory."""
     aggregate_handler.aggregator.cache_clear()
     a = aggregate_handler.aggregator()
-    a.flush_seconds = FLUSH
+    a.flush_seconds, a.busy_records = FLUSH, 0  # tiny test batches count as busy
     return a
 
 
@@ -105,6 +105,17 @@ def test_usage_waits_in_the_journal_until_the_tail_spans_flush_seconds(stack: St
     assert_matches_truth(stack, meters, counted)
 
 
+def test_a_quiet_shards_small_batch_flushes_at_once(stack: Stack, agg: Aggregator) -> None:
+    """Under `busy_records` records a batch means little traffic: nothing to coalesce, so usage is
+    counted at once (a single curl on `make run` shows in the next query)."""
+    agg.busy_records = 50
+    meters = setup_meters(stack)
+    events = make_events(6)
+    for batch in batches(stack, events, 100):
+        agg.process(batch)
+    assert_matches_truth(stack, meters, events)
+
+
 def _is(event: dict[str, Any], record: dict[str, Any]) -> bool:
     payload = orjson.loads(base64.b64decode(record["kinesis"]["data"]))
     return bool(payload["event"]["id"] == event["id"] and payload["event"]["source"] == event["source"])
@@ -116,9 +127,9 @@ def test_the_idle_sweep_flushes_a_shard_whose_traffic_stopped(stack: Stack, agg:
     for batch in batches(stack, events, 100):
         agg.process(batch)
     assert_matches_truth(stack, meters, [])  # every shard's tail is younger than 10 s of traffic
-    sweep(agg, datetime.now(UTC) + timedelta(seconds=30))  # not yet idle long enough
+    sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH - 2))  # journaled less than 10 s ago
     assert_matches_truth(stack, meters, [])
-    sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH + 61))
+    sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH + 1))
     assert_matches_truth(stack, meters, events)
     sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH + 200))  # again: nothing added
     assert_matches_truth(stack, meters, events)
