@@ -266,8 +266,9 @@ class Aggregator:
                 if shard not in self._registered:
                     self.journal.register(shard)
                     self._registered.add(shard)
-                tail.put(self.journal.append(shard, *span, parts, now, received[0]))
-                step("journal")
+                for n, item in enumerate(self.journal.append(shard, *span, parts, now, received[0])):
+                    tail.put(item)
+                    step(f"journal:{n}")
             since = tail.since_ms()
             if since is None:
                 return

@@ -49,6 +49,10 @@ from shared.meters.models import Aggregation
 from shared.usage.extract import Contribution
 
 TAIL_TTL_SECONDS = 7 * 24 * 3600
+# Compressed contributions per item: well under DynamoDB's 400 KB item limit. A batch beyond it
+# (a thousand records on an event type with many meters) is journaled as several items, each
+# named by the sub-range of records it holds.
+MAX_PARTS_BYTES = 300_000
 STATE_PK = "JSTATE"
 FLOOR = "!"  # below every encoded position (they start with digits): "nothing flushed yet"
 Parts = list[tuple[str, Contribution]]
@@ -185,22 +189,27 @@ class Journal:
 
     def append(
         self, shard: str, first: str, last: str, parts: Parts, now: datetime, since: datetime
-    ) -> TailItem:
-        key = f"{last}#{first}"
-        item = TailItem(key, int(now.timestamp() * 1000), int(since.timestamp() * 1000), parts)
-        self.client.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": tail_pk(shard)},
-                "sk": {"S": key},
-                "parts": {"B": encode_parts(parts)},
-                "n": {"N": str(len(parts))},
-                "at": {"N": str(item.at_ms)},
-                "since": {"N": str(item.since_ms)},
-                "expires_at": {"N": str(int(now.timestamp()) + TAIL_TTL_SECONDS)},
-            },
-        )
-        return item
+    ) -> list[TailItem]:
+        """Journal a batch's contributions (records `first`..`last`): one item, or several named by
+        their sub-ranges when the compressed contributions pass `MAX_PARTS_BYTES`. The split is
+        deterministic, so a retry writes the same items."""
+        written = []
+        for lo, hi, chunk, blob in _chunks(first, last, parts):
+            item = TailItem(f"{hi}#{lo}", int(now.timestamp() * 1000), int(since.timestamp() * 1000), chunk)
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": tail_pk(shard)},
+                    "sk": {"S": item.key},
+                    "parts": {"B": blob},
+                    "n": {"N": str(len(chunk))},
+                    "at": {"N": str(item.at_ms)},
+                    "since": {"N": str(item.since_ms)},
+                    "expires_at": {"N": str(int(now.timestamp()) + TAIL_TTL_SECONDS)},
+                },
+            )
+            written.append(item)
+        return written
 
     def mark_flushed(self, shard: str, flushed: str) -> None:
         try:
@@ -261,3 +270,18 @@ class Journal:
             int(raw["since"]["N"]),
             decode_parts(bytes(raw["parts"]["B"])),
         )
+
+
+def _chunks(first: str, last: str, parts: Parts) -> list[tuple[str, str, Parts, bytes]]:
+    """(first, last, contributions, compressed) covering `parts`, halved by record until each fits.
+    A record's contributions stay together; the outer bounds stay the batch's own."""
+    blob = encode_parts(parts)
+    positions = sorted({pos for pos, _ in parts})
+    if len(blob) <= MAX_PARTS_BYTES or len(positions) < 2:
+        if len(blob) > MAX_PARTS_BYTES:
+            raise ValueError(f"one record's usage contributions exceed {MAX_PARTS_BYTES} bytes compressed")
+        return [(first, last, parts, blob)]
+    middle = positions[len(positions) // 2]  # the second half starts at this record
+    below = [p for p in parts if p[0] < middle]
+    above = [p for p in parts if p[0] >= middle]
+    return _chunks(first, max(p for p, _ in below), below) + _chunks(middle, last, above)
