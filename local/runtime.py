@@ -44,7 +44,7 @@ class RuntimeConfig:
     rate_interval: float = 300.0  # as the stack's rate schedule: reset sweep every 5 minutes
     invoice_interval: float = HOUR
     notify_retry_interval: float = 5.0  # the stack's notify retry sweep runs every minute
-    usage_flush_interval: float = 15.0  # the stack's idle-shard usage flush runs every minute
+    usage_flush_interval: float = 5.0  # on AWS a sweep every 5 s within each minute's invocation
     esm: EsmConfig = field(default_factory=EsmConfig)
     sns: SnsConfig = field(default_factory=SnsConfig)
     # The rate function's SNS trigger: test clock advances run within moments, not at the schedule.

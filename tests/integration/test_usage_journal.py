@@ -227,3 +227,36 @@ def test_a_stale_instance_and_a_racing_sweep_count_each_record_once(stack: Stack
             a.process(batch)
     sweep(a, datetime.now(UTC) + timedelta(seconds=FLUSH + 61))
     assert_matches_truth(stack, meters, events)
+
+
+class LambdaContext:
+    def __init__(self, seconds_left: float) -> None:
+        self.function_name = "meterline-aggregate"
+        self.memory_limit_in_mb = 512
+        self.function_version = "$LATEST"
+        self.aws_request_id = "req-1"
+        self.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:meterline-aggregate"
+        self.left = seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.left * 1000)
+
+
+def test_the_scheduled_invocation_sweeps_every_few_seconds_within_its_minute(
+    stack: Stack, agg: Aggregator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EventBridge fires once a minute; the invocation sweeps every SWEEP_EVERY seconds for
+    SWEEP_FOR (sleeps recorded here, not slept), and stops early when Lambda's time runs short."""
+    calls: list[float] = []
+    monkeypatch.setattr(aggregate_handler.time, "sleep", calls.append)
+    clock = iter(range(0, 1000, 5))
+    monkeypatch.setattr(aggregate_handler.time, "monotonic", lambda: float(next(clock)))
+    aggregate_handler.lambda_handler(
+        {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext(300)
+    )
+    assert calls == [aggregate_handler.SWEEP_EVERY] * 9  # ten sweeps over 50 s
+    calls.clear()
+    aggregate_handler.lambda_handler(
+        {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext(12)
+    )
+    assert calls == []  # too little time left for another pass
