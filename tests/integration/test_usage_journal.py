@@ -248,9 +248,9 @@ def test_the_scheduled_invocation_sweeps_every_few_seconds_within_its_minute(
     """EventBridge fires once a minute; the invocation sweeps every SWEEP_EVERY seconds for
     SWEEP_FOR (sleeps recorded here, not slept), and stops early when Lambda's time runs short."""
     calls: list[float] = []
-    monkeypatch.setattr(aggregate_handler.time, "sleep", calls.append)
+    monkeypatch.setattr(aggregate_handler, "sleep", calls.append)
     clock = iter(range(0, 1000, 5))
-    monkeypatch.setattr(aggregate_handler.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(aggregate_handler, "monotonic", lambda: float(next(clock)))
     aggregate_handler.lambda_handler(
         {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext(300)
     )
