@@ -460,7 +460,16 @@ def measure(workload: str, n: int, batch_records: int) -> dict[str, Any]:
 
 def main() -> None:
     """`python bench/cost.py <workload> <events> <records per batch>`: one JSON line on stdout."""
+    import os
+
     from moto import mock_aws
+
+    from shared import settings
+
+    # As deployed (the settings' default; an older tree has none), unless the caller sets it:
+    # bench.harness would otherwise flush after every batch.
+    deployed = getattr(settings.Settings, "usage_flush_seconds", 0)
+    os.environ.setdefault("USAGE_FLUSH_SECONDS", str(deployed))
 
     workload, n, per_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with mock_aws(config={"core": {"reset_boto3_session": False}}):
