@@ -21,6 +21,17 @@ ALLOWED = frozenset(
 _URI_REF = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f]*$")
 MAX_ID_LENGTH = 512
+# UTF-8 bytes of `source`, `type` and `subject` (and at most MAX_ID_LENGTH bytes of `id`). They go
+# into DynamoDB keys downstream (dedupe claim `<source>/<id>`, the listing's block sort keys, the
+# subject index, counter partitions), whose limits (2,048 bytes for a partition key, 1,024 for a
+# sort key) an accepted event must never exceed: the aggregate would fail its batch forever.
+MAX_ATTRIBUTE_BYTES = 256
+_BYTE_LIMITS = {
+    "id": MAX_ID_LENGTH,
+    "source": MAX_ATTRIBUTE_BYTES,
+    "type": MAX_ATTRIBUTE_BYTES,
+    "subject": MAX_ATTRIBUTE_BYTES,
+}
 # Nesting levels of `data` (the object itself is level 1). The pipeline re-serialises every event
 # inside envelopes (stream record, stored event, `GET /events` page) and orjson refuses to write
 # more than 254 levels; 32 is DynamoDB's own document-nesting limit and far beyond real usage data.
@@ -77,6 +88,19 @@ def normalize_event(raw: Any, received_at: datetime, prefix: str = "") -> dict[s
         params.append(
             FieldError(_field(prefix, "id"), f"must be at most {MAX_ID_LENGTH} characters", "invalid")
         )
+    for name, limit in _BYTE_LIMITS.items():
+        value = raw.get(name)
+        if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) > limit:
+            if name == "id" and len(value) > MAX_ID_LENGTH:
+                continue  # reported as too many characters above
+            params.append(
+                FieldError(
+                    _field(prefix, name),
+                    f"must be at most {limit} bytes in UTF-8",
+                    "max_length",
+                    extra={"maximum": limit},
+                )
+            )
     source = raw.get("source")
     if isinstance(source, str) and source and not _URI_REF.match(source):
         params.append(

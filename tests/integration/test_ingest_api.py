@@ -199,6 +199,37 @@ def test_invalid_attribute(stack: Stack, overrides: dict[str, Any], field: str, 
     assert published(stack) == []
 
 
+@pytest.mark.parametrize("name", ["source", "type", "subject"])
+def test_attributes_that_become_storage_keys_are_bounded_in_bytes(stack: Stack, name: str) -> None:
+    """source, type and subject end up in DynamoDB keys (2,048 / 1,024-byte limits): an event that
+    can't be stored must be refused here, never accepted and then fail its batch forever."""
+    resp = stack.ingest(event(1, **{name: "é" * 129}))  # 129 characters, 258 bytes
+    [param] = assert_problem(resp, 400)["invalid_parameters"]
+    assert (param["field"], param["rule"], param["maximum"]) == (name, "max_length", 256)
+    assert published(stack) == []
+
+
+def test_an_id_within_512_characters_but_not_512_bytes_is_refused(stack: Stack) -> None:
+    [param] = assert_problem(stack.ingest(event(1, id="€" * 200)), 400)["invalid_parameters"]
+    assert (param["field"], param["rule"], param["maximum"]) == ("id", "max_length", 512)
+
+
+def test_the_longest_accepted_attributes_are_stored_and_counted(stack: Stack) -> None:
+    """At every limit at once (multi-byte characters): listed, counted, no failed batch."""
+    meter = stack.request(
+        "POST", "/meters", {"key": "long", "name": "long", "aggregation": "count", "event_type": "t" * 256}
+    )
+    assert meter.status == 201, meter
+    longest = event(1, id="i" * 512, source="s" * 256, type="t" * 256, subject="ü" * 128)
+    assert stack.ingest(longest).status == 202
+    stack.drain()  # would raise on a failed batch
+    window = {"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
+    resp = stack.request(
+        "POST", f"/meters/{meter.json()['id']}/query", {**window, "group_by_dimensions": ["subject"]}
+    )
+    assert [(r["dimensions"]["subject"], r["value"]) for r in resp.json()["data"]] == [("ü" * 128, "1")]
+
+
 def test_datacontenttype_error_lists_choices(stack: Stack) -> None:
     [param] = assert_problem(stack.ingest(event(1, datacontenttype="text/xml")), 400)["invalid_parameters"]
     assert param["choices"] == ["application/json"]
