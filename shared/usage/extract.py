@@ -13,6 +13,10 @@ from shared.meters.models import Aggregation, Meter
 
 # Values longer than this are kept as a 128-bit hash in unique_count members (sort keys cap at 1 KiB).
 MAX_INLINE_UNIQUE = 200
+# UTF-8 bytes of one dimension value: it is stored in every counter item of its group (and the
+# usage journal), which DynamoDB caps at 400 KB. A longer value is the event's problem for that
+# meter (invalid_value), never a batch that can't be written.
+MAX_DIMENSION_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -112,4 +116,7 @@ def _contribution(
     elif meter.aggregation != Aggregation.COUNT:
         value = numeric_value(data, compile_path(meter.value_property or "$"))
     dims = tuple(sorted((n, dimension_value(data, compile_path(p))) for n, p in meter.dimensions.items()))
+    for name, dim in dims:
+        if len(dim.encode("utf-8", "surrogatepass")) > MAX_DIMENSION_BYTES:
+            raise ValueError_(f'dimension "{name}" is longer than {MAX_DIMENSION_BYTES} bytes')
     return Contribution(meter.id, meter.aggregation, event["subject"], minute, dims, value, order_key, unique)

@@ -46,6 +46,7 @@ from botocore.exceptions import ClientError
 
 from shared.aws.dynamo import query_all
 from shared.meters.models import Aggregation
+from shared.usage.counters import member_key
 from shared.usage.extract import Contribution
 
 TAIL_TTL_SECONDS = 7 * 24 * 3600
@@ -73,7 +74,7 @@ def encode_parts(parts: Parts) -> bytes:
             [list(d) for d in c.dims],
             str(c.value),
             c.order_key,
-            c.unique,
+            None if c.unique is None else member_key(c.unique),  # as stored: long values hashed
         ]
         for pos, c in parts
     ]
@@ -137,17 +138,15 @@ class Tail:
         self.items = [i for i in self.items if i.key != item.key] + [item]
 
     def pending(self) -> Parts:
-        """Every journaled contribution after `flushed`, in stream order, each position's from
-        one item only (items of overlapping cuts hold the same records)."""
-        by_pos: dict[str, list[Contribution]] = {}
+        """Every journaled contribution after `flushed`, in stream order, each once: a record adds
+        at most one contribution per meter, so (position, meter) names it, and items of
+        overlapping cuts hold the same ones."""
+        found: dict[tuple[str, str], Contribution] = {}
         for item in self.items:
-            mine: dict[str, list[Contribution]] = {}
             for pos, c in item.parts:
                 if pos > self.flushed:
-                    mine.setdefault(pos, []).append(c)
-            for pos, found in mine.items():
-                by_pos.setdefault(pos, found)
-        return [(pos, c) for pos in sorted(by_pos) for c in by_pos[pos]]
+                    found.setdefault((pos, c.meter_id), c)
+        return [(pos, found[(pos, m)]) for pos, m in sorted(found)]
 
 
 class Journal:
@@ -273,15 +272,31 @@ class Journal:
 
 
 def _chunks(first: str, last: str, parts: Parts) -> list[tuple[str, str, Parts, bytes]]:
-    """(first, last, contributions, compressed) covering `parts`, halved by record until each fits.
-    A record's contributions stay together; the outer bounds stay the batch's own."""
+    """(first, last, contributions, compressed) covering `parts`, halved by record until each fits;
+    the outer bounds stay the batch's own. A single record too large alone is split by contribution
+    into items named `<pos>#<n>#<pos>` (flushes take each (position, meter) once, wherever it is)."""
     blob = encode_parts(parts)
-    positions = sorted({pos for pos, _ in parts})
-    if len(blob) <= MAX_PARTS_BYTES or len(positions) < 2:
-        if len(blob) > MAX_PARTS_BYTES:
-            raise ValueError(f"one record's usage contributions exceed {MAX_PARTS_BYTES} bytes compressed")
+    if len(blob) <= MAX_PARTS_BYTES:
         return [(first, last, parts, blob)]
+    positions = sorted({pos for pos, _ in parts})
+    if len(positions) < 2:
+        return _split_record(positions[0], parts)
     middle = positions[len(positions) // 2]  # the second half starts at this record
     below = [p for p in parts if p[0] < middle]
     above = [p for p in parts if p[0] >= middle]
     return _chunks(first, max(p for p, _ in below), below) + _chunks(middle, last, above)
+
+
+def _split_record(pos: str, parts: Parts) -> list[tuple[str, str, Parts, bytes]]:
+    out: list[tuple[str, str, Parts, bytes]] = []
+    chunk: Parts = []
+    for part in parts:
+        if chunk and len(encode_parts([*chunk, part])) > MAX_PARTS_BYTES:
+            out.append((pos, f"{pos}#{len(out)}", chunk, encode_parts(chunk)))
+            chunk = []
+        chunk.append(part)
+    blob = encode_parts(chunk)
+    if len(blob) > MAX_PARTS_BYTES:  # one contribution: bounded by the dimension limit, can't happen
+        raise ValueError(f"a usage contribution of {len(blob)} bytes can't be journaled")
+    out.append((pos, f"{pos}#{len(out)}", chunk, blob))
+    return out

@@ -225,3 +225,30 @@ def test_customer_id_groups_and_filters(stack: Stack) -> None:
         "from,to,customer_id,customer_key,customer_name,value",
         f"2026-05-01T00:00:00Z,2026-05-02T00:00:00Z,{acme_id},acme,Acme,7",
     ]
+
+
+def test_data_too_large_to_store_as_usage_is_the_events_problem_not_the_batchs(stack: Stack) -> None:
+    """A dimension value over 1,024 bytes can't be kept in counter items (nor a 300 KB unique
+    value inline): the event is stored with an invalid_value for that meter and counted by the
+    others; incompressible values make sure nothing shrinks by luck; no batch fails."""
+    import secrets
+
+    grouped = meter(stack, "m_grouped", "count", dimensions={"model": "$.model"})
+    users = meter(stack, "m_users", "unique_count", value_property="$.user")
+    plain = meter(stack, "m_plain", "count")
+    huge = secrets.token_hex(150_000)  # 300 KB
+    stack.ingest(
+        [
+            ev(1, "10:00:00", {"model": huge[:2000], "user": huge}),
+            ev(2, "10:01:00", {"model": "a", "user": "b"}),
+        ]
+    )
+    stack.drain()  # would raise on a failed batch
+    assert values(stack, plain) == ["2"]
+    assert values(stack, users) == ["2"]  # the long value counts, kept as a hash
+    assert values(stack, grouped) == ["1"]
+    errors = [e for e in stored(stack, "e1")["validation_errors"] if e["code"] != "customer_not_found"]
+    assert [e["code"] for e in errors] == ["invalid_value"]
+    assert (
+        "longer than 1024 bytes" in errors[0]["message"] and errors[0]["attributes"]["meter"] == "m_grouped"
+    )

@@ -64,3 +64,30 @@ def test_overlapping_items_count_each_record_once_and_skip_what_was_flushed() ->
     tail = Tail("shard-0", flushed="0011", items=[whole, first, second])
     assert [pos for pos, _ in tail.pending()] == ["0012", "0014"]
     assert tail.last_position() == "0014"
+
+
+def test_a_record_too_large_alone_is_split_by_meter_and_each_contribution_counts_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rnd = random.Random(2)
+    parts = [part("0050", f"meter-{m}", str(rnd.randrange(10**30))) for m in range(12)]
+    monkeypatch.setattr(journal, "MAX_PARTS_BYTES", 200)
+    chunks = journal._chunks("0050", "0050", parts)
+    assert len(chunks) > 1
+    assert [hi for _, hi, _, _ in chunks] == [f"0050#{n}" for n in range(len(chunks))]
+    assert [p for _, _, chunk, _ in chunks for p in chunk] == parts
+    # Journaled twice (a retry, another cut): every (position, meter) still counts once.
+    items = [TailItem(f"{hi}#{lo}", 0, 0, chunk) for lo, hi, chunk, _ in chunks]
+    tail = Tail("shard-0", items=items + [TailItem("0050#0049", 0, 0, parts + [part("0049")])])
+    assert sorted((pos, c.meter_id) for pos, c in tail.pending()) == sorted(
+        [("0049", "m1")] + [("0050", f"meter-{m}") for m in range(12)]
+    )
+    assert tail.last_position() == "0050"
+
+
+def test_long_unique_values_are_journaled_as_stored() -> None:
+    """unique_count values over 200 bytes are kept as a hash (counters.member_key) in the journal
+    too: a record's contributions stay small whatever its data."""
+    long_value = "u" * 5000
+    ((_pos, c),) = decode_parts(encode_parts([part("0011", unique=long_value)]))
+    assert c.unique is not None and c.unique.startswith("h:") and len(c.unique) < 40
