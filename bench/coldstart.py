@@ -3,14 +3,18 @@
     python -m bench coldstart [--runs 7] [--baseline <commit>]
 
 Each function runs as Lambda runs it, as far as one machine can: a fresh interpreter (`-I -S`: no
-site-packages) whose path holds only the function's code asset and the runtime's SDK (boto3,
-botocore and their dependencies, linked from this venv), with `LAMBDA_TASK_ROOT` set, so the
-X-Ray tracer is built and patches what the asset carries, as on AWS. Assets are built for this
-interpreter (same distributions and pins as the deployed ones, cp3XX wheels for this Python) and
-cached under .build/bench-coldstart/.
+site-packages) of the Lambda runtime's Python version when this machine has one
+(`infra.packaging.runtime_python`: settings.LAMBDA_PYTHON_VERSION; else this interpreter, and the
+output says which), whose path holds only the function's code asset and the runtime's SDK (boto3,
+botocore and their dependencies, copied from this venv and compiled for that Python, as the
+runtime's are), with `LAMBDA_TASK_ROOT` set, so the X-Ray tracer is built and patches what the
+asset carries, as on AWS. `-B`: /var/task is read-only, so a module without bytecode in the asset
+is compiled again by every cold start, and the probes write none either. Distributions are
+installed for that Python (same pins as the deployed assets) and cached under .build/bench-coldstart/.
 
 "before" is the baseline commit (`git archive`, like `python -m bench cost`): one asset with every
-dependency for every function. "after" is this tree: each function's own asset (infra/packaging.py).
+dependency for every function, without bytecode (as that commit packaged it). "after" is this tree:
+each function's own asset as infra/packaging.py builds it (with bytecode when it compiles it).
 Printed per function: the asset's size, the median wall time of `import functions.<f>.handler`
 and of the first build (the bootstrap factories its first invocation builds), and the median CPU
 time of the import, over `--runs` interleaved runs (before and after alternate, so machine load
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,14 +70,23 @@ print(json.dumps({"import": (t1 - t0) * 1e3, "import_cpu": (c1 - c0) * 1e3, "bui
 @dataclass(frozen=True)
 class Variant:
     label: str
-    sources: Path  # holds functions/ and shared/
+    sources: Path | None  # holds functions/ and shared/ (None: each function's asset does)
     deps: dict[str, Path]  # function -> its vendored distributions
     size_mb: dict[str, float]
 
 
-def _runtime_dir() -> Path:
-    """boto3, botocore and their dependencies, as the Lambda runtime provides them (linked)."""
-    out = CACHE / "runtime"
+def _interpreter() -> tuple[str, str]:
+    """(python, its X.Y): the Lambda runtime's version when this machine has it, else this one."""
+    python = packaging.runtime_python()
+    if python is not None:
+        return python, settings.LAMBDA_PYTHON_VERSION
+    return sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _runtime_dir(python: str, pyver: str) -> Path:
+    """boto3, botocore and their dependencies, as the Lambda runtime provides them (pure Python,
+    copied from this venv and compiled for `python`)."""
+    out = CACHE / f"runtime-{pyver}"
     if out.is_dir():
         return out
     tmp = Path(tempfile.mkdtemp(dir=CACHE))
@@ -82,16 +96,19 @@ def _runtime_dir() -> Path:
         for top in {file.parts[0] for file in dist.files or []}:
             if top.endswith(".dist-info") or top in ("..", "bin", "__pycache__") or (tmp / top).exists():
                 continue
-            (tmp / top).symlink_to(site / top)
+            if (site / top).is_dir():
+                shutil.copytree(site / top, tmp / top, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(site / top, tmp / top)
+    subprocess.run(packaging.compile_command(tmp, python), check=True, stdout=subprocess.DEVNULL)
     tmp.rename(out)
     return out
 
 
-def _deps(pip_args: list[str], pins: str) -> Path:
+def _deps(pip_args: list[str], pins: str, pyver: str) -> Path:
     """pip install into a cached directory named for its arguments and pins (the requirements file's
-    text); runtime-provided distributions pruned, as infra/packaging.py does."""
-    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    key = hashlib.sha256(json.dumps([pyver, pins, *pip_args[2:]]).encode()).hexdigest()[:16]
+    text); runtime-provided distributions pruned, as infra/packaging.py does. No bytecode."""
+    key = hashlib.sha256(json.dumps(["v2", pyver, pins, *pip_args[2:]]).encode()).hexdigest()[:16]
     out = CACHE / "deps" / key
     if out.is_dir():
         return out
@@ -106,34 +123,42 @@ def _deps(pip_args: list[str], pins: str) -> Path:
 
 
 def _mb(*paths: Path) -> float:
-    """Unzipped size as deployed: without the bytecode the probes leave behind."""
-    files = (f for p in paths for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    """Unzipped size as deployed (with the bytecode packaging compiles; the probes write none)."""
+    files = (f for p in paths for f in p.rglob("*") if f.is_file())
     return sum(f.stat().st_size for f in files) / 1e6
 
 
-def before(tree: Path, label: str) -> Variant:
+def before(tree: Path, label: str, pyver: str) -> Variant:
     """The baseline: one asset (its requirements-lambda.txt, all of functions/ and shared/) for all."""
     requirements = tree / "requirements-lambda.txt"
-    deps = _deps(["-r", str(requirements)], requirements.read_text())
+    deps = _deps(["-r", str(requirements)], requirements.read_text(), pyver)
     size = _mb(deps, tree / "functions", tree / "shared")
     return Variant(label, tree, dict.fromkeys(FUNCTIONS, deps), dict.fromkeys(FUNCTIONS, size))
 
 
-def after(tree: Path) -> Variant:
-    """This tree: each function's own distributions, shared/ and its own package."""
+def after(tree: Path, out: Path, python: str, pyver: str, functions: tuple[str, ...]) -> Variant:
+    """This tree: each function's asset as infra/packaging.py builds it (its own distributions,
+    shared/ and its own package, then bytecode when packaging compiles for this Python), in `out`."""
     constraints = tree / "requirements-lambda.txt"
     pins = constraints.read_text()
-    deps = {f: _deps(["-c", str(constraints), *settings.LAMBDA_DEPENDENCIES[f]], pins) for f in FUNCTIONS}
-    size = {f: _mb(deps[f], tree / "shared", tree / "functions" / f) for f in FUNCTIONS}
-    return Variant("after", tree, deps, size)
+    deps, size = {}, {}
+    for f in functions:
+        asset = out / f
+        shutil.copytree(_deps(["-c", str(constraints), *settings.LAMBDA_DEPENDENCIES[f]], pins, pyver), asset)
+        packaging.copy_sources(asset, f, tree)
+        if packaging.runtime_python(pyver) == python:
+            subprocess.run(packaging.compile_command(asset, python), check=True, stdout=subprocess.DEVNULL)
+        deps[f], size[f] = asset, _mb(asset)
+    return Variant("after", None, deps, size)
 
 
-def probe(variant: Variant, function: str, runtime: Path) -> dict[str, float]:
-    path = [str(variant.sources), str(variant.deps[function]), str(runtime)]
+def probe(variant: Variant, function: str, runtime: Path, python: str) -> dict[str, float]:
+    task_root = variant.sources or variant.deps[function]
+    path = [str(p) for p in dict.fromkeys([task_root, variant.deps[function], runtime])]
     env = {
         "PATH": os.environ.get("PATH", ""),
         "COLDSTART_PATH": json.dumps(path),
-        "LAMBDA_TASK_ROOT": str(variant.sources),  # as in Lambda: tracing on (shared/core/observability.py)
+        "LAMBDA_TASK_ROOT": str(task_root),  # as in Lambda: tracing on (shared/core/observability.py)
         "AWS_LAMBDA_FUNCTION_NAME": f"meterline-{function}",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -143,7 +168,7 @@ def probe(variant: Variant, function: str, runtime: Path) -> dict[str, float]:
         "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
     }
     out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _PROBE, function, *FIRST_BUILD[function]],
+        [python, "-I", "-S", "-B", "-c", _PROBE, function, *FIRST_BUILD[function]],
         env=env,
         cwd=tempfile.gettempdir(),
         check=True,
@@ -157,24 +182,27 @@ def run(
     runs: int = 7, baseline: str | None = COLDSTART_BASELINE, functions: tuple[str, ...] = FUNCTIONS
 ) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
-    runtime = _runtime_dir()
-    with tempfile.TemporaryDirectory(prefix="meterline-baseline-") as tmp:
-        variants = [after(ROOT)]  # (labelled "after": this tree)
+    python, pyver = _interpreter()
+    runtime = _runtime_dir(python, pyver)
+    with (
+        tempfile.TemporaryDirectory(prefix="meterline-baseline-") as tmp,
+        tempfile.TemporaryDirectory(prefix="meterline-after-", dir=CACHE) as assets,
+    ):
+        variants = [after(ROOT, Path(assets), python, pyver, functions)]  # (labelled "after": this tree)
         if baseline:
             archive = subprocess.run(
                 ["git", "-C", str(ROOT), "archive", baseline], check=True, capture_output=True
             )
             subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-            variants.insert(0, before(Path(tmp), f"before ({baseline[:7]})"))
+            variants.insert(0, before(Path(tmp), f"before ({baseline[:7]})", pyver))
         samples: dict[tuple[str, str], list[dict[str, float]]] = {}
         for _ in range(runs):
             for function in functions:
                 for v in variants:
-                    samples.setdefault((v.label, function), []).append(probe(v, function, runtime))
-        python = f"{sys.version_info.major}.{sys.version_info.minor}"
+                    samples.setdefault((v.label, function), []).append(probe(v, function, runtime, python))
         print(
-            f"cold start per function (fresh interpreter, Python {python}, only the asset + the runtime's "
-            f"SDK on the path, tracing on; median of {runs})"
+            f"cold start per function (fresh interpreter, Python {pyver}, only the asset + the runtime's "
+            f"SDK on the path, no bytecode written, tracing on; median of {runs})"
         )
         header = f"  {'function':10s}" + "".join(f"{v.label:>44s}" for v in variants)
         print(header)

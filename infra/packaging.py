@@ -6,7 +6,12 @@ For each function (`infra.settings.LAMBDA_DEPENDENCIES`), into `<out>/<function>
 1. `pip install --target` the distributions that function imports, as manylinux2014 x86_64 CPython
    3.12 wheels (binary only, so nothing is compiled for the host by mistake), with
    requirements-lambda.txt as constraints (the versions come from there);
-2. copy `shared/` and the function's own `functions/<function>/` package (without __pycache__).
+2. copy `shared/` and the function's own `functions/<function>/` package (without __pycache__);
+3. compile every module of the asset to bytecode with a Python of the runtime's version
+   (`compile_bytecode`): Lambda's /var/task is read-only, so an asset without it makes the runtime
+   compile every module it imports again on every cold start (~90 ms of the aggregate function's
+   import and as much of its first build). The .pyc files are `unchecked-hash` (valid whatever
+   mtimes the zip gives the sources) and name their sources under /var/task (tracebacks).
 
 boto3/botocore are not vendored: the Lambda runtime provides them.
 """
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
+import os
 import shutil
 import subprocess
 import sys
@@ -68,6 +75,59 @@ def copy_sources(out_dir: Path, function: str, root: Path = settings.REPO_ROOT) 
     )
 
 
+# Where the Lambda runtime unpacks a function's code: compiled code names its sources there.
+LAMBDA_TASK_ROOT = "/var/task"
+
+
+def runtime_python(python_version: str = settings.LAMBDA_PYTHON_VERSION) -> str | None:
+    """An interpreter of the Lambda runtime's Python version (bytecode is per minor version: a 3.11
+    .pyc is ignored by 3.12): $METERLINE_LAMBDA_PYTHON, this one, `python3.X` on the PATH or a
+    pyenv install. None when there is none."""
+    candidates = [
+        os.environ.get("METERLINE_LAMBDA_PYTHON", ""),
+        sys.executable,
+        shutil.which(f"python{python_version}") or "",
+        *sorted(
+            glob.glob(os.path.expanduser(f"~/.pyenv/versions/{python_version}*/bin/python{python_version}"))
+        ),
+    ]
+    for python in filter(None, candidates):
+        probe = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == python_version:
+            return python
+    return None
+
+
+def compile_command(out_dir: Path, python: str) -> list[str]:
+    """compileall over the asset: unchecked-hash .pyc (the asset never changes once deployed and the
+    zip's mtimes are not the build's), source paths as Lambda sees them."""
+    return [
+        python, "-m", "compileall", "-q", "-j", "0",
+        "--invalidation-mode", "unchecked-hash",
+        "-s", str(out_dir), "-p", LAMBDA_TASK_ROOT,
+        str(out_dir),
+    ]  # fmt: skip
+
+
+def compile_bytecode(out_dir: Path, python_version: str = settings.LAMBDA_PYTHON_VERSION) -> bool:
+    """Compile the asset for the runtime's Python; False (and a warning) when no such interpreter is
+    found: the asset still works, and its cold starts compile every module they import."""
+    python = runtime_python(python_version)
+    if python is None:
+        print(
+            f"warning: no Python {python_version} found (set METERLINE_LAMBDA_PYTHON): {out_dir.name}'s"
+            " asset ships without bytecode and compiles its modules on every cold start",
+            file=sys.stderr,
+        )
+        return False
+    subprocess.run(compile_command(out_dir, python), check=True, stdout=subprocess.DEVNULL)
+    return True
+
+
 def build_function(
     function: str,
     out_dir: Path,
@@ -89,6 +149,7 @@ def build_function(
     shutil.rmtree(out_dir / "bin", ignore_errors=True)  # console scripts are useless in Lambda
     prune_runtime_provided(out_dir)
     copy_sources(out_dir, function, root)
+    compile_bytecode(out_dir, python_version)
     return out_dir
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import marshal
 import subprocess
+import sys
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -84,8 +86,12 @@ def test_build_installs_the_functions_deps_prunes_the_runtimes_and_copies_source
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
+    compiled: list[list[str]] = []
 
-    def fake_run(cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+    def fake_run(cmd: list[str], check: bool, **_: object) -> subprocess.CompletedProcess[str]:
+        if "compileall" in cmd:
+            compiled.append(cmd)
+            return subprocess.CompletedProcess(cmd, 0)
         calls.append(cmd)
         target = Path(_option(cmd, "--target"))
         (target / "bin").mkdir()  # console scripts get dropped
@@ -97,6 +103,7 @@ def test_build_installs_the_functions_deps_prunes_the_runtimes_and_copies_source
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(packaging.subprocess, "run", fake_run)
+    monkeypatch.setattr(packaging, "runtime_python", lambda version: f"/usr/bin/python{version}")
     root = _fake_repo(tmp_path / "repo")
     out = tmp_path / "asset"
     (out / "aggregate" / "stale").mkdir(parents=True)
@@ -113,6 +120,28 @@ def test_build_installs_the_functions_deps_prunes_the_runtimes_and_copies_source
         "shared",
     ]
     assert (out / "old-single-asset").exists()  # a partial build leaves other directories alone
+    # Bytecode for the runtime's Python (/var/task is read-only: nothing is compiled at cold start).
+    assert compiled == [packaging.compile_command((out / "aggregate").resolve(), "/usr/bin/python3.12")]
+
+
+def test_compiled_asset_carries_unchecked_bytecode_for_var_task(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("X = 1\n")
+    python = sys.executable
+    cmd = packaging.compile_command(tmp_path, python)
+    assert cmd[cmd.index("--invalidation-mode") + 1] == "unchecked-hash"
+    subprocess.run(cmd, check=True, capture_output=True)
+    tag = sys.implementation.cache_tag
+    pyc = (tmp_path / "pkg" / "__pycache__" / f"__init__.{tag}.pyc").read_bytes()
+    assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, not checked against the source
+    code = marshal.loads(pyc[16:])
+    assert code.co_filename == f"{packaging.LAMBDA_TASK_ROOT}/pkg/__init__.py"
+
+
+def test_runtime_python_is_of_the_runtimes_version() -> None:
+    mine = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert packaging.runtime_python(mine) == sys.executable
+    assert packaging.runtime_python("2.0") is None
 
 
 def test_full_build_removes_what_is_no_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
