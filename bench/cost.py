@@ -158,6 +158,8 @@ class Meter:
         if "usage" in table:
             if pk.startswith("S#"):
                 return "subjects"
+            if pk.startswith("J#") or pk == "JSTATE":
+                return "usage journal" if pk.startswith("J#") else "usage journal state"
             return f"members {level}" if pk.startswith("U#") else f"counters {level}"
         if "events" in table:
             return "event blocks" if pk.startswith("B#") else "events"
@@ -223,7 +225,7 @@ class Meter:
                     self._read([item_size(item)], req.get("ConsistentRead", False), self._kind(table, key))
         elif name == "Query":
             values = params.get("ExpressionAttributeValues", {})
-            kind = self._kind(params["TableName"], {"pk": values.get(":pk", {})})
+            kind = self._kind(params["TableName"], {"pk": values.get(":pk") or values.get(":p", {})})
             self._read(
                 [item_size(i) for i in parsed.get("Items", [])],
                 params.get("ConsistentRead", False),
