@@ -223,12 +223,13 @@ class Aggregator:
         # 4: usage, journaled and flushed when due (or applied at once without a journal)
         shard = records[0].shard
         if self.flush_seconds is None:
-            self._apply(parts, shard, step, result)
+            self._apply(parts, shard, step, result, index)
         else:
-            got = [_ingested(r.ingested_at, now) for r in records]
+            # A request's records share one ingestion time: parse each distinct one once.
+            got = [_ingested(at, now) for at in {r.ingested_at for r in records}]
             span = (records[0].position, records[-1].position)
             quiet = len(records) < self.busy_records
-            self._journal(shard, span, parts, (min(got), max(got)), quiet, now, step, result)
+            self._journal(shard, span, parts, (min(got), max(got)), quiet, now, step, result, index)
         return result
 
     def flush_due(self, step: Step | None = None) -> BatchResult:
@@ -257,6 +258,7 @@ class Aggregator:
         now: datetime,
         step: Step,
         result: BatchResult,
+        index: MeterIndex,
     ) -> None:
         try:
             tail = self._tails.get(shard)
@@ -275,12 +277,12 @@ class Aggregator:
             traffic_ms = received[1].timestamp() * 1000 - since  # how much traffic the tail holds
             full = tail.records() >= self.flush_records
             if quiet or full or traffic_ms >= (self.flush_seconds or 0) * 1000:
-                self._flush(tail, step, result)
+                self._flush(tail, step, result, index)
         except BaseException:
             self._tails.pop(shard, None)  # whatever happened, the next batch reads the table
             raise
 
-    def _flush(self, tail: Tail, step: Step, result: BatchResult) -> None:
+    def _flush(self, tail: Tail, step: Step, result: BatchResult, index: MeterIndex | None = None) -> None:
         # Another flusher (the idle sweep, another instance) may have flushed what this instance
         # still holds: re-applying would be exact but would pay for the writes again.
         if self.journal.flushed(tail.shard) > tail.flushed:
@@ -288,19 +290,26 @@ class Aggregator:
             tail.flushed, tail.items = fresh.flushed, fresh.items
         if not tail.items:
             return
-        self._apply(tail.pending(), tail.shard, step, result)
+        self._apply(tail.pending(), tail.shard, step, result, index)
         flushed = tail.last_position()
         self.journal.mark_flushed(tail.shard, flushed)
         step("flushed")
         tail.flushed, tail.items = flushed, []
 
     def _apply(
-        self, parts: list[tuple[str, Contribution]], shard: str, step: Step, result: BatchResult
+        self,
+        parts: list[tuple[str, Contribution]],
+        shard: str,
+        step: Step,
+        result: BatchResult,
+        index: MeterIndex | None = None,
     ) -> None:
         """Pre-aggregate contributions and write them: members (idempotent puts), minute sets
-        (ADD), counters (conditional updates), then the entitlements hook."""
+        (ADD), counters (conditional updates), then the entitlements hook. `index`: the live
+        meters, as the batch already read them (the idle sweep reads them here)."""
+        if index is None:
+            index = MeterIndex(self.meters.list_all())
         # One index item per (event type, subject), shared by the type's meters (subjects.py).
-        index = MeterIndex(self.meters.list_all())
         type_of = {m.id: t for t, meters in index.by_type.items() for m in meters}
         # A meter deleted since its contributions were journaled is not counted any more.
         parts = [(p, c) for p, c in parts if c.meter_id in type_of]

@@ -20,7 +20,8 @@ Exactly once, case by case:
 - An item is named by the exact range of records it holds, so it is never replaced by different
   content: a retried batch (Lambda retry, crash) writes the same item again; a bisected half, a
   redelivered tail or a whole batch after its halves write items of their own, overlapping. A
-  flush takes each position's contributions from one item only, so overlaps count once.
+  record adds at most one contribution per meter, so a flush takes each (position, meter) once,
+  whichever item holds it, and overlaps count once.
 - The tail is the items whose last record is after `flushed` (`sk > flushed`): an item at or
   below it holds only records a flush covered. Within the tail, records at or below `flushed`
   are skipped.
@@ -155,12 +156,7 @@ class Journal:
         self.table = table
 
     def load(self, shard: str) -> Tail:
-        state = self.client.get_item(
-            TableName=self.table,
-            Key={"pk": {"S": STATE_PK}, "sk": {"S": shard}},
-            ConsistentRead=True,
-        ).get("Item", {})
-        tail = Tail(shard, state.get("flushed", {}).get("S", FLOOR))
+        tail = Tail(shard, self.flushed(shard))
         tail.items = [self._item(raw) for raw in self._after(shard, tail.flushed)]
         return tail
 
