@@ -157,8 +157,8 @@ class Aggregator:
         self.writer = CounterWriter(client, usage_table)
         self.usage_table = usage_table
         self._known_subjects = RecentSet[tuple[str, str]](KNOWN_SUBJECTS_MAX)
-        # Called with {meter id: {subject: earliest minute}} once a batch's usage is applied:
-        # entitlements on those meters refresh their access state from it.
+        # Called with {meter id: {subject: earliest minute}} once a batch's usage is journaled
+        # (or applied): entitlements on those meters refresh their access state from it.
         self.after_batch = after_batch
         # Writes within a stage are independent items, so they go out in parallel (boto3 clients
         # are thread-safe); the stages stay ordered: events (claims) before usage.
@@ -278,6 +278,10 @@ class Aggregator:
             full = tail.records() >= self.flush_records
             if quiet or full or traffic_ms >= (self.flush_seconds or 0) * 1000:
                 self._flush(tail, step, result, index)
+            # Access states count the journaled tail (queries read it: tail.py), so they refresh
+            # for what this batch touched now, not when a flush writes it: quotas see usage within
+            # the batching window. A flush changes no total, so it refreshes nothing.
+            self._refresh(parts)
         except BaseException:
             self._tails.pop(shard, None)  # whatever happened, the next batch reads the table
             raise
@@ -290,7 +294,7 @@ class Aggregator:
             tail.flushed, tail.items = fresh.flushed, fresh.items
         if not tail.items:
             return
-        self._apply(tail.pending(), tail.shard, step, result, index)
+        self._apply(tail.pending(), tail.shard, step, result, index, refresh=False)
         flushed = tail.last_position()
         self.journal.mark_flushed(tail.shard, flushed)
         step("flushed")
@@ -303,10 +307,11 @@ class Aggregator:
         step: Step,
         result: BatchResult,
         index: MeterIndex | None = None,
+        refresh: bool = True,
     ) -> None:
         """Pre-aggregate contributions and write them: members (idempotent puts), minute sets
-        (ADD), counters (conditional updates), then the entitlements hook. `index`: the live
-        meters, as the batch already read them (the idle sweep reads them here)."""
+        (ADD), counters (conditional updates), then (`refresh`) the entitlements hook. `index`:
+        the live meters, as the batch already read them (the idle sweep reads them here)."""
         if index is None:
             index = MeterIndex(self.meters.list_all())
         # One index item per (event type, subject), shared by the type's meters (subjects.py).
@@ -341,12 +346,18 @@ class Aggregator:
         outcomes = list(self._pool.map(apply, enumerate(work.counters.items())))
         result.counters_written += sum(outcomes)
         result.counters_skipped += len(outcomes) - sum(outcomes)
-        if self.after_batch is not None:
-            touched: dict[str, dict[str, datetime]] = {}
-            for _, c in parts:
-                subjects = touched.setdefault(c.meter_id, {})
-                subjects[c.subject] = min(c.minute, subjects.get(c.subject, c.minute))
-            self.after_batch(touched)
+        if refresh:
+            self._refresh(parts)
+
+    def _refresh(self, parts: list[tuple[str, Contribution]]) -> None:
+        """The entitlements hook, with {meter id: {subject: earliest minute}} of `parts`."""
+        if self.after_batch is None or not parts:
+            return
+        touched: dict[str, dict[str, datetime]] = {}
+        for _, c in parts:
+            subjects = touched.setdefault(c.meter_id, {})
+            subjects[c.subject] = min(c.minute, subjects.get(c.subject, c.minute))
+        self.after_batch(touched)
 
     def evaluate(self, rec: StreamRecord, index: MeterIndex, now: datetime) -> Evaluation:
         """Pure (no I/O), so any failure here is this record's own: it becomes an issue, never

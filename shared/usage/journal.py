@@ -60,6 +60,12 @@ FLOOR = "!"  # below every encoded position (they start with digits): "nothing f
 Parts = list[tuple[str, Contribution]]
 
 
+# Bumped by every journal write of this process: a reader of the tail (tail.py) that reuses what it
+# read a moment ago reads again when this process has journaled since (the aggregate function's
+# access refresh must see the batch it just journaled).
+journaled_here = 0
+
+
 def tail_pk(shard: str) -> str:
     return f"J#{shard}"
 
@@ -204,6 +210,8 @@ class Journal:
                 },
             )
             written.append(item)
+        global journaled_here
+        journaled_here += 1
         return written
 
     def mark_flushed(self, shard: str, flushed: str) -> None:

@@ -37,11 +37,22 @@ from shared.usage.buckets import (
     bucket_code,
     decompose,
     parse_bucket_code,
+    slot_of,
     slot_pieces,
 )
-from shared.usage.counters import ADDITIVE, member_partition, partition
+from shared.usage.counters import (
+    ADDITIVE,
+    dims_hash,
+    level_codes,
+    member_codes,
+    member_partition,
+    partition,
+    slot_codes,
+)
+from shared.usage.extract import Contribution
 from shared.usage.filters import matches
 from shared.usage.subjects import subjects_of as indexed_subjects
+from shared.usage.tail import TailReader, Unflushed
 from shared.usage.windows import count_windows, windows
 
 MAX_WINDOWS = 50_000
@@ -68,6 +79,7 @@ class QueryResult:
     group_by: list[str]
     items_read: int = 0
     queries: int = 0
+    unflushed: int = 0  # journaled contributions counted from the tail (tail.py)
     customers: dict[str, CustomerRef] = field(default_factory=dict)
 
 
@@ -103,6 +115,17 @@ class _Acc:
             if total is not None:
                 self.total += Decimal(total)
 
+    def add_unflushed(self, c: Contribution) -> None:
+        """One journaled contribution (tail.py): what a flush will add to the counter."""
+        self.count += 1
+        self.total += c.value
+        self.low = c.value if self.low is None else min(self.low, c.value)
+        self.high = c.value if self.high is None else max(self.high, c.value)
+        if c.order_key > self.latest_key:
+            self.latest_key, self.latest_value = c.order_key, c.value
+        if c.unique is not None:
+            self.members.add(c.unique)
+
     def add_members(self, item: dict[str, Any], rest: str) -> None:
         """A minute's member set (`u`), or one member item (hour, day, or a spilled minute value)."""
         if "u" in item:
@@ -136,6 +159,8 @@ class UsageQueryService:
         # Strongly consistent reads for callers that must see writes just made (the entitlement
         # refresh right after a batch's counter writes); meter queries don't need them.
         self.consistent = consistent
+        # Usage journaled but not flushed yet (tail.py): counted, so queries see it within seconds.
+        self.tail = TailReader(client, usage_table)
 
     def subjects_of(self, meter: Meter) -> list[str]:
         """The subjects indexed for the meter's event type, with those the previous release indexed
@@ -173,9 +198,18 @@ class UsageQueryService:
         if q.start is not None:
             self._check_window_count(q.start, end, q)  # on the requested range, before any read
         subjects = self._subjects(meter, q)
+        # The unflushed tail is read before any counter (tail.py says why that makes it exact).
+        unflushed = self.tail.read(self.consistent, {meter.id})
+        if q.subjects is None and q.customer_ids is None:
+            # A subject first seen in the tail isn't indexed yet (its flush indexes it).
+            subjects = sorted({*subjects, *(u.contribution.subject for u in unflushed)})
+        wanted = set(subjects)
+        unflushed = [u for u in unflushed if u.contribution.subject in wanted]
         start = q.start
         if start is None:
-            start = self._earliest(meter, subjects) if subjects else None
+            candidates = [u.contribution.minute for u in unflushed]
+            found = self._earliest(meter, subjects) if subjects else None
+            start = min([*candidates, found] if found is not None else candidates, default=None)
             if start is None or start >= end:
                 return QueryResult(q.start, q.end, [], q.group_by)
             self._check_window_count(start, end, q)
@@ -233,12 +267,57 @@ class UsageQueryService:
         if "customer_id" in q.group_by and self.attribution:
             customers = self.attribution.resolve_subjects(subjects)
             result.customers = {ref.id: ref for ref in customers.values()}
+        # (subject, level, bucket code, dims hash) -> the counter item as read: its `ap#<shard>`
+        # positions say which unflushed contributions it holds already.
+        counters: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for items in batches:
             result.items_read += len(items)
             for raw in items:
                 self._fold(raw, bucket_window, q, groups, customers)
+                if slotted:
+                    level, code, rest = raw["sk"]["S"].split("#", 2)
+                    counters[(raw.get("sub", {}).get("S", ""), level, code, rest)] = raw
+        for u in unflushed:
+            self._fold_unflushed(u, meter.aggregation, bucket_window, counters, q, groups, customers)
+        result.unflushed = len(unflushed)
         result.rows = self._rows(meter, spans, q, groups)
         return result
+
+    def _fold_unflushed(
+        self,
+        u: Unflushed,
+        aggregation: Aggregation,
+        bucket_window: dict[tuple[str, str], list[tuple[int, tuple[int, int] | None]]],
+        counters: dict[tuple[str, str, str, str], dict[str, Any]],
+        q: ParsedQuery,
+        groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Acc],
+        customers: dict[str, CustomerRef],
+    ) -> None:
+        """Add one journaled contribution to the windows that read the buckets it falls in, unless
+        the counter item read there holds it already (count, sum, avg: not idempotent)."""
+        c = u.contribution
+        key = self._group_key(dict(c.dims), c.subject, q, customers)
+        if key is None:
+            return
+        slotted = aggregation in ADDITIVE
+        if slotted:
+            codes = slot_codes(c.minute)
+        elif aggregation == Aggregation.UNIQUE_COUNT:
+            codes = member_codes(c.minute)
+        else:
+            codes = level_codes(c.minute)
+        for level, code in codes:
+            targets = bucket_window.get((level, code))
+            if not targets:
+                continue
+            slot = slot_of(level, c.minute) if slotted else 0
+            if slotted:
+                item = counters.get((c.subject, level, code, dims_hash(c.dims)))
+                if item is not None and item.get(f"ap#{u.shard}", {}).get("S", "") >= u.pos:
+                    continue  # a flush applied it to this item
+            for idx, slots in targets:
+                if slots is None or slots[0] <= slot < slots[1]:
+                    groups.setdefault((idx, key), _Acc()).add_unflushed(c)
 
     @staticmethod
     def _check_window_count(start: datetime, end: datetime, q: ParsedQuery) -> None:
@@ -293,21 +372,9 @@ class UsageQueryService:
         if not targets:  # inside a run but covered at another level
             return
         item = from_item(raw)
-        dims: dict[str, str] = dict(item.get("d") or {})
-        subject = item.get("sub", "")
-        for name, spec in q.filters.items():
-            if not matches(spec, dims.get(name)):
-                return
-        key_parts = []
-        for name in q.group_by:
-            if name == "subject":
-                key_parts.append((name, subject))
-            elif name == "customer_id":
-                ref = customers.get(subject)
-                key_parts.append((name, ref.id if ref else ""))
-            else:
-                key_parts.append((name, dims.get(name, "")))
-        key = tuple(key_parts)
+        key = self._group_key(dict(item.get("d") or {}), item.get("sub", ""), q, customers)
+        if key is None:
+            return
         member = raw["pk"]["S"].startswith("U#")
         for idx, slots in targets:
             acc = groups.setdefault((idx, key), _Acc())
@@ -317,6 +384,25 @@ class UsageQueryService:
                 acc.add_item(item)
             else:
                 acc.add_slots(item, *slots)
+
+    @staticmethod
+    def _group_key(
+        dims: dict[str, str], subject: str, q: ParsedQuery, customers: dict[str, CustomerRef]
+    ) -> tuple[tuple[str, str], ...] | None:
+        """The group a counter belongs to, or None when the query's filters exclude it."""
+        for name, spec in q.filters.items():
+            if not matches(spec, dims.get(name)):
+                return None
+        key_parts = []
+        for name in q.group_by:
+            if name == "subject":
+                key_parts.append((name, subject))
+            elif name == "customer_id":
+                ref = customers.get(subject)
+                key_parts.append((name, ref.id if ref else ""))
+            else:
+                key_parts.append((name, dims.get(name, "")))
+        return tuple(key_parts)
 
     @staticmethod
     def _rows(

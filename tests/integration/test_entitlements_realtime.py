@@ -286,3 +286,35 @@ def test_a_retried_customer_delete_finishes_ending_its_entitlements(
     monkeypatch.setattr(service, "end_for_customer", real)
     assert stack.request("DELETE", f"/customers/{cid}").status == 404  # already deleted...
     assert wiring.entitlements().repo.for_customer(cid) == []  # ...and its entitlements ended
+
+
+def test_a_busy_shards_usage_reaches_the_access_state_before_its_flush(stack: Stack) -> None:
+    """A busy shard writes usage behind (flushed every USAGE_FLUSH_SECONDS). The access state and
+    the value still count a batch as soon as it is journaled: quotas see usage within the
+    batching window, not the flush interval."""
+    cid = setup(stack)
+    grant = {"amount": 5, "effective_at": iso(period_start())}
+    assert stack.request("POST", f"/customers/{cid}/entitlements/api/grants", grant).status == 201
+    agg = aggregate_handler.aggregator()
+    agg.flush_seconds, agg.busy_records = 3600.0, 0  # every batch busy, no flush due
+    try:
+        stack.ingest([call(i, NOW) for i in range(4)])
+        for batch in stack.pending_batches():
+            aggregate_handler.lambda_handler(batch, None)
+        assert any(agg.journal.load(s).pending() for s in agg.journal.shards())  # journaled, not flushed
+        state = stored(cid)
+        assert (state.usage, state.balance, state.has_access) == (4, 1, True)
+        assert value(stack, cid)["usage"] == "4"
+        stack.ingest([call(10 + i, NOW) for i in range(2)])
+        for batch in stack.pending_batches():
+            aggregate_handler.lambda_handler(batch, None)
+        state = stored(cid)
+        assert (state.usage, state.balance, state.has_access) == (6, 0, False)
+        # The flush changes what the counters hold, not the totals.
+        clock, agg.clock = agg.clock, FixedClock(datetime.now(UTC) + timedelta(hours=2))
+        agg.flush_due()
+        agg.clock = clock
+        assert not any(agg.journal.load(s).pending() for s in agg.journal.shards())
+        assert value(stack, cid)["usage"] == "6" and stored(cid).usage == 6
+    finally:
+        agg.flush_seconds, agg.busy_records = 0.0, 50

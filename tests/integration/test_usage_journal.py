@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from functions.aggregate import handler as aggregate_handler
 from shared.core.timeutil import Clock
 from shared.usage.aggregator import Aggregator
+from shared.usage.tail import TailReader
 from tests.integration.test_exactly_once import (
     Crash,
     assert_matches_truth,
@@ -81,6 +83,26 @@ def sweep(a: Aggregator, at: datetime) -> None:
     a.flush_due()
 
 
+@contextmanager
+def counters_only() -> Iterator[None]:
+    """Queries as they read before tail.py: the counters alone, what the flushes wrote."""
+    original = TailReader.read
+    TailReader.read = lambda *_a, **_k: []  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TailReader.read = original  # type: ignore[method-assign]
+
+
+def assert_flushed_and_seen(
+    stack: Stack, meters: tuple[str, str], flushed: list[dict[str, Any]], journaled: list[dict[str, Any]]
+) -> None:
+    """The counters hold `flushed`; queries (counters + the unflushed tail) see all of `journaled`."""
+    with counters_only():
+        assert_matches_truth(stack, meters, flushed)
+    assert_matches_truth(stack, meters, journaled)
+
+
 def shard_of(batch: dict[str, Any]) -> str:
     return str(batch["Records"][0]["eventID"].split(":", 1)[0])
 
@@ -94,15 +116,15 @@ def test_usage_waits_in_the_journal_until_the_tail_spans_flush_seconds(stack: St
     half = len(recs) // 2
     early = received_at({"Records": recs[:half]}, BASE)
     agg.process(early)
-    # Journaled, not counted yet: the tail spans 0 s of traffic.
-    assert_matches_truth(stack, meters, [])
+    # Journaled, not flushed yet (the tail spans 0 s of traffic), yet queries see it.
+    assert_flushed_and_seen(stack, meters, [], events_in(recs[:half], events))
     # 9 s later: still within the flush interval.
     agg.process(received_at({"Records": recs[half : half + 1]}, BASE + timedelta(seconds=9)))
-    assert_matches_truth(stack, meters, [])
+    assert_flushed_and_seen(stack, meters, [], events_in(recs[: half + 1], events))
     # 10 s after the first: the tail is due, and this batch flushes all three.
     agg.process(received_at({"Records": recs[half + 1 :]}, BASE + timedelta(seconds=10)))
-    counted = [e for e in events if any(_is(e, r) for r in recs)]
-    assert_matches_truth(stack, meters, counted)
+    counted = events_in(recs, events)
+    assert_flushed_and_seen(stack, meters, counted, counted)
 
 
 def test_a_quiet_shards_small_batch_flushes_at_once(stack: Stack, agg: Aggregator) -> None:
@@ -116,6 +138,10 @@ def test_a_quiet_shards_small_batch_flushes_at_once(stack: Stack, agg: Aggregato
     assert_matches_truth(stack, meters, events)
 
 
+def events_in(records: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if any(_is(e, r) for r in records)]
+
+
 def _is(event: dict[str, Any], record: dict[str, Any]) -> bool:
     payload = orjson.loads(base64.b64decode(record["kinesis"]["data"]))
     return bool(payload["event"]["id"] == event["id"] and payload["event"]["source"] == event["source"])
@@ -126,13 +152,13 @@ def test_the_idle_sweep_flushes_a_shard_whose_traffic_stopped(stack: Stack, agg:
     events = make_events(30)
     for batch in batches(stack, events, 100):
         agg.process(batch)
-    assert_matches_truth(stack, meters, [])  # every shard's tail is younger than 10 s of traffic
+    assert_flushed_and_seen(stack, meters, [], events)  # every tail is younger than 10 s of traffic
     sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH - 2))  # journaled less than 10 s ago
-    assert_matches_truth(stack, meters, [])
+    assert_flushed_and_seen(stack, meters, [], events)
     sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH + 1))
-    assert_matches_truth(stack, meters, events)
+    assert_flushed_and_seen(stack, meters, events, events)
     sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH + 200))  # again: nothing added
-    assert_matches_truth(stack, meters, events)
+    assert_flushed_and_seen(stack, meters, events, events)
 
 
 def run_meters(stack: Stack, run: int) -> tuple[str, str]:
@@ -186,6 +212,17 @@ def test_crash_after_every_write_of_every_batch_with_the_tail_written_behind(sta
                 except Crash as exc:
                     crashed = True
                     crashed_at.append(str(exc))
+                    # Whatever the crash left (a flush half-applied: some counters moved, the
+                    # flush state not), queries see each journaled record exactly once.
+                    done = [
+                        r
+                        for b in todo[: i + any(n.startswith("journal") for n in seen)]
+                        for r in b["Records"]
+                    ]
+                    try:
+                        assert_matches_truth(stack, meters, events_in(done, events))
+                    except AssertionError as failed:
+                        raise AssertionError(f"query after a crash at {exc}") from failed
                     a = fresh_instance()
                     recs = batch["Records"]
                     a.process({"Records": recs[: len(recs) // 2]})  # bisected, then whole
@@ -260,3 +297,111 @@ def test_the_scheduled_invocation_sweeps_every_few_seconds_within_its_minute(
         {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext(12)
     )
     assert calls == []  # too little time left for another pass
+
+
+def test_a_flush_landing_between_the_tail_read_and_the_counter_reads_counts_each_record_once(
+    stack: Stack,
+) -> None:
+    """A query reads the tail, then the counters. Here a flush runs in between, killed after each
+    of its writes in turn (counters half-applied, flush state not moved) and then run whole: the
+    counters read then hold some of the tail's records, which must be taken once, not twice."""
+    original = TailReader.read
+    run, crashed_at = 100, []
+    while True:
+        meters = run_meters(stack, run)
+        events = run_events(run)
+        a = fresh_instance()
+        for batch in batches(stack, events, 100):
+            a.process(batch)  # busy: journaled, none flushed
+        flusher = fresh_instance()
+        flusher.clock = FrozenClock(datetime.now(UTC) + timedelta(seconds=FLUSH + 61))
+        kill_after, seen, crashed = run - 100, [], [False]
+
+        def step(name: str, seen: list[str] = seen, at: int = kill_after) -> None:
+            seen.append(name)
+            if len(seen) == at + 1:
+                raise Crash(name)
+
+        def read_then_flush(
+            self: TailReader,
+            *args: Any,
+            seen: list[str] = seen,
+            flusher: Aggregator = flusher,
+            crashed: list[bool] = crashed,
+            step: Any = step,
+            **kwargs: Any,
+        ) -> Any:
+            found = original(self, *args, **kwargs)
+            if not seen:  # the first query of the run: a flush lands after its tail read
+                try:
+                    flusher.flush_due(step=step)
+                except Crash as exc:
+                    crashed[0] = True
+                    crashed_at.append(str(exc))
+            return found
+
+        TailReader.read = read_then_flush  # type: ignore[method-assign]
+        try:
+            assert_matches_truth(stack, meters, events)
+        except AssertionError as exc:
+            raise AssertionError(f"flush killed after write {kill_after}: {crashed_at[-1:]}") from exc
+        finally:
+            TailReader.read = original  # type: ignore[method-assign]
+        sweep(fresh_instance(), datetime.now(UTC) + timedelta(seconds=FLUSH + 61))
+        assert_flushed_and_seen(stack, meters, events, events)
+        run += 1
+        if not crashed[0]:
+            break
+    assert {name.split(":")[0] for name in crashed_at} >= {"counter", "flushed"}, crashed_at
+
+
+def test_every_aggregation_answers_the_same_from_the_tail_as_after_the_flush(
+    stack: Stack, agg: Aggregator
+) -> None:
+    """unique_count, min, max and latest fold the tail in as it is (unions and extremes), avg,
+    sum and count only what no counter holds: the same rows, at every granularity and in a zone
+    whose hours are shifted, before the flush as after it."""
+    ids = {}
+    for aggregation in ("sum", "count", "avg", "unique_count", "min", "max", "latest"):
+        body: dict[str, Any] = {
+            "key": f"tail_{aggregation}",
+            "name": aggregation,
+            "aggregation": aggregation,
+            "event_type": "tailed",
+            "dimensions": {"method": "$.method"},
+        }
+        if aggregation != "count":
+            body["value_property"] = "$.bytes"
+        resp = stack.request("POST", "/meters", body)
+        assert resp.status == 201, resp
+        ids[aggregation] = resp.json()["id"]
+    events = [{**e, "type": "tailed"} for e in make_events(50, seed=11)]
+    early, late = events[:30], events[30:]
+    for batch in batches(stack, early, 100):
+        agg.process(batch)
+    sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH + 61))  # some usage flushed...
+    for batch in batches(stack, late, 100):
+        agg.process(batch)  # ...the rest only journaled
+    asks = [
+        {"granularity": "PT1M", "group_by_dimensions": ["subject", "method"]},
+        {"granularity": "PT1H", "group_by_dimensions": ["method"], "time_zone": "Asia/Kathmandu"},
+        {"granularity": "P1D", "time_zone": "Asia/Kolkata"},
+        {"group_by_dimensions": ["subject"], "filters": {"dimensions": {"method": {"eq": "GET"}}}},
+    ]
+
+    def answers() -> list[Any]:
+        out = []
+        for aggregation, meter_id in ids.items():
+            for ask in asks:
+                body = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z", **ask}
+                resp = stack.request("POST", f"/meters/{meter_id}/query", body)
+                assert resp.status == 200, resp
+                out.append((aggregation, ask, resp.json()["data"]))
+        return out
+
+    with counters_only():
+        flushed_only = answers()
+    before = answers()
+    assert before != flushed_only  # the tail is counted...
+    sweep(agg, datetime.now(UTC) + timedelta(seconds=FLUSH + 200))
+    assert answers() == before  # ...exactly as the flush then counts it
