@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from shared.api.params import Page, StringFilter, nested, page_params, string_filters
 from shared.api.validation import parse_json_body, validate_model
@@ -50,7 +50,7 @@ class WebhookChannelRequest(BaseModel):
 
     type: Literal["webhook"]
     name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
+    disabled: StrictBool = False  # "yes" or 1 is not a boolean (pydantic's lax mode takes them)
     url: str = Field(min_length=1, max_length=2048)
     custom_headers: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_HEADERS)
     signing_secret: str | None = Field(default=None, pattern=r"^(whsec_)?[a-zA-Z0-9+/=]{32,100}$")
@@ -62,7 +62,7 @@ class SnsChannelRequest(BaseModel):
 
     type: Literal["sns"]
     name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
+    disabled: StrictBool = False
     topic_arn: str = Field(pattern=SNS_TOPIC_ARN)
     labels: Labels = None
 
@@ -79,7 +79,7 @@ class RuleRequest(BaseModel):
 
     type: RuleType
     name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
+    disabled: StrictBool = False
     channels: list[str] = Field(min_length=1, max_length=MAX_CHANNELS_PER_RULE)
     thresholds: list[ThresholdRequest] | None = Field(default=None, min_length=1, max_length=MAX_THRESHOLDS)
     features: list[str] | None = Field(default=None, max_length=100)

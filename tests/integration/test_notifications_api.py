@@ -101,6 +101,41 @@ def test_sns_channel_and_immutable_type(stack: Stack) -> None:
             {"type": "webhook", "name": "x", "url": "https://a.example", "custom_headers": {"svix-id": "x"}},
             "custom_headers.svix-id",
         ),
+        # Header names must be RFC 9110 tokens and values visible ASCII: a CR/LF (header injection),
+        # a space in a name or a character outside Latin-1 made every delivery raise in the sender
+        # (the event stuck in SENDING, a traceback every retry sweep).
+        (
+            {
+                "type": "webhook",
+                "name": "x",
+                "url": "https://a.example",
+                "custom_headers": {"X-A": "a\r\nX-B: 1"},
+            },
+            "custom_headers.X-A",
+        ),
+        (
+            {"type": "webhook", "name": "x", "url": "https://a.example", "custom_headers": {"X A": "a"}},
+            "custom_headers.X A",
+        ),
+        (
+            {"type": "webhook", "name": "x", "url": "https://a.example", "custom_headers": {"": "a"}},
+            "custom_headers.",
+        ),
+        (
+            {
+                "type": "webhook",
+                "name": "x",
+                "url": "https://a.example",
+                "custom_headers": {"X-A": "\U0001d11e"},
+            },
+            "custom_headers.X-A",
+        ),
+        # A boolean is a JSON boolean: "yes" or 1 is not one (pydantic's lax mode took them).
+        ({"type": "webhook", "name": "x", "url": "https://a.example", "disabled": "yes"}, "disabled"),
+        (
+            {"type": "sns", "name": "x", "topic_arn": "arn:aws:sns:us-east-1:123456789012:t", "disabled": 1},
+            "disabled",
+        ),
         ({"type": "webhook", "name": "", "url": "https://a.example"}, "name"),
         ({"type": "webhook", "name": "x", "url": "https://a.example", "extra": 1}, "extra"),
         ({"type": "sns", "name": "x", "topic_arn": "arn:aws:sqs:us-east-1:123456789012:q"}, "topic_arn"),
