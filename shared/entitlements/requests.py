@@ -42,6 +42,9 @@ _DURATION = re.compile(
     r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?$"
 )
 MAX_METADATA = 50
+# A static entitlement's config is stored in its item and in each access state (DynamoDB: 400 KB per
+# item): 64 KiB of JSON leaves room for everything else.
+MAX_CONFIG_BYTES = 64 * 1024
 # DynamoDB numbers carry 38 significant digits.
 MAX_DIGITS = 38
 
@@ -174,6 +177,8 @@ class CreateEntitlementRequest(BaseModel):
                 raise PydanticCustomError("dict_type", "must be a JSON object (or a string of one)") from None
         if not isinstance(value, dict):
             raise PydanticCustomError("dict_type", "must be a JSON object (or a string of one)")
+        if len(orjson.dumps(value)) > MAX_CONFIG_BYTES:
+            raise PydanticCustomError("too_long", f"must be at most {MAX_CONFIG_BYTES} bytes as JSON")
         return value
 
 

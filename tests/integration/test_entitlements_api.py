@@ -238,6 +238,20 @@ def test_create_static_rejects_missing_or_non_object_config(
     assert listed(stack) == []
 
 
+@pytest.mark.parametrize("config", [{"k": "x" * 500_000}, '{"k": "%s"}' % ("x" * 70_000)])
+def test_create_static_rejects_a_config_too_large_to_store(
+    stack: Stack, world: dict[str, Any], config: Any
+) -> None:
+    # The config is stored in the entitlement's item and each access state (400 KB each at most):
+    # a larger one was a DynamoDB ValidationException, a 500.
+    body: dict[str, Any] = {"type": "static", "feature_key": "sso", "config": config}
+    resp = stack.request("POST", ent_path(), body)
+    assert fields(resp) == ["config"]
+    assert listed(stack) == []
+    fits = {"type": "static", "feature_key": "sso", "config": {"k": "x" * 60_000}}
+    assert stack.request("POST", ent_path(), fits).status == 201
+
+
 @pytest.mark.parametrize(
     ("kind", "extra", "field"),
     [
