@@ -41,7 +41,22 @@ def _decimal_input(value: Any) -> Any:
     return value
 
 
-DecimalStr = Annotated[str, BeforeValidator(_decimal_input), Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]
+def _digits(value: str) -> str:
+    # DynamoDB numbers carry 38 significant digits; an unbounded string also overflowed the rule's item.
+    if len(Decimal(value).as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"must have at most {MAX_DIGITS} digits")
+    return value
+
+
+MAX_DIGITS = 38
+DecimalStr = Annotated[
+    str,
+    BeforeValidator(_decimal_input),
+    Field(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=2 * MAX_DIGITS + 1),
+    AfterValidator(_digits),
+]
+# A rule's `features` are feature ids or keys (keys are 64 characters at most).
+FeatureRef = Annotated[str, Field(min_length=1, max_length=64)]
 Labels = Annotated[dict[str, str] | None, AfterValidator(check_labels)]
 
 
@@ -82,7 +97,7 @@ class RuleRequest(BaseModel):
     disabled: StrictBool = False
     channels: list[str] = Field(min_length=1, max_length=MAX_CHANNELS_PER_RULE)
     thresholds: list[ThresholdRequest] | None = Field(default=None, min_length=1, max_length=MAX_THRESHOLDS)
-    features: list[str] | None = Field(default=None, max_length=100)
+    features: list[FeatureRef] | None = Field(default=None, max_length=100)
     labels: Labels = None
 
 

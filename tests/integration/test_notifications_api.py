@@ -209,6 +209,12 @@ def test_rule_crud_channel_refs_and_409_on_used_channel(stack: Stack) -> None:
         ({"thresholds": [{"value": 5, "type": "fraction"}]}, "thresholds[0].type"),
         ({"type": "invoice.created"}, "thresholds"),
         ({"type": "entitlements.sometimes"}, "type"),
+        # Unbounded strings made the rule item larger than DynamoDB takes (400 KB): a 500. Features are
+        # feature ids or keys (64 characters at most); a threshold is a number of 38 digits at most.
+        ({"features": ["f" * 5000 + str(i) for i in range(100)]}, "features[0]"),
+        ({"features": [""]}, "features[0]"),
+        ({"thresholds": [{"value": "9" * 39, "type": "usage_value"}]}, "thresholds[0].value"),
+        ({"thresholds": [{"value": "1." + "0" * 300_000, "type": "usage_value"}]}, "thresholds[0].value"),
     ],
 )
 def test_rule_validation_names_the_field(stack: Stack, change: dict[str, Any], field: str) -> None:
