@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -209,6 +210,18 @@ def proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, out, raw
 
 
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+
+
+class _BadFraming(Exception):
+    """The request's body framing (Content-Length, chunk sizes) can't be read."""
+
+
+class _TooLarge(Exception):
+    """The request's body is over MAX_PAYLOAD_BYTES."""
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     server: ApiGatewayServer
     protocol_version = "HTTP/1.1"
@@ -216,31 +229,52 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # ACK holds the second one back ~40 ms.
     disable_nagle_algorithm = True
 
-    def _read_body(self) -> bytes | None:
+    def _read_body(self) -> bytes:
+        """The request body. Raises _BadFraming for a malformed Content-Length or chunk size (they
+        used to raise in the request thread: a traceback and no answer) and _TooLarge past the API
+        Gateway quota, as soon as a length says so (a chunked body is not buffered whole first)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks, total = [], 0
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size_field = self.rfile.readline(1024).split(b";")[0].strip() or b"0"
+                if not _HEX.fullmatch(size_field):
+                    raise _BadFraming("invalid chunk size")
+                size = int(size_field, 16)
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     break
+                total += size
+                if total > MAX_PAYLOAD_BYTES:
+                    raise _TooLarge
                 chunks.append(self.rfile.read(size))
-                self.rfile.readline()
+                self.rfile.readline(1024)
             return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if len(lengths) > 1:  # RFC 9112 §6.3: conflicting lengths are unrecoverable
+            raise _BadFraming("conflicting Content-Length headers")
+        raw = lengths.pop() if lengths else "0"
+        if not _DIGITS.fullmatch(raw):
+            raise _BadFraming("Content-Length must be a non-negative integer")
+        length = int(raw)
         if length > MAX_PAYLOAD_BYTES:
-            return None
+            raise _TooLarge
         return self.rfile.read(length) if length else b""
 
     def _handle(self) -> None:
         started = time.monotonic()
         request_id = str(uuid.uuid4())
-        body = self._read_body()
-        if body is None or len(body) > MAX_PAYLOAD_BYTES:
+        try:
+            body = self._read_body()
+        except _TooLarge:
             self.close_connection = True  # unread body left on the socket
             status, headers, payload = problem(
                 413, "Payload Too Large", "request body exceeds 10 MB", request_id
+            )
+        except _BadFraming as exc:
+            self.close_connection = True  # where the next request starts is unknown
+            status, headers, payload = problem(
+                400, "Bad Request", f"malformed request body: {exc}", request_id
             )
         else:
             status, headers, payload = self.server.dispatch(

@@ -15,6 +15,7 @@ from shared.api.problem import (
     ApiError,
     MethodNotAllowed,
     NotFound,
+    UnsupportedMediaType,
     from_domain,
 )
 from shared.api.validation import parse_json_body
@@ -55,14 +56,30 @@ def caller_role() -> Role:
     return role
 
 
+def require_json_media_type() -> None:
+    """415 for a body declared as something other than JSON. Every request body in the contract is
+    `application/json`; `+json` types and parameters (`; charset=utf-8`) are JSON too. A body without
+    a Content-Type is read as JSON (the harmless guess for API clients)."""
+    declared = app.current_event.get_header_value("content-type", case_sensitive=False)
+    if not declared:
+        return
+    media = declared.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(f"Content-Type [{declared}] is not JSON: send application/json")
+
+
 def body() -> Any:
+    require_json_media_type()
     return parse_json_body(app.current_event.body)
 
 
 def optional_body() -> Any:
     """The JSON body, or None when the request has none (actions whose body is optional)."""
     raw = app.current_event.body
-    return None if raw is None or raw == "" else parse_json_body(raw)
+    if raw is None or raw == "":
+        return None
+    require_json_media_type()
+    return parse_json_body(raw)
 
 
 # Declared as exploded arrays (`style: form`): `expand=a&expand=b` is one list (passed on joined by

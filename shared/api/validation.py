@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -80,15 +81,63 @@ def invalid_parameters(exc: ValidationError, source: str = "body", prefix: str =
     return params
 
 
+# How deep a request body may nest. No contract body comes near it; deeper ones made the recursive
+# walks (null checks, Python's json for Decimal numbers) raise RecursionError: a 500.
+MAX_BODY_DEPTH = 64
+
+
+class _DuplicateMember(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
+    return obj
+
+
+def _too_deep(data: Any) -> bool:
+    """True when `data` nests deeper than MAX_BODY_DEPTH (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > MAX_BODY_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def parse_json_body(raw: str | bytes | None) -> Any:
     if raw is None or raw == "" or raw == b"":
         raise BadRequest.field("body", "request body is required", "required")
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest.field(
             "body", f"is not valid JSON ({exc.msg} at position {exc.pos})", "invalid"
         ) from exc
+    if _too_deep(data):
+        raise BadRequest.field("body", f"must not nest more than {MAX_BODY_DEPTH} levels deep", "invalid")
+    # A member given twice in one object: orjson keeps the last, a proxy, a log or another parser
+    # may keep the first (and a mapping like a meter's `dimensions` silently lost one). Refused, as
+    # RFC 8259 leaves the meaning open; checked by a second parse that sees every member.
+    try:
+        json.loads(raw, object_pairs_hook=_unique_members)
+    except _DuplicateMember as exc:
+        raise BadRequest.field(
+            "body", f"has the member [{exc.name}] twice in one object", "invalid"
+        ) from None
+    return data
 
 
 def _nulls(data: Any, nullable: frozenset[str], path: str = "") -> list[str]:

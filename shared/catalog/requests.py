@@ -40,6 +40,7 @@ from shared.catalog.models import (
     UnitConfig,
     UnitOperation,
 )
+from shared.core.durations import MAX_YEARS, longer_than_max
 from shared.core.ids import ULID_PATTERN
 from shared.core.labels import check_labels
 
@@ -67,6 +68,8 @@ def _duration(value: str) -> str:
         raise ValueError("must be an ISO-8601 duration of whole units (e.g. P1M, P1D, PT1H)") from None
     if not cadence.positive:
         raise ValueError("must be a positive duration")
+    if longer_than_max(value):  # cadences and phases are added to dates: longer ones overflow (a 500)
+        raise ValueError(f"must be at most {MAX_YEARS} years (P{MAX_YEARS}Y)")
     return value
 
 

@@ -8,7 +8,7 @@ Calendar parts (years, months, weeks, days) are added in UTC.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 
@@ -33,6 +33,21 @@ def parse_duration(text: str) -> relativedelta:
         minutes=n.get("minutes", 0),
         seconds=n.get("seconds", 0),
     )
+
+
+# The longest duration accepted as input (usage periods, recurrences, cadences, phases): with every
+# instant inside the engine's range (before 2200, shared/core/timeutil.py) a step of at most a
+# century stays far from year 9999, where datetime arithmetic overflows.
+MAX_YEARS = 100
+_REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def longer_than_max(text: str) -> bool:
+    """True when the duration `text` (already parsed once) is longer than MAX_YEARS years."""
+    try:
+        return _REFERENCE + parse_duration(text) > _REFERENCE.replace(year=_REFERENCE.year + MAX_YEARS)
+    except (OverflowError, ValueError):  # beyond year 9999 (or a part too large for the calendar)
+        return True
 
 
 def step(anchor: datetime, duration: str, k: int) -> datetime:

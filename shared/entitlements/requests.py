@@ -31,8 +31,9 @@ from pydantic_core import PydanticCustomError
 
 from shared.api.params import Page, page_params
 from shared.api.validation import Rfc3339, validate_model
+from shared.core.durations import MAX_YEARS, longer_than_max
 from shared.core.errors import InvalidInput, Source
-from shared.core.timeutil import parse_rfc3339
+from shared.core.timeutil import EARLIEST_INSTANT, LATEST_INSTANT, format_rfc3339, parse_rfc3339
 from shared.entitlements.models import EntitlementType
 
 ENUM_INTERVALS = {"DAY": "P1D", "WEEK": "P1W", "MONTH": "P1M", "YEAR": "P1Y"}
@@ -41,6 +42,9 @@ _DURATION = re.compile(
     r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?$"
 )
 MAX_METADATA = 50
+# A static entitlement's config is stored in its item and in each access state (DynamoDB: 400 KB per
+# item): 64 KiB of JSON leaves room for everything else.
+MAX_CONFIG_BYTES = 64 * 1024
 # DynamoDB numbers carry 38 significant digits.
 MAX_DIGITS = 38
 
@@ -60,7 +64,25 @@ def normalize_interval(value: Any) -> str:
     seconds = parts.get("h", 0) * 3600 + parts.get("mi", 0) * 60 + parts.get("s", 0)
     if not calendar and seconds < 3600:
         raise ValueError("must be at least one hour (PT1H)")
+    if longer_than_max(text):  # periods are stepped from anchors: a longer one overflows the calendar
+        raise ValueError(f"must be at most {MAX_YEARS} years (P{MAX_YEARS}Y)")
     return text
+
+
+_RANGE = f"must be from {format_rfc3339(EARLIEST_INSTANT)} to before {format_rfc3339(LATEST_INSTANT)}"
+
+
+def _in_range(value: datetime) -> datetime:
+    """Instants stay inside the engine's range (docs/architecture.md "Accepted time range"): periods,
+    expirations and recurrences are computed from them, and near year 9999 that overflows (a 500
+    after the entitlement or grant was written)."""
+    if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+        raise PydanticCustomError("datetime_parsing", _RANGE)
+    return value
+
+
+# An RFC 3339 date-time inside the engine's range.
+Instant = Annotated[Rfc3339, AfterValidator(_in_range)]
 
 
 def _amount(value: Any) -> Any:
@@ -97,7 +119,7 @@ class UsagePeriodRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     interval: Interval
-    anchor: Rfc3339 | None = None
+    anchor: Instant | None = None
 
 
 class IssueRequest(BaseModel):
@@ -135,6 +157,11 @@ class CreateEntitlementRequest(BaseModel):
             return MeasureUsageFrom(value)
         if isinstance(value, str) and not value[:1].isdigit():
             raise PydanticCustomError("enum", "must be CURRENT_PERIOD_START, NOW or an RFC 3339 date-time")
+        if isinstance(value, str):  # checked here: an error in the union would name each branch
+            try:
+                _in_range(parse_rfc3339(value))
+            except ValueError as exc:
+                raise PydanticCustomError("datetime_parsing", str(exc)) from None
         return value
 
     @field_validator("config", mode="before")
@@ -150,13 +177,15 @@ class CreateEntitlementRequest(BaseModel):
                 raise PydanticCustomError("dict_type", "must be a JSON object (or a string of one)") from None
         if not isinstance(value, dict):
             raise PydanticCustomError("dict_type", "must be a JSON object (or a string of one)")
+        if len(orjson.dumps(value)) > MAX_CONFIG_BYTES:
+            raise PydanticCustomError("too_long", f"must be at most {MAX_CONFIG_BYTES} bytes as JSON")
         return value
 
 
 class ResetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    effective_at: Rfc3339 | None = None
+    effective_at: Instant | None = None
     retain_anchor: StrictBool = False
     preserve_overage: StrictBool | None = None
 
@@ -180,7 +209,7 @@ class RecurrenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     interval: Interval
-    anchor: Rfc3339 | None = None
+    anchor: Instant | None = None
 
 
 class CreateGrantRequest(BaseModel):
@@ -188,7 +217,7 @@ class CreateGrantRequest(BaseModel):
 
     amount: Amount
     priority: Priority = 1
-    effective_at: Rfc3339
+    effective_at: Instant
     expiration: ExpirationRequest | None = None
     min_rollover_amount: Amount | None = None
     max_rollover_amount: Amount | None = None
@@ -199,7 +228,7 @@ class CreateGrantRequest(BaseModel):
 class VoidGrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at: Rfc3339 | None = None
+    at: Instant | None = None
 
 
 # -- bodies -------------------------------------------------------------------------------------
@@ -230,9 +259,12 @@ def _time(params: dict[str, str], name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        return parse_rfc3339(raw)
+        at = parse_rfc3339(raw)
     except ValueError as exc:
         raise InvalidInput.field(name, str(exc), "date_time", "query") from None
+    if not EARLIEST_INSTANT <= at < LATEST_INSTANT:  # as the bodies' instants (`_in_range`)
+        raise InvalidInput.field(name, _RANGE, "date_time", "query")
+    return at
 
 
 @dataclass(frozen=True)

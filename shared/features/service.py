@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from shared.core.errors import Conflict, InvalidInput, NotFound
 from shared.core.ids import is_ulid, new_id
 from shared.core.listing import Listed, sort_items
@@ -21,6 +23,10 @@ from shared.features.requests import CreateFeature, ListFeaturesQuery, MeterRefe
 from shared.meters.models import Meter
 from shared.meters.repository import MeterRepository
 from shared.usage.filters import validate_filter
+
+# One dimension filter as stored JSON: 100 values of ~160 bytes fit; the feature's 10 filters stay
+# far below DynamoDB's 400 KB item (unbounded values overflowed it: a 500).
+MAX_FILTER_BYTES = 16 * 1024
 
 SORTS = {
     "key": lambda f: (f.key, f.id),
@@ -83,6 +89,8 @@ class FeatureService:
             if dimension not in meter.dimensions:
                 raise InvalidInput.field(name, f"[{dimension}] is not a dimension of meter [{meter.key}]")
             filters[dimension] = validate_filter(spec, name)
+            if len(orjson.dumps(spec)) > MAX_FILTER_BYTES:
+                raise InvalidInput.field(name, f"must be at most {MAX_FILTER_BYTES} bytes as JSON")
         return filters
 
     # -- operations ------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ from jsonpath_ng.parser import parse as jp_parse
 
 _MISSING = object()
 _SIMPLE = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_\-]*)+$")
+# A numeric string is an ASCII decimal number (strconv.ParseFloat's decimal form, as the reference):
+# Decimal alone also reads digit grouping ("1_000") and other scripts' digits (Arabic-Indic, full-width).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Spelled-out NaN and infinities still parse, to be reported as such below.
+_SPECIAL = re.compile(r"[+-]?(?:s?nan[0-9]*|inf|infinity)", re.IGNORECASE)
 
 
 class JsonPath:
@@ -98,8 +103,11 @@ def numeric_value(data: Any, path: JsonPath) -> Decimal:
     elif isinstance(value, float):
         result = Decimal(repr(value))  # the shortest decimal that round-trips, not the binary expansion
     elif isinstance(value, str):
+        text = value.strip(" \t\n\r")
         try:
-            result = Decimal(value.strip())
+            if not (_NUMBER.fullmatch(text) or _SPECIAL.fullmatch(text)):
+                raise InvalidOperation
+            result = Decimal(text)
         except InvalidOperation:
             raise ValueError_(f'value property "{path.expr}" is not a number: "{value[:64]}"') from None
     else:

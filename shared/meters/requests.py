@@ -24,10 +24,23 @@ from shared.core.timeutil import instant_problem
 from shared.meters.jsonpath import validate_path
 from shared.meters.models import DIMENSION_KEY, MAX_DIMENSIONS, RESERVED_DIMENSIONS, RESOURCE_KEY, Aggregation
 
+# A JSONPath into an event's data: far longer than any real one, short enough that a meter's 20
+# dimensions fit its DynamoDB item (400 KB; unbounded paths overflowed it: a 500).
+MAX_PATH_LENGTH = 1024
+# An event's `type` is at most 256 bytes of UTF-8 (shared/ingest/cloudevents.py): a meter on a longer
+# one could never count anything.
+MAX_EVENT_TYPE_BYTES = 256
+
 
 def _check_path(value: str | None) -> str | None:
     if value is not None and (reason := validate_path(value)):
         raise ValueError(reason)
+    return value
+
+
+def _check_event_type(value: str) -> str:
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_EVENT_TYPE_BYTES:
+        raise ValueError(f"must be at most {MAX_EVENT_TYPE_BYTES} bytes in UTF-8, as an event's type")
     return value
 
 
@@ -49,6 +62,8 @@ def _check_dimensions(value: dict[str, str] | None) -> dict[str, str] | None:
             )
         if name in RESERVED_DIMENSIONS:
             raise ValueError(f"dimension name [{name}] is reserved")
+        if len(path) > MAX_PATH_LENGTH:
+            raise ValueError(f"dimension [{name}] must be a JSONPath of at most {MAX_PATH_LENGTH} characters")
         if reason := validate_path(path):
             raise ValueError(f"dimension [{name}] {reason}")
     return value
@@ -66,10 +81,10 @@ class CreateMeterRequest(BaseModel):
     labels: Labels = None
     key: str = Field(min_length=1, max_length=64, pattern=RESOURCE_KEY)
     aggregation: Aggregation
-    event_type: str = Field(min_length=1)
+    event_type: Annotated[str, AfterValidator(_check_event_type)] = Field(min_length=1)
     events_from: Annotated[Rfc3339 | None, AfterValidator(_check_instant)] = None
     value_property: Annotated[str | None, AfterValidator(_check_path)] = Field(
-        default=None, min_length=1, validate_default=True
+        default=None, min_length=1, max_length=MAX_PATH_LENGTH, validate_default=True
     )
     dimensions: Dimensions = None
 

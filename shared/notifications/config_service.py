@@ -18,7 +18,15 @@ from shared.core.ids import new_id
 from shared.core.listing import Listed, sort_items
 from shared.core.timeutil import Clock
 from shared.notifications import signing
-from shared.notifications.models import RESERVED_HEADERS, Channel, ChannelType, Rule, RuleType, Threshold
+from shared.notifications.models import (
+    RESERVED_HEADERS,
+    Channel,
+    ChannelType,
+    Rule,
+    RuleType,
+    Threshold,
+    header_problem,
+)
 from shared.notifications.repository import ChannelInUse, NotificationConfigRepository, WriteConflict
 from shared.notifications.requests import ChannelRequest, ListQuery, RuleRequest, WebhookChannelRequest
 from shared.notifications.urls import UrlRejected, check_syntax
@@ -61,9 +69,11 @@ class NotificationConfigService:
                 check_syntax(req.url, get_settings().allow_insecure_loopback_webhooks)
             except UrlRejected as exc:
                 raise InvalidInput.field("url", str(exc), "invalid") from None
-            for name in req.custom_headers:
+            for name, value in req.custom_headers.items():
                 if name.lower().startswith(RESERVED_HEADERS):
                     raise InvalidInput.field(f"custom_headers.{name}", "is a reserved header", "invalid")
+                if reason := header_problem(name, value):
+                    raise InvalidInput.field(f"custom_headers.{name}", reason, "invalid")
             secret = (
                 req.signing_secret or (previous.signing_secret if previous else None) or signing.new_secret()
             )

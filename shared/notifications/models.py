@@ -24,6 +24,20 @@ SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
 # Headers we set ourselves: a custom header must not forge a signature or break the framing.
 RESERVED_HEADERS = ("webhook-", "svix-", "content-type", "content-length", "host", "user-agent")
+# A custom header is sent as written: its name must be an RFC 9110 token and its value visible ASCII,
+# spaces and tabs. Anything else (a CR/LF smuggling another header, a space in a name, a character
+# outside Latin-1) is refused by the HTTP client at every delivery attempt.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]{0,4096}$")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why a custom header can't be sent, or None."""
+    if not _HEADER_NAME.match(name):
+        return "header name must be 1-256 characters of letters, digits and !#$%&'*+.^_`|~-"
+    if not _HEADER_VALUE.match(value):
+        return "header value must be at most 4096 printable ASCII characters (no line breaks)"
+    return None
 
 
 class ChannelType(StrEnum):

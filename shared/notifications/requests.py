@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from shared.api.params import Page, StringFilter, nested, page_params, string_filters
 from shared.api.validation import parse_json_body, validate_model
@@ -41,7 +41,22 @@ def _decimal_input(value: Any) -> Any:
     return value
 
 
-DecimalStr = Annotated[str, BeforeValidator(_decimal_input), Field(pattern=r"^[0-9]+(\.[0-9]+)?$")]
+def _digits(value: str) -> str:
+    # DynamoDB numbers carry 38 significant digits; an unbounded string also overflowed the rule's item.
+    if len(Decimal(value).as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"must have at most {MAX_DIGITS} digits")
+    return value
+
+
+MAX_DIGITS = 38
+DecimalStr = Annotated[
+    str,
+    BeforeValidator(_decimal_input),
+    Field(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=2 * MAX_DIGITS + 1),
+    AfterValidator(_digits),
+]
+# A rule's `features` are feature ids or keys (keys are 64 characters at most).
+FeatureRef = Annotated[str, Field(min_length=1, max_length=64)]
 Labels = Annotated[dict[str, str] | None, AfterValidator(check_labels)]
 
 
@@ -50,7 +65,7 @@ class WebhookChannelRequest(BaseModel):
 
     type: Literal["webhook"]
     name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
+    disabled: StrictBool = False  # "yes" or 1 is not a boolean (pydantic's lax mode takes them)
     url: str = Field(min_length=1, max_length=2048)
     custom_headers: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_HEADERS)
     signing_secret: str | None = Field(default=None, pattern=r"^(whsec_)?[a-zA-Z0-9+/=]{32,100}$")
@@ -62,7 +77,7 @@ class SnsChannelRequest(BaseModel):
 
     type: Literal["sns"]
     name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
+    disabled: StrictBool = False
     topic_arn: str = Field(pattern=SNS_TOPIC_ARN)
     labels: Labels = None
 
@@ -79,10 +94,10 @@ class RuleRequest(BaseModel):
 
     type: RuleType
     name: str = Field(min_length=1, max_length=256)
-    disabled: bool = False
+    disabled: StrictBool = False
     channels: list[str] = Field(min_length=1, max_length=MAX_CHANNELS_PER_RULE)
     thresholds: list[ThresholdRequest] | None = Field(default=None, min_length=1, max_length=MAX_THRESHOLDS)
-    features: list[str] | None = Field(default=None, max_length=100)
+    features: list[FeatureRef] | None = Field(default=None, max_length=100)
     labels: Labels = None
 
 

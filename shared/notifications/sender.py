@@ -115,6 +115,11 @@ class Sender:
             return SendResult(
                 False, None, _ms(start), f"request failed: {type(exc).__name__}: {exc}"[:EXCERPT_BYTES]
             )
+        except ValueError as exc:  # UnicodeError included
+            # http.client refuses the request before sending it (a header name or value with CR/LF or
+            # outside Latin-1, stored before the API checked them): the same every time, so no retry.
+            reason = f"request refused: invalid header or URL: {exc}"[:EXCERPT_BYTES]
+            return SendResult(False, None, _ms(start), reason, retryable=False)
         finally:
             pool.close()
         status = int(resp.status)

@@ -152,6 +152,27 @@ def test_numeric_strings_parse_exactly(stack: Stack) -> None:
     assert values(stack, m) == ["107.3"]  # no binary float drift; NaN and booleans skipped
 
 
+def test_numeric_strings_are_ascii_numbers_only(stack: Stack) -> None:
+    # Python's Decimal also reads "1_000" (digit grouping) and other scripts' digits (Arabic-Indic,
+    # full-width); the reference (strconv.ParseFloat) and every client reading the value as a
+    # JSON-style number don't: they counted as 1000 and 12. They are "not a number" like "ten".
+    m = meter(stack, "strict", "sum")
+    stack.ingest(
+        [
+            ev(1, "02:00:00", {"v": "1_000"}),
+            ev(2, "02:00:00", {"v": "\u0661\u0662"}),
+            ev(3, "02:00:00", {"v": "\uff11\uff12"}),
+            ev(4, "02:00:00", {"v": "\u00a012"}),
+            ev(5, "02:00:00", {"v": "+5"}),
+            ev(6, "02:00:00", {"v": ".5e1"}),
+        ]
+    )
+    stack.drain()
+    assert values(stack, m) == ["10"]  # +5 and .5e1 only
+    for i in (1, 2, 3, 4):
+        assert any("not a number" in e["message"] for e in stored(stack, f"e{i}")["validation_errors"]), i
+
+
 def test_events_from_is_honoured(stack: Stack) -> None:
     m = meter(stack, "late_start", "sum", events_from="2026-05-01T12:00:00Z")
     stack.ingest([ev(1, "11:59:59", {"v": 1}), ev(2, "12:00:00", {"v": 2}), ev(3, "13:00:00", {"v": 4})])

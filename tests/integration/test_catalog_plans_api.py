@@ -296,6 +296,25 @@ def test_fixing_a_draft_clears_its_validation_errors_and_it_publishes(stack: Sta
             [("phases[0].rate_cards[0].entitlement.config", "is_object")],
         ),
         ({"phases": _phases(surprise=1)}, [("phases[0].rate_cards[0].surprise", "unknown_property")]),
+        # Durations beyond a century: the cadence comparison overflowed the calendar (a 500), and a
+        # phase that long would overflow every subscription's phase arithmetic.
+        (
+            {"phases": _phases(billing_cadence="P999999999Y")},
+            [("phases[0].rate_cards[0].billing_cadence", "invalid")],
+        ),
+        (
+            {"phases": _phases(billing_cadence="PT99999999999H")},
+            [("phases[0].rate_cards[0].billing_cadence", "invalid")],
+        ),
+        (
+            {
+                "phases": [
+                    {"key": "trial", "name": "Trial", "duration": "P101Y", "rate_cards": [flat_card()]},
+                    {"key": "paid", "name": "Paid", "rate_cards": [flat_card()]},
+                ]
+            },
+            [("phases[0].duration", "invalid")],
+        ),
     ],
 )
 def test_bad_input_names_the_field_and_writes_nothing(

@@ -238,6 +238,20 @@ def test_create_static_rejects_missing_or_non_object_config(
     assert listed(stack) == []
 
 
+@pytest.mark.parametrize("config", [{"k": "x" * 500_000}, '{"k": "%s"}' % ("x" * 70_000)])
+def test_create_static_rejects_a_config_too_large_to_store(
+    stack: Stack, world: dict[str, Any], config: Any
+) -> None:
+    # The config is stored in the entitlement's item and each access state (400 KB each at most):
+    # a larger one was a DynamoDB ValidationException, a 500.
+    body: dict[str, Any] = {"type": "static", "feature_key": "sso", "config": config}
+    resp = stack.request("POST", ent_path(), body)
+    assert fields(resp) == ["config"]
+    assert listed(stack) == []
+    fits = {"type": "static", "feature_key": "sso", "config": {"k": "x" * 60_000}}
+    assert stack.request("POST", ent_path(), fits).status == 201
+
+
 @pytest.mark.parametrize(
     ("kind", "extra", "field"),
     [
@@ -1039,3 +1053,71 @@ def test_grant_and_void_publish_balance_updates(stack: Stack, world: dict[str, A
     [voided] = received(stack, url)
     assert voided["data"]["reason"] == "void" and voided["data"]["value"]["balance"] == "100"
     assert stack.request("DELETE", ent_path(rest="/gpt")).status == 204
+
+
+# -- hostile times and intervals -------------------------------------------------------------------
+# Instants outside the engine's range (1970 to 2200) and intervals beyond 100 years used to reach the
+# period arithmetic and overflow: a 500 after the entitlement was written, and every later list or
+# value of that customer a 500 too. They are 400s naming the field, with nothing written.
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"usage_period": {"interval": "P1000000Y"}, "measure_usage_from": "NOW"}, "usage_period.interval"),
+        (
+            {"usage_period": {"interval": "PT9999999999H"}, "measure_usage_from": "NOW"},
+            "usage_period.interval",
+        ),
+        ({"usage_period": {"interval": "P101Y"}, "measure_usage_from": "NOW"}, "usage_period.interval"),
+        ({"measure_usage_from": "0001-01-01T00:00:00Z"}, "measure_usage_from"),
+        ({"measure_usage_from": "9999-12-31T23:59:00Z"}, "measure_usage_from"),
+        ({"usage_period": {"interval": "PT1H", "anchor": "0001-01-01T00:00:00Z"}}, "usage_period.anchor"),
+        ({"usage_period": {"interval": "PT1H", "anchor": "9999-12-31T23:59:00Z"}}, "usage_period.anchor"),
+    ],
+)
+def test_out_of_range_times_and_intervals_are_400_and_write_nothing(
+    stack: Stack, world: dict[str, Any], overrides: dict[str, Any], field: str
+) -> None:
+    assert fields(stack.request("POST", ent_path(), metered_body(**overrides))) == [field]
+    assert listed(stack) == []
+    create_ent(stack, usage_period={"interval": "P100Y"}, measure_usage_from="NOW")  # the longest
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (
+            {"effective_at": "9999-12-31T23:00:00Z", "expiration": {"duration": "YEAR", "count": 1000}},
+            "effective_at",
+        ),
+        ({"effective_at": "2199-12-31T23:59:00Z"}, None),  # the last minute in range is fine
+        ({"recurrence": {"interval": "P999999999D"}}, "recurrence.interval"),
+        ({"recurrence": {"interval": "PT1H", "anchor": "0001-01-01T00:00:00Z"}}, "recurrence.anchor"),
+    ],
+)
+def test_grant_out_of_range_times_and_intervals_are_400(
+    stack: Stack, world: dict[str, Any], overrides: dict[str, Any], field: str | None
+) -> None:
+    create_ent(stack)
+    resp = stack.request(
+        "POST", grant_path(), {"amount": 10, "effective_at": iso(period_start()), **overrides}
+    )
+    if field is None:
+        assert resp.status == 201, resp
+        return
+    assert fields(resp) == [field]
+    assert len(stack.request("GET", grant_path()).json()["data"]) == 1  # the issue grant only
+
+
+@pytest.mark.parametrize(
+    ("rest", "field"),
+    [
+        ("/gpt/value?time=9999-12-31T23:59:59Z", "time"),
+        ("/gpt/value?time=0001-01-01T00:00:00Z", "time"),
+        ("/gpt/history?window_size=PT1H&to=9999-12-31T00:00:00Z", "to"),
+    ],
+)
+def test_out_of_range_query_times_are_400(stack: Stack, world: dict[str, Any], rest: str, field: str) -> None:
+    create_ent(stack)
+    resp = stack.request("GET", ent_path(rest=rest))
+    assert fields(resp) == [field]
+    assert problem(resp, 400)["invalid_parameters"][0]["source"] == "query"

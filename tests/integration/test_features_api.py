@@ -184,6 +184,8 @@ FILTER_INVALID: list[tuple[dict[str, Any], list[tuple[str, str]]]] = [
     ({"model": {"in": []}}, [("meter.filters.model.in", "invalid")]),
     ({"model": {"exists": "yes"}}, [("meter.filters.model.exists", "invalid")]),
     ({"model": {"and": [{"exists": True}]}}, [("meter.filters.model.and[0].exists", "enum")]),
+    # 100 values of 100 KB: the feature's DynamoDB item overflowed (a 500).
+    ({"model": {"in": ["v" * 100_000] * 100}}, [("meter.filters.model", "invalid")]),
 ]
 
 

@@ -110,6 +110,15 @@ def test_duplicate_key_is_409(stack: Stack) -> None:
         ({"events_from": "1767225600"}, [("events_from", "is_date_time")]),
         ({"events_from": "2026-01-01T00:00Z"}, [("events_from", "is_date_time")]),
         ({"event_type": ""}, [("event_type", "min_length")]),
+        # Unbounded strings: 20 long dimension paths overflowed the meter's DynamoDB item (a 500); an
+        # event type longer than an event's `type` may be (256 bytes) could never match.
+        (
+            {"dimensions": {f"d{i}": "$." + "a" * 30_000 + str(i) for i in range(20)}},
+            [("dimensions", "invalid")],
+        ),
+        ({"value_property": "$." + "a" * 1100}, [("value_property", "max_length")]),
+        ({"event_type": "e" * 257}, [("event_type", "invalid")]),
+        ({"event_type": "\u00e9" * 129}, [("event_type", "invalid")]),
     ],
 )
 def test_create_validation(stack: Stack, overrides: dict[str, Any], expected: list[tuple[str, str]]) -> None:

@@ -101,6 +101,41 @@ def test_sns_channel_and_immutable_type(stack: Stack) -> None:
             {"type": "webhook", "name": "x", "url": "https://a.example", "custom_headers": {"svix-id": "x"}},
             "custom_headers.svix-id",
         ),
+        # Header names must be RFC 9110 tokens and values visible ASCII: a CR/LF (header injection),
+        # a space in a name or a character outside Latin-1 made every delivery raise in the sender
+        # (the event stuck in SENDING, a traceback every retry sweep).
+        (
+            {
+                "type": "webhook",
+                "name": "x",
+                "url": "https://a.example",
+                "custom_headers": {"X-A": "a\r\nX-B: 1"},
+            },
+            "custom_headers.X-A",
+        ),
+        (
+            {"type": "webhook", "name": "x", "url": "https://a.example", "custom_headers": {"X A": "a"}},
+            "custom_headers.X A",
+        ),
+        (
+            {"type": "webhook", "name": "x", "url": "https://a.example", "custom_headers": {"": "a"}},
+            "custom_headers.",
+        ),
+        (
+            {
+                "type": "webhook",
+                "name": "x",
+                "url": "https://a.example",
+                "custom_headers": {"X-A": "\U0001d11e"},
+            },
+            "custom_headers.X-A",
+        ),
+        # A boolean is a JSON boolean: "yes" or 1 is not one (pydantic's lax mode took them).
+        ({"type": "webhook", "name": "x", "url": "https://a.example", "disabled": "yes"}, "disabled"),
+        (
+            {"type": "sns", "name": "x", "topic_arn": "arn:aws:sns:us-east-1:123456789012:t", "disabled": 1},
+            "disabled",
+        ),
         ({"type": "webhook", "name": "", "url": "https://a.example"}, "name"),
         ({"type": "webhook", "name": "x", "url": "https://a.example", "extra": 1}, "extra"),
         ({"type": "sns", "name": "x", "topic_arn": "arn:aws:sqs:us-east-1:123456789012:q"}, "topic_arn"),
@@ -174,6 +209,12 @@ def test_rule_crud_channel_refs_and_409_on_used_channel(stack: Stack) -> None:
         ({"thresholds": [{"value": 5, "type": "fraction"}]}, "thresholds[0].type"),
         ({"type": "invoice.created"}, "thresholds"),
         ({"type": "entitlements.sometimes"}, "type"),
+        # Unbounded strings made the rule item larger than DynamoDB takes (400 KB): a 500. Features are
+        # feature ids or keys (64 characters at most); a threshold is a number of 38 digits at most.
+        ({"features": ["f" * 5000 + str(i) for i in range(100)]}, "features[0]"),
+        ({"features": [""]}, "features[0]"),
+        ({"thresholds": [{"value": "9" * 39, "type": "usage_value"}]}, "thresholds[0].value"),
+        ({"thresholds": [{"value": "1." + "0" * 300_000, "type": "usage_value"}]}, "thresholds[0].value"),
     ],
 )
 def test_rule_validation_names_the_field(stack: Stack, change: dict[str, Any], field: str) -> None:

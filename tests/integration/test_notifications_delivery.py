@@ -399,6 +399,24 @@ def test_http_loopback_is_refused_in_aws_mode_without_retry(env: Env) -> None:
     assert env.receiver.requests == [] and len(env.store.dead_letters()) == 1
 
 
+def test_a_header_the_http_client_refuses_is_a_failed_attempt_not_a_crash(env: Env) -> None:
+    # A channel stored before header names and values were checked (or written around the API):
+    # http.client raises ValueError on a CR/LF, which is no urllib3 error. It used to escape the
+    # sender, leaving the event in SENDING and a traceback at every retry sweep.
+    created = env.channel("/hook")
+    stored = env.config.get_channel(created["id"])
+    assert stored is not None
+    stored.custom_headers = {"X-A": "a\r\nX-Injected: 1"}
+    env.config.put_channel(stored, create=False)
+    env.config.bump_version()
+    env.rule([created["id"]])
+    (event,) = handle(env, balance_event("81", "19"))
+    status = env.event_api(event.id)["delivery_status"][0]
+    assert status["state"] == "FAILED", status
+    assert "header" in status["reason"]
+    assert env.receiver.requests == [] and len(env.store.dead_letters()) == 1
+
+
 def test_sns_channel_publishes_the_payload(env: Env) -> None:
     sns, sqs = env.stack.clients["sns"], env.stack.clients["sqs"]
     topic = sns.create_topic(Name="customer-alerts")["TopicArn"]

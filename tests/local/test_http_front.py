@@ -233,3 +233,58 @@ def test_methods_api_gateway_does_not_route_are_problem_json(
     assert body["status"] == 405 and body["instance"].startswith("kong:trace:")
     assert "GET" in resp.headers["Allow"]
     assert api.events == [] and ingest.events == []
+
+
+def _raw(url: str, head: str, body: bytes = b"") -> bytes:
+    """Send a hand-written request (what requests/http.client refuse to) and read the answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    split = urlsplit(url)
+    with socket.create_connection((split.hostname, split.port), timeout=5) as sock:
+        sock.sendall(f"POST {API}/meters HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.mark.parametrize(
+    ("head", "body"),
+    [
+        ("Content-Length: abc\r\n", b"{}"),
+        ("Content-Length: -5\r\n", b"{}"),
+        ("Content-Length: 2\r\nContent-Length: 5\r\n", b"{}"),
+        ("Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked\r\n", b"-2\r\n{}\r\n0\r\n\r\n"),
+    ],
+)
+def test_malformed_body_framing_is_a_problem_400(
+    front: tuple[str, FakeFunction, FakeFunction], head: str, body: bytes
+) -> None:
+    # These raised in the request thread (a traceback, the connection closed without an answer).
+    url, ingest, api = front
+    answer = _raw(url, head, body)
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400"), answer
+    assert b"application/problem+json" in rest and b'"status": 400' in rest
+    assert api.events == [] and ingest.events == []
+
+
+def test_a_chunked_body_over_the_limit_is_413_before_it_is_read(
+    front: tuple[str, FakeFunction, FakeFunction],
+) -> None:
+    # Chunked bodies were read whole before the 10 MB check: a client announcing a 256 MB chunk had
+    # the front wait for (and buffer) all of it. The announced size alone is enough to refuse it.
+    import socket
+    from urllib.parse import urlsplit
+
+    url, _, api = front
+    split = urlsplit(url)
+    with socket.create_connection((split.hostname, split.port), timeout=5) as sock:
+        head = f"POST {API}/meters HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head.encode() + b"10000000\r\n" + b"x" * 600)  # and nothing more
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    assert api.events == []

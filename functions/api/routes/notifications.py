@@ -11,7 +11,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.api.app import app, caller_role, json_response, no_content, query_params
+from functions.api.app import (
+    app,
+    caller_role,
+    json_response,
+    no_content,
+    query_params,
+    require_json_media_type,
+)
 from shared import bootstrap
 from shared.auth.tokens import Role
 from shared.notifications import requests, views
@@ -22,6 +29,8 @@ BASE = "/notification"
 
 
 def _body(optional: bool = False) -> Any:
+    if app.current_event.body:
+        require_json_media_type()
     return requests.decimal_json(app.current_event.body, optional)
 
 
