@@ -33,6 +33,9 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWrit
 OCT, NOV = d("2026-10-01T00:00:00Z"), d("2026-11-01T00:00:00Z")
 
 
+QUIET = [False]  # ingesting: its writes are not the invoice run's (no crash is injected in them)
+
+
 class Crash(BaseException):
     """A kill, not an error: the per-customer isolation of a run does not catch it."""
 
@@ -86,8 +89,12 @@ def tokens(w: World, key: str, at: str, n: int) -> None:
         "time": at,
         "data": {"tokens": n},
     }
-    assert w.stack.ingest([event]).status == 202
-    w.stack.drain()
+    QUIET[0] = True
+    try:
+        assert w.stack.ingest([event]).status == 202
+        w.stack.drain()
+    finally:
+        QUIET[0] = False
 
 
 def invoices(w: World, cid: str) -> list[tuple[Any, ...]]:
@@ -223,7 +230,7 @@ def killed_after(svc: InvoiceService, k: int | None, fn: Callable[[], Any]) -> i
     writes = [0]
 
     def hook(model: Any, **_: Any) -> None:
-        if model.name in WRITES:
+        if model.name in WRITES and not QUIET[0]:
             writes[0] += 1
             if k is not None and writes[0] == k:
                 raise Crash(f"after write {k} ({model.name})")
@@ -303,7 +310,7 @@ def test_crash_after_every_write_of_the_full_sweep_then_rerun_bills_once(
     """Four customers only the full sweep lists, its cursor stored every two: killed after each write
     (the cursor's included) and run again, twice: each customer has its one invoice and the sweep is
     complete."""
-    clock = install_clock(d("2026-10-01T00:10:00Z"))
+    clock = install_clock(d("2026-11-01T02:10:00Z"))  # October's fee: due, collected and issued
     assert stack.request("POST", "/profiles", profile_body(stack, default=True)).status == 201
     source = Listed()
     svc = bootstrap.build_invoices(now_for=clock.now_for, sources=[source])
