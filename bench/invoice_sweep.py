@@ -5,7 +5,8 @@ The customers of `bench.invoices` (one made through the handlers, the rest clone
 a monthly plan with an in-advance fee and four usage cards, a few events in October), billed by the
 scheduled run (`InvoiceService.sweep`, what the hourly EventBridge rule calls) on a clock this bench
 sets: their first invoice on 10-15, the five-line one on 11-01T02:10. Then a quiet day, 11-05, when
-nothing is due for anyone: 24 hourly runs (00:10 to 23:10, the schedule's minute), counted together.
+nothing is due for anyone: 24 hourly runs (00:10 to 23:10, the schedule's minute), counted together
+(with the day's full sweep, once the run has one), and one more run after them.
 
 Prints, per customer: DynamoDB requests (by operation) and seconds of a quiet day's runs, and of
 the 11-01 run that invoices (so a cheaper quiet day is not paid for on the busy one); and the
@@ -176,8 +177,8 @@ def run(customers: int) -> None:
         "11-05, a quiet day (24 hourly runs, nothing due)",
         [QUIET_DAY + timedelta(hours=h) for h in range(24)],
     )
-    one_run = [QUIET_DAY + timedelta(days=1, hours=12)]
-    report("11-06T12:10, one quiet hourly run", one_run)
+    # After the day's full sweep (due once a day since the last), before the next.
+    report("11-05T23:40, one more quiet run", [QUIET_DAY + timedelta(hours=23, minutes=30)])
 
 
 def main() -> None:
