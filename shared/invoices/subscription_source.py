@@ -59,8 +59,8 @@ class SubscriptionBillables:
         self.end_mode_for = end_mode_for
         # A feature's key never changes (archiving keeps it): learned once per process, not per customer.
         self._keys: dict[str, str] = {}
-        # customer -> (until, timeline rev, next start) of its last `billables`, for `synced`.
-        self._read: dict[str, tuple[datetime, int, datetime | None]] = {}
+        # customer -> (until, timeline rev, next start, stored index key) of its last `billables`.
+        self._read: dict[str, tuple[datetime, int, datetime | None, str | None]] = {}
 
     def billables(self, customer_id: str, until: datetime) -> list[Billable]:
         """What the customer's subscriptions bill for service starting at or before `until` (the
@@ -68,10 +68,10 @@ class SubscriptionBillables:
         exactly then, such as an in-advance fee, belongs in the invoice collected at that instant),
         subscription by subscription in start order (see `shared.invoices.lines` for the rules)."""
         self._read.pop(customer_id, None)
-        _, subs, rev = self.subscriptions.for_customer(customer_id)
+        _, subs, rev, stored = self.subscriptions.for_billing(customer_id)
         subs = [s for s in subs if not _empty(s)]
         if not subs:
-            self._read[customer_id] = (until, rev, None)
+            self._read[customer_id] = (until, rev, None, stored)
             return []
         end_mode = self.end_mode_for(customer_id)
         out: list[Billable] = []
@@ -92,7 +92,7 @@ class SubscriptionBillables:
             start = next_start(sub, plan, addons, after=until)
             if start is not None:
                 starts.append(start)
-        self._read[customer_id] = (until, rev, min(starts, default=None))
+        self._read[customer_id] = (until, rev, min(starts, default=None), stored)
         return out
 
     def customers_to_bill(self, now: datetime) -> list[str]:
@@ -106,8 +106,8 @@ class SubscriptionBillables:
         read = self._read.pop(customer_id, None)
         if read is None or read[0] != now or read[1] == 0:
             return  # not read by this process for `now`, or no subscription ever (no timeline)
-        _, rev, next_at = read
-        self.subscriptions.mark_synced(customer_id, rev, next_at)
+        _, rev, next_at, stored = read
+        self.subscriptions.mark_synced(customer_id, rev, next_at, stored)
 
     def every_customer(self, now: datetime) -> list[str]:
         """Customers with a subscription running at or after `now`, or one that ended less than one

@@ -146,26 +146,35 @@ class SubscriptionRepository(TableRepository):
         resp = self.client.get_item(TableName=self.table, Key=self._key(sub_id), ConsistentRead=True)
         return from_record(from_item(resp["Item"])) if "Item" in resp else None
 
-    def timeline(self, customer_id: str) -> tuple[list[Span], int]:
-        """The customer's spans and the timeline's revision (0: none written yet)."""
+    def _timeline(self, customer_id: str) -> tuple[list[Span], int, str | None]:
         resp = self.client.get_item(
             TableName=self.table, Key=self._timeline_key(customer_id), ConsistentRead=True
         )
         if "Item" not in resp:
-            return [], 0
+            return [], 0, None
         rec = from_item(resp["Item"])
         spans = [
             Span(s["id"], parse_rfc3339(s["from"]), parse_optional(s.get("to")))
             for s in orjson.loads(rec["spans"])
         ]
-        return spans, int(rec["rev"])
+        return spans, int(rec["rev"]), rec.get("gsi1sk")
+
+    def timeline(self, customer_id: str) -> tuple[list[Span], int]:
+        """The customer's spans and the timeline's revision (0: none written yet)."""
+        spans, rev, _ = self._timeline(customer_id)
+        return spans, rev
 
     def for_customer(self, customer_id: str) -> tuple[list[Span], list[Subscription], int]:
         """The timeline, its subscriptions (by start) and the revision to write against."""
-        spans, rev = self.timeline(customer_id)
+        spans, subs, rev, _ = self.for_billing(customer_id)
+        return spans, subs, rev
+
+    def for_billing(self, customer_id: str) -> tuple[list[Span], list[Subscription], int, str | None]:
+        """`for_customer` and the customer's sync index key as stored (for `mark_synced`)."""
+        spans, rev, sync_key = self._timeline(customer_id)
         keys = [self._key(s.subscription_id) for s in spans]
         subs = [from_record(from_item(i)) for i in batch_get(self.client, self.table, keys)] if keys else []
-        return spans, sorted(subs, key=lambda s: (s.active_from, s.id)), rev
+        return spans, sorted(subs, key=lambda s: (s.active_from, s.id)), rev, sync_key
 
     def list_all(self) -> list[Subscription]:
         items = query_all(
@@ -189,10 +198,16 @@ class SubscriptionRepository(TableRepository):
         )
         return [from_item(i)["gsi1sk"].split("#", 1)[1] for i in items]
 
-    def mark_synced(self, customer_id: str, rev: int, next_at: datetime | None) -> bool:
+    def mark_synced(
+        self, customer_id: str, rev: int, next_at: datetime | None, stored: str | None = None
+    ) -> bool:
         """Invoicing synced the customer's billables as of the timeline's `rev`: due again at `next_at`
         (None: out of the index). False, changing nothing, when the timeline moved on since (a
-        subscription write made it due now, and it stays so)."""
+        subscription write made it due now, and it stays so). No write when `stored`, the key read
+        with that `rev`, is already the one (a sync that was not due, for an invoice step)."""
+        key = None if next_at is None else f"{_sortable(next_at)}#{customer_id}"
+        if key == stored:
+            return True
         update: dict[str, Any] = (
             {
                 "UpdateExpression": "REMOVE gsi1pk, gsi1sk",
@@ -204,7 +219,7 @@ class SubscriptionRepository(TableRepository):
                 "ExpressionAttributeValues": {
                     ":rev": to_value(rev),
                     ":p": to_value(SYNC_INDEX),
-                    ":s": to_value(f"{_sortable(next_at)}#{customer_id}"),
+                    ":s": to_value(key),
                 },
             }
         )
