@@ -345,3 +345,47 @@ def test_crash_after_every_write_of_the_full_sweep_then_rerun_bills_once(
         assert [billed(c) for c in cids] == [[("paid", "10.00")]] * 4, f"crash after write {k}"
         state = svc.repo.sweep_state()
         assert state is not None and state.cursor is None, f"crash after write {k}"
+
+
+def test_the_function_stops_before_its_timeout_and_the_next_run_goes_on(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler asks the Lambda context for the time left: under `STOP_BEFORE_S` it takes no more
+    customers (`complete: false`); the next invocation does what was left."""
+    from datetime import UTC, timedelta
+
+    from functions.invoice import handler as invoice_handler
+
+    assert stack.request("POST", "/profiles", profile_body(stack, default=True)).status == 201
+    now = datetime.now(UTC)
+    period = Period(now - timedelta(days=3), now - timedelta(hours=2))  # ended 2 h ago: past the grace
+    source = FakeSource()
+    for n in range(3):
+        cid = str(customer(stack, f"t{n}")["id"])
+        source.items[cid] = [flat_billable(cid, "s/default/base/v[0]/period[0]", "10", period)]
+    monkeypatch.setattr(bootstrap, "invoice_sources", lambda: [source])
+    bootstrap.invoices.cache_clear()
+    left = [invoice_handler.STOP_BEFORE_S * 1000 + 1]
+
+    class Context:  # what Powertools reads, and the time left
+        function_name = "meterline-invoice"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:meterline-invoice"
+        aws_request_id = "req-1"
+
+        def get_remaining_time_in_millis(self) -> int:
+            left[0] -= 1  # one customer, then out of time
+            return left[0]
+
+    first = invoice_handler.lambda_handler({"source": "aws.events"}, Context())
+    assert first["complete"] is False and first["steps"] == 1
+    second = invoice_handler.lambda_handler({"source": "aws.events"}, None)
+    assert second["complete"] is True and second["steps"] == 2
+    assert all(
+        [
+            i["totals"]["total"]
+            for i in stack.request("GET", f"/invoices?filter[customer_id]={c}").json()["data"]
+        ]
+        == ["10.00"]
+        for c in source.items
+    )
