@@ -23,8 +23,9 @@ class BillableSource(Protocol):
     starts at or before `until`: so up to the end of the aligned billing period containing `until`
     (the sync horizon of engine-rules §2.8). The same key always names the same item; a billable
     that is no longer returned is removed from the gathering invoice (unless already invoiced).
-    `customers_to_bill(now)`: the customers that may have billables at `now` (the scheduled run syncs
-    them; customers with pending lines are found from the invoices' own due index)."""
+    `customers_to_bill(now)`: the customers whose billables at `now` may differ from what their last
+    sync stored (the scheduled run syncs them; customers with pending lines are found from the
+    invoices' own due index). A source that cannot tell lists every customer it may bill."""
 
     def billables(self, customer_id: str, until: datetime) -> list[Billable]: ...
 
