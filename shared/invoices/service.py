@@ -354,10 +354,9 @@ class InvoiceService:
             self._due(inv, now),
             replace(gathering, updated_at=now),
             [entries[k] for k in sorted(touched)],
-            g_ops.next_due(entries, now),
+            due := g_ops.next_due(entries, now),
         )
         self.step("create")
-        due = g_ops.next_due(entries, now)
         return stored, replace(gathering, entries=entries, rev=gathering.rev + 1, updated_at=now, due=due)
 
     # -- the lifecycle ----------------------------------------------------------------------------
