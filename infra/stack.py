@@ -160,7 +160,7 @@ class MeterlineStack(cdk.Stack):
         self.invoice_rule = events.Rule(
             self,
             "InvoiceSchedule",
-            description="Collect due invoice lines and advance invoices, hourly",
+            description="Collect due invoice lines and advance invoices, every 15 minutes",
             schedule=events.Schedule.cron(**settings.INVOICE_SCHEDULE),
             targets=[
                 targets.LambdaFunction(fn["Invoice"], retry_attempts=2, max_event_age=cdk.Duration.hours(6))

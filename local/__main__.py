@@ -13,7 +13,7 @@ from types import FrameType
 
 from local.kinesis_poller import EsmConfig
 from local.persistence import StateInUse, wipe
-from local.runtime import HOUR, LocalRuntime, RuntimeConfig
+from local.runtime import LocalRuntime, RuntimeConfig
 
 
 def _env_float(name: str, default: float) -> float:
@@ -61,8 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--invoice-interval",
         type=float,
-        default=_env_float("METERLINE_INVOICE_INTERVAL", HOUR),
-        help="seconds between invoice runs; 0 disables (default 3600, env METERLINE_INVOICE_INTERVAL)",
+        default=_env_float("METERLINE_INVOICE_INTERVAL", 900.0),
+        help="seconds between invoice runs; 0 disables (default 900, env METERLINE_INVOICE_INTERVAL)",
     )
     p.add_argument(
         "--notify-retry-interval",

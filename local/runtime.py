@@ -42,7 +42,7 @@ class RuntimeConfig:
     port: int = 8787  # 0 = any free port
     env_file: Path = Path(".local/meterline.env")
     rate_interval: float = 300.0  # as the stack's rate schedule: reset sweep every 5 minutes
-    invoice_interval: float = HOUR
+    invoice_interval: float = 900.0  # as the stack's invoice schedule: every 15 minutes
     notify_retry_interval: float = 5.0  # the stack's notify retry sweep runs every minute
     usage_flush_interval: float = 5.0  # on AWS a sweep every 5 s within each minute's invocation
     esm: EsmConfig = field(default_factory=EsmConfig)

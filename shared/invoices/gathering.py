@@ -25,6 +25,21 @@ from shared.rating.models import Period
 # (README "Limits"), beyond which a resent event could not be told from a new one anyway.
 LATE_WINDOW = timedelta(days=32)
 LATE_MARK = "/late["
+# When, after a billed usage period ends, the scheduled run looks for its late usage (any other sync
+# of the customer looks too): often at first, when late events mostly arrive, then weekly, and in the
+# window's last hour (an hourly run falls in it). Usage written late is not signalled per customer, so
+# it is looked for on this schedule rather than on every run (the daily full sweep also looks).
+LATE_CHECKS = (
+    timedelta(hours=1),
+    timedelta(hours=6),
+    timedelta(days=1),
+    timedelta(days=3),
+    timedelta(days=7),
+    timedelta(days=14),
+    timedelta(days=21),
+    timedelta(days=28),
+    LATE_WINDOW - timedelta(hours=1),
+)
 
 
 def late_key(origin_key: str, billed: Decimal) -> str:
@@ -225,3 +240,25 @@ def restored(entry: GatheringEntry | None, line: Line, invoice_id: str) -> Gathe
 def next_invoice_at(entries: dict[str, GatheringEntry]) -> datetime | None:
     times = [e.line.invoice_at for e in entries.values() if e.line is not None and e.awaiting is None]
     return min(times) if times else None
+
+
+def next_late_check(entries: dict[str, GatheringEntry], now: datetime) -> datetime | None:
+    """The next scheduled late-usage check (`LATE_CHECKS`) strictly after `now` of any entry that
+    `late_candidates` will offer then (None: no period left to look at)."""
+    times = []
+    for e in entries.values():
+        if not (e.late_checkable and e.awaiting is None and e.billable is not None and e.feature_key):
+            continue
+        if e.service_end is None:
+            continue
+        at = next((e.service_end + d for d in LATE_CHECKS if e.service_end + d > now), None)
+        if at is not None:
+            times.append(at)
+    return min(times, default=None)
+
+
+def next_due(entries: dict[str, GatheringEntry], now: datetime) -> datetime | None:
+    """When the scheduled run must come back to this gathering invoice: its first due line, or its
+    next late-usage check, whichever is first (the head's `INVDUE` entry)."""
+    times = [t for t in (next_invoice_at(entries), next_late_check(entries, now)) if t is not None]
+    return min(times, default=None)

@@ -142,6 +142,55 @@ def billables_for(
     return out
 
 
+def next_start(
+    subscription: Subscription,
+    plan: Plan,
+    addons: Sequence[tuple[SubscriptionAddon, Addon]] = (),
+    *,
+    after: datetime,
+) -> datetime | None:
+    """The first instant strictly after `after` at which `billables_for` returns more (a service
+    period starts: a cadence boundary, a phase, an add-on segment), None if it never will. Between
+    `after` and that instant the billables are the same (the horizon is the only input that moves),
+    so a sync at `after` stays current until then: invoicing's sync index waits for it. Computed
+    from the boundaries, never by walking the periods since the start."""
+    if plan.id != subscription.plan_id:
+        raise ValueError(f"plan {plan.id} is not subscription {subscription.id}'s ({subscription.plan_id})")
+    phases = {p.key: p for p in plan.phases}
+    origin = subscription.anchor_origin
+    found: list[datetime] = []
+    for key, start, end in phase_spans(subscription):
+        phase = phases.get(key)
+        if phase is None:
+            continue
+        items: list[tuple[RateCard, tuple[_Version, ...]]] = [
+            (rc, (_Version(0, start, end, 1),)) for rc in phase.rate_cards
+        ]
+        for sub_addon, addon in addons:
+            versions = tuple(_addon_versions(sub_addon, start, end))
+            items += [(rc, versions) for rc in addon.rate_cards]
+        for rc, versions in items:
+            if not _billable_price(rc):
+                continue
+            for v in versions:
+                if v.quantity <= 0:
+                    continue
+                if rc.billing_cadence is None:  # `_one_time`: its start, once its end is known or paid ahead
+                    if (
+                        v.bills_one_time
+                        and v.start > after
+                        and (v.end is not None or rc.payment_term is PaymentTerm.IN_ADVANCE)
+                    ):
+                        found.append(v.start)
+                elif v.start > after:
+                    found.append(v.start)
+                else:  # `_recurring`: the next aligned boundary, while the version runs
+                    nxt = periods.next_boundary(origin, rc.billing_cadence, after)
+                    if v.end is None or nxt < v.end:
+                        found.append(nxt)
+    return min(found, default=None)
+
+
 def _addon_versions(addon: SubscriptionAddon, start: datetime, end: datetime | None) -> list[_Version]:
     """The add-on's quantity segments that overlap `[start, end)`, cut to it, numbered in order."""
     first_billed = next((s.start for s in addon.segments if s.quantity > 0), None)

@@ -274,6 +274,9 @@ class Gathering:
     updated_at: datetime
     entries: dict[str, GatheringEntry] = field(default_factory=dict)
     rev: int = 0
+    # When the scheduled run must sync it again, as stored (the head's `INVDUE` entry): a due line,
+    # or the next late-usage check (`gathering.next_due`).
+    due: datetime | None = None
 
     def pending(self) -> list[Line]:
         return sorted(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from shared.core.errors import DomainError
 from shared.invoices.billables import Billable
@@ -23,12 +23,32 @@ class BillableSource(Protocol):
     starts at or before `until`: so up to the end of the aligned billing period containing `until`
     (the sync horizon of engine-rules §2.8). The same key always names the same item; a billable
     that is no longer returned is removed from the gathering invoice (unless already invoiced).
-    `customers_to_bill(now)`: the customers that may have billables at `now` (the scheduled run syncs
-    them; customers with pending lines are found from the invoices' own due index)."""
+    `customers_to_bill(now)`: the customers whose billables at `now` may differ from what their last
+    sync stored (the scheduled run syncs them; customers with pending lines are found from the
+    invoices' own due index). A source that cannot tell lists every customer it may bill."""
 
     def billables(self, customer_id: str, until: datetime) -> list[Billable]: ...
 
     def customers_to_bill(self, now: datetime) -> Iterable[str]: ...
+
+
+@runtime_checkable
+class SyncIndexed(Protocol):
+    """A source with a sync index (subscriptions): `customers_to_bill(now)` lists only the customers
+    whose billables may differ from what their last sync stored, and `synced(customer_id, now)` is
+    told once the gathering invoice holds what `billables(customer_id, now)` returned (it moves the
+    customer to when its billables next change). Called after the gathering write, so a crash in
+    between leaves the customer due: the re-run syncs again (writing nothing) and marks it."""
+
+    def synced(self, customer_id: str, now: datetime) -> None: ...
+
+
+@runtime_checkable
+class Sweepable(Protocol):
+    """A source that can also list every customer it may bill (slowly): invoicing's full sweep visits
+    them all once a day, the fallback for what no index sees (see `InvoiceService.sweep`)."""
+
+    def every_customer(self, now: datetime) -> Iterable[str]: ...
 
 
 class UsageMeter(Protocol):

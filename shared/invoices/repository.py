@@ -9,10 +9,12 @@
 | invoice line | `INV#<id>` | `LINE#<0000>` |
 | list entry | `INVCUST#<customer>` | `<created_at>#<id>` (gsi1 `INVOICE` / `<created_at>#<id>`) |
 | number counter | `INVNUM#<profile>#<year>` | `INVNUM` |
+| full sweep cursor | `INVSWEEP` | `INVSWEEP` (the daily full sweep: started at, last customer done) |
 
-One Query reads a customer's gathering invoices (every currency) and one reads an invoice with its
-lines. Every write of a gathering partition is conditional on its head's `rev`, every write of an
-invoice on the header's `rev`, and what must go together (an invoice's creation and its gathering
+A gathering head is due at its first due line or its next late-usage check. One Query reads a
+customer's gathering invoices (every currency) and one reads an invoice with its lines. Every write
+of a gathering partition is conditional on its head's `rev`, every write of an invoice on the
+header's `rev`, and what must go together (an invoice's creation and its gathering
 entries; a snapshot and the billed quantities; the issue and the number counter) is one
 `TransactWriteItems`.
 """
@@ -20,7 +22,7 @@ entries; a snapshot and the billed quantities; the issue and the number counter)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -36,6 +38,17 @@ from shared.invoices.models import GATHERING, Gathering, GatheringEntry, Invoice
 DUE = "INVDUE"
 LIST = "INVOICE"
 MAX_TRANSACT = 100
+SWEEP = "INVSWEEP"
+
+
+@dataclass(frozen=True)
+class SweepState:
+    """The scheduled run's full sweep: when the current one started, the last customer id it did
+    ("" before the first; None once it finished), and the item's revision."""
+
+    started_at: datetime
+    cursor: str | None
+    rev: int = 0
 
 
 class Stale(Exception):
@@ -217,6 +230,7 @@ class InvoiceRepository(TableRepository):
             rec = from_item(raw)
             currency, kind = rec["sk"].split("#", 2)[:2]
             if kind == "HEAD":
+                due = rec.get("gsi1sk")
                 out[currency] = Gathering(
                     customer_id,
                     currency,
@@ -224,6 +238,7 @@ class InvoiceRepository(TableRepository):
                     parse_rfc3339(rec["created_at"]),
                     parse_rfc3339(rec["updated_at"]),
                     rev=int(rec["rev"]),
+                    due=None if due is None else parse_rfc3339(due.split("#", 1)[0]),
                 )
             else:
                 entries.append((currency, _to_entry(orjson.loads(rec["doc"]))))
@@ -465,6 +480,34 @@ class InvoiceRepository(TableRepository):
             "currency": rec["currency"],
             "invoice_id": rest[0] if kind == "I" else None,
         }
+
+    def sweep_state(self) -> SweepState | None:
+        resp = self.client.get_item(TableName=self.table, Key=_key(SWEEP, SWEEP), ConsistentRead=True)
+        if "Item" not in resp:
+            return None
+        rec = from_item(resp["Item"])
+        return SweepState(parse_rfc3339(rec["started_at"]), rec.get("cursor"), int(rec["rev"]))
+
+    def save_sweep(self, state: SweepState) -> SweepState:
+        """Conditional on the revision read (Stale: another run moved it)."""
+        item: dict[str, Any] = {
+            "pk": SWEEP,
+            "sk": SWEEP,
+            "started_at": format_rfc3339(state.started_at),
+            "rev": state.rev + 1,
+        }
+        if state.cursor is not None:
+            item["cursor"] = state.cursor
+        cond = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if state.rev == 0
+            else _with_rev("rev = :rev", state.rev)
+        )
+        try:
+            self.client.put_item(TableName=self.table, Item=to_item(item), **cond)
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            raise Stale(str(exc)) from exc
+        return replace(state, rev=state.rev + 1)
 
     def list_entries(self) -> list[dict[str, Any]]:
         return [

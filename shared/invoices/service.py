@@ -38,7 +38,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -77,15 +77,19 @@ from shared.invoices.ports import (
     InvoicingRejected,
     InvoicingUnavailable,
     Publisher,
+    Sweepable,
+    SyncIndexed,
     UsageMeter,
 )
-from shared.invoices.repository import InvoiceRepository, Stale
+from shared.invoices.repository import InvoiceRepository, Stale, SweepState
 from shared.rating import engine
 from shared.rating.models import BillableLine, Period
 
 log = Logger(service=SERVICE, child=True)
 _NOTICE_NS = uuid.UUID("6b1f3f0e-9d8e-4c55-8f0b-1d6f4a9c2e11")
 _ATTEMPTS = 5
+FULL_SWEEP_EVERY = timedelta(days=1)  # the scheduled run's fallback: every customer, once a day
+_CURSOR_EVERY = 25  # customers the full sweep does between storing its cursor
 NUMBER_PREFIX = "INV"
 Render = Callable[[Invoice], dict[str, Any]]
 Step = Callable[[str], None]
@@ -185,6 +189,7 @@ class InvoiceService:
         self.step = step or (lambda _name: None)
         self.invoicing = invoicing  # Stripe, when a Stripe key is configured
         self.failures = 0  # customers whose run failed (logged), since the service was built
+        self.complete = True  # the last `sweep` did everything due (False: it ran out of time)
 
     # -- gathering --------------------------------------------------------------------------------
     def sync(self, customer_id: str, now: datetime) -> dict[str, Gathering]:
@@ -197,9 +202,14 @@ class InvoiceService:
         for _ in range(_ATTEMPTS):
             gatherings = self.repo.gatherings(customer_id)
             try:
-                return self._sync(customer_id, now, billables, gatherings)
+                synced = self._sync(customer_id, now, billables, gatherings)
             except Stale:
                 continue
+            for source in self.sources:
+                if isinstance(source, SyncIndexed):  # stored: the source's index may move on
+                    source.synced(customer_id, now)
+                    self.step("synced")
+            return synced
         raise Conflict(f"The gathering invoice of customer [{customer_id}] changed concurrently; retry")
 
     def _sync(
@@ -214,15 +224,17 @@ class InvoiceService:
                 gathering = Gathering(customer_id, currency, self.new_id(), now, now)
             changed, removed = g_ops.reconcile(gathering.entries, by_currency.get(currency, []), self.new_id)
             changed += self._late_lines(gathering, now, {e.key for e in changed})
-            if not changed and not removed:
-                continue
             entries = dict(gathering.entries)
             entries.update({e.key: e for e in changed})
             for key in removed:
                 entries.pop(key, None)
-            gathering = replace(gathering, updated_at=now)
-            stored = self.repo.save_gathering(gathering, changed, removed, g_ops.next_invoice_at(entries))
-            gatherings[currency] = replace(stored, entries=entries)
+            due = g_ops.next_due(entries, now)
+            if not changed and not removed and (gathering.rev == 0 or due == gathering.due):
+                continue
+            if changed or removed:  # else only a late-usage check was due: the head moves on
+                gathering = replace(gathering, updated_at=now)
+            stored = self.repo.save_gathering(gathering, changed, removed, due)
+            gatherings[currency] = replace(stored, entries=entries, due=due)
             self.step("gathering")
         return gatherings
 
@@ -342,10 +354,10 @@ class InvoiceService:
             self._due(inv, now),
             replace(gathering, updated_at=now),
             [entries[k] for k in sorted(touched)],
-            g_ops.next_invoice_at(entries),
+            due := g_ops.next_due(entries, now),
         )
         self.step("create")
-        return stored, replace(gathering, entries=entries, rev=gathering.rev + 1, updated_at=now)
+        return stored, replace(gathering, entries=entries, rev=gathering.rev + 1, updated_at=now, due=due)
 
     # -- the lifecycle ----------------------------------------------------------------------------
     @staticmethod
@@ -549,7 +561,7 @@ class InvoiceService:
                 g_part = (
                     replace(gathering, updated_at=now),
                     list(updates.values()),
-                    g_ops.next_invoice_at(entries),
+                    g_ops.next_due(entries, now),
                 )
             try:
                 saved = self.repo.save(moved, self._due(moved, now), lines=True, gathering=g_part)
@@ -720,18 +732,79 @@ class InvoiceService:
             done += 1
         return done
 
-    def sweep(self, now: datetime) -> int:
-        """The scheduled run: every customer a source may bill and every due invoice, each at its
-        customer's own now (a customer on a test clock is only moved by advancing its clock)."""
+    def sweep(self, now: datetime, out_of_time: Callable[[], bool] | None = None) -> int:
+        """The scheduled run, each customer at its own now (a customer on a test clock is only moved
+        by advancing its clock): the customers something is due for (the sources' indexes: a
+        subscription changed or a service period started; a due charge; the invoices' due index: a
+        due gathering line or late-usage check, a due invoice step), then, once a day, every customer
+        a source can list (the full sweep, `_full_sweep`).
+
+        `out_of_time()` is asked before each customer: once it says so the run stops (`complete` is
+        then False) and leaves the rest to the next run. Nothing is lost: a customer stays in its
+        index until its sync is stored, and the full sweep goes on from its stored cursor."""
+        check = out_of_time or (lambda: False)
+        self.complete = True
+        done = 0
+        work = self._due_work(now)
+        for customer_id, ids in work.items():
+            if check():
+                self.complete = False
+                return done
+            done += self._isolated(customer_id, self.now_for(customer_id), ids)
+        return done + self._full_sweep(now, set(work), check)
+
+    def _due_work(self, now: datetime, wanted: set[str] | None = None) -> dict[str, list[str]]:
+        """Customer -> its due invoice ids, for the customers something is due for at `now`."""
         work: dict[str, list[str]] = {}
         for source in self.sources:
             for customer_id in source.customers_to_bill(now):
-                work.setdefault(customer_id, [])
+                if wanted is None or customer_id in wanted:
+                    work.setdefault(customer_id, [])
         for entry in self.repo.due(now):
-            ids = work.setdefault(entry["customer_id"], [])
-            if entry["invoice_id"]:
-                ids.append(entry["invoice_id"])
-        return sum(self._isolated(c, self.now_for(c), ids) for c, ids in work.items())
+            if wanted is None or entry["customer_id"] in wanted:
+                ids = work.setdefault(entry["customer_id"], [])
+                if entry["invoice_id"]:
+                    ids.append(entry["invoice_id"])
+        return work
+
+    def _full_sweep(self, now: datetime, visited: set[str], out_of_time: Callable[[], bool]) -> int:
+        """Once every `FULL_SWEEP_EVERY`, every customer the sources can list is synced, as every run
+        did before the indexes: the fallback for what no index sees (a billing profile's proration
+        mode changed, timelines written before the sync index existed, late usage between scheduled
+        checks). Resumable: the customers go in id order and the last one done is stored every
+        `_CURSOR_EVERY` customers and when the run stops, conditional on the cursor's revision (a
+        concurrent run that moved it wins, this one stops); a crash repeats at most that many
+        customers, whose runs are idempotent."""
+        state = self.repo.sweep_state()
+        try:
+            if state is None or (state.cursor is None and state.started_at + FULL_SWEEP_EVERY <= now):
+                state = self.repo.save_sweep(SweepState(now, "", state.rev if state else 0))
+                self.step("sweep")
+            if state.cursor is None:
+                return 0  # done for today
+            customers = sorted(
+                {c for src in self.sources if isinstance(src, Sweepable) for c in src.every_customer(now)}
+            )
+            done = 0
+            last, since = state.cursor, 0
+            for customer_id in (c for c in customers if c > state.cursor):
+                if out_of_time():
+                    self.complete = False
+                    if since:
+                        self.repo.save_sweep(replace(state, cursor=last))
+                        self.step("sweep")
+                    return done
+                if customer_id not in visited:
+                    done += self._isolated(customer_id, self.now_for(customer_id), [])
+                last, since = customer_id, since + 1
+                if since == _CURSOR_EVERY:
+                    state, since = self.repo.save_sweep(replace(state, cursor=last)), 0
+                    self.step("sweep")
+            self.repo.save_sweep(replace(state, cursor=None))
+            self.step("sweep")
+            return done
+        except Stale:
+            return 0  # another run moved the cursor: it carries on
 
     def _isolated(self, customer_id: str, now: datetime, invoice_ids: list[str]) -> int:
         """One customer's run; its failure (no billing profile yet, a dependency down) is logged and
@@ -744,19 +817,10 @@ class InvoiceService:
             return 0
 
     def run_due(self, customer_ids: Sequence[str], until: datetime) -> int:
-        """A test clock's step: the customers' work due at `until` (their clock reads `until`): those a
-        source may bill, and those with a due gathering line or invoice (the due index)."""
-        wanted = set(customer_ids)
-        work: dict[str, list[str]] = {}
-        for source in self.sources:
-            for customer_id in source.customers_to_bill(until):
-                if customer_id in wanted:
-                    work.setdefault(customer_id, [])
-        for entry in self.repo.due(until):
-            if entry["customer_id"] in wanted:
-                ids = work.setdefault(entry["customer_id"], [])
-                if entry["invoice_id"]:
-                    ids.append(entry["invoice_id"])
+        """A test clock's step: the customers' work due at `until` (their clock reads `until`): those
+        a source's index has due (a subscription changed or a service period started, a due charge),
+        and those with a due gathering line, late-usage check or invoice (the due index)."""
+        work = self._due_work(until, set(customer_ids))
         return sum(self._isolated(c, until, ids) for c, ids in work.items())
 
     def next_due(self, customer_ids: Sequence[str], after: datetime) -> datetime | None:
@@ -976,7 +1040,7 @@ class InvoiceService:
                     gathering=(
                         replace(gathering, updated_at=now),
                         [entries[k] for k in touched if k in entries],
-                        g_ops.next_invoice_at(entries),
+                        g_ops.next_due(entries, now),
                     ),
                 )
             except Stale:

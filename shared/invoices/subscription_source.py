@@ -7,8 +7,12 @@ profile's `proration_mode`, looked up by a callable bootstrap supplies, so invoi
 billing service here). A plan version or add-on version is immutable once subscribed, so the same
 stored state always gives the same billables.
 
-`customers_to_bill(now)` reads every subscription (one Query of the `SUB` index, as the subscription
-sweep does): a due index (customers by next `invoice_at`) is the known gap at scale.
+`customers_to_bill(now)` reads the `SUBSYNC` index (shared/subscriptions/repository.py): the customers
+whose subscriptions changed since their last sync, or whose billables grow by `now` (a service period
+starts: `lines.next_start`). `synced(customer_id, now)` moves the customer's entry to that next
+instant once invoicing has stored what `billables` returned, conditional on the timeline's `rev` read
+then (a subscription written meanwhile keeps it due). `every_customer(now)` is the slow list (every
+subscription, one Query of the `SUB` index) for invoicing's daily full sweep.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from shared.catalog.repository import AddonRepository, PlanRepository
 from shared.core import durations
 from shared.features.repository import FeatureRepository
 from shared.invoices.billables import Billable
-from shared.invoices.lines import billables_for
+from shared.invoices.lines import billables_for, next_start
 from shared.rating.models import EndProrationMode
 from shared.subscriptions.models import Subscription, SubscriptionAddon
 from shared.subscriptions.repository import SubscriptionRepository
@@ -55,18 +59,23 @@ class SubscriptionBillables:
         self.end_mode_for = end_mode_for
         # A feature's key never changes (archiving keeps it): learned once per process, not per customer.
         self._keys: dict[str, str] = {}
+        # customer -> (until, timeline rev, next start, stored index key) of its last `billables`.
+        self._read: dict[str, tuple[datetime, int, datetime | None, str | None]] = {}
 
     def billables(self, customer_id: str, until: datetime) -> list[Billable]:
         """What the customer's subscriptions bill for service starting at or before `until` (the
         `BillableSource` port: the invoicing core passes the customer's now, and a period starting
         exactly then, such as an in-advance fee, belongs in the invoice collected at that instant),
         subscription by subscription in start order (see `shared.invoices.lines` for the rules)."""
-        _, subs, _ = self.subscriptions.for_customer(customer_id)
+        self._read.pop(customer_id, None)
+        _, subs, rev, stored = self.subscriptions.for_billing(customer_id)
         subs = [s for s in subs if not _empty(s)]
         if not subs:
+            self._read[customer_id] = (until, rev, None, stored)
             return []
         end_mode = self.end_mode_for(customer_id)
         out: list[Billable] = []
+        starts: list[datetime] = []
         for sub in subs:
             plan = self._plan(sub)
             addons = [(a, self._addon(sub, a)) for a in self.subscriptions.addons(sub.id)]
@@ -80,12 +89,30 @@ class SubscriptionBillables:
                 end_mode=end_mode,
                 feature_keys=self._feature_keys(cards),
             )
+            start = next_start(sub, plan, addons, after=until)
+            if start is not None:
+                starts.append(start)
+        self._read[customer_id] = (until, rev, min(starts, default=None), stored)
         return out
 
     def customers_to_bill(self, now: datetime) -> list[str]:
+        """Customers whose sync is due by `now` (the `SUBSYNC` index), most overdue first."""
+        return list(dict.fromkeys(self.subscriptions.sync_due(now)))
+
+    def synced(self, customer_id: str, now: datetime) -> None:
+        """Invoicing stored what `billables(customer_id, now)` returned: the customer is due again when
+        its billables next grow (out of the index when they never will), unless its subscriptions
+        were written since they were read."""
+        read = self._read.pop(customer_id, None)
+        if read is None or read[0] != now or read[1] == 0:
+            return  # not read by this process for `now`, or no subscription ever (no timeline)
+        _, rev, next_at, stored = read
+        self.subscriptions.mark_synced(customer_id, rev, next_at, stored)
+
+    def every_customer(self, now: datetime) -> list[str]:
         """Customers with a subscription running at or after `now`, or one that ended less than one
         billing cadence before it (its last in-arrears lines are invoiced at its end: a run shortly
-        after still gathers them). Sorted, each once."""
+        after still gathers them). Sorted, each once: the full sweep's list and its cursor's order."""
         out = {
             s.customer_id
             for s in self.subscriptions.list_all()

@@ -6,10 +6,18 @@ carries a `rev`: every write of any of the customer's subscriptions is one trans
 subscription(s) and the timeline conditional on the `rev` that was read. So two concurrent creates
 for one customer cannot both pass the overlap check (the loser's transaction is cancelled, it re-reads
 and sees the winner), and a cancel, a change or `run_due` never races another write of that customer.
+
+Invoicing's sync index. The timeline is also the customer's entry in the sparse `SUBSYNC` index (gsi1
+`SUBSYNC` / `<sync due at>#<customer>`): every write of the customer's subscriptions puts it due at
+once (`SYNC_NOW`, before any instant), in the same transaction, so a change can never be missed;
+invoicing's sync then moves it to the next instant the customer's billables change by time alone
+(`mark_synced`, conditional on the `rev` the sync read: a write that came in meanwhile keeps it due),
+or out of the index when nothing more will change.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,6 +33,14 @@ from shared.subscriptions.models import (
     Subscription,
     SubscriptionAddon,
 )
+
+SYNC_INDEX = "SUBSYNC"
+SYNC_NOW = "0000-00-00T00:00:00.000000Z"  # sorts before every instant: due at any `until`
+
+
+def _sortable(value: datetime) -> str:
+    """Fixed width (microseconds always), so index keys sort and compare in time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class TimelineChanged(Exception):
@@ -130,26 +146,35 @@ class SubscriptionRepository(TableRepository):
         resp = self.client.get_item(TableName=self.table, Key=self._key(sub_id), ConsistentRead=True)
         return from_record(from_item(resp["Item"])) if "Item" in resp else None
 
-    def timeline(self, customer_id: str) -> tuple[list[Span], int]:
-        """The customer's spans and the timeline's revision (0: none written yet)."""
+    def _timeline(self, customer_id: str) -> tuple[list[Span], int, str | None]:
         resp = self.client.get_item(
             TableName=self.table, Key=self._timeline_key(customer_id), ConsistentRead=True
         )
         if "Item" not in resp:
-            return [], 0
+            return [], 0, None
         rec = from_item(resp["Item"])
         spans = [
             Span(s["id"], parse_rfc3339(s["from"]), parse_optional(s.get("to")))
             for s in orjson.loads(rec["spans"])
         ]
-        return spans, int(rec["rev"])
+        return spans, int(rec["rev"]), rec.get("gsi1sk")
+
+    def timeline(self, customer_id: str) -> tuple[list[Span], int]:
+        """The customer's spans and the timeline's revision (0: none written yet)."""
+        spans, rev, _ = self._timeline(customer_id)
+        return spans, rev
 
     def for_customer(self, customer_id: str) -> tuple[list[Span], list[Subscription], int]:
         """The timeline, its subscriptions (by start) and the revision to write against."""
-        spans, rev = self.timeline(customer_id)
+        spans, subs, rev, _ = self.for_billing(customer_id)
+        return spans, subs, rev
+
+    def for_billing(self, customer_id: str) -> tuple[list[Span], list[Subscription], int, str | None]:
+        """`for_customer` and the customer's sync index key as stored (for `mark_synced`)."""
+        spans, rev, sync_key = self._timeline(customer_id)
         keys = [self._key(s.subscription_id) for s in spans]
         subs = [from_record(from_item(i)) for i in batch_get(self.client, self.table, keys)] if keys else []
-        return spans, sorted(subs, key=lambda s: (s.active_from, s.id)), rev
+        return spans, sorted(subs, key=lambda s: (s.active_from, s.id)), rev, sync_key
 
     def list_all(self) -> list[Subscription]:
         items = query_all(
@@ -160,6 +185,54 @@ class SubscriptionRepository(TableRepository):
             ExpressionAttributeValues={":p": to_value("SUB")},
         )
         return [from_record(from_item(i)) for i in items]
+
+    def sync_due(self, until: datetime) -> list[str]:
+        """Customers whose invoicing sync is due at or before `until` (the `SUBSYNC` index), most
+        overdue first."""
+        items = query_all(
+            self.client,
+            TableName=self.table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p AND gsi1sk <= :u",
+            ExpressionAttributeValues={":p": to_value(SYNC_INDEX), ":u": to_value(_sortable(until) + "#~")},
+        )
+        return [from_item(i)["gsi1sk"].split("#", 1)[1] for i in items]
+
+    def mark_synced(
+        self, customer_id: str, rev: int, next_at: datetime | None, stored: str | None = None
+    ) -> bool:
+        """Invoicing synced the customer's billables as of the timeline's `rev`: due again at `next_at`
+        (None: out of the index). False, changing nothing, when the timeline moved on since (a
+        subscription write made it due now, and it stays so). No write when `stored`, the key read
+        with that `rev`, is already the one (a sync that was not due, for an invoice step)."""
+        key = None if next_at is None else f"{_sortable(next_at)}#{customer_id}"
+        if key == stored:
+            return True
+        update: dict[str, Any] = (
+            {
+                "UpdateExpression": "REMOVE gsi1pk, gsi1sk",
+                "ExpressionAttributeValues": {":rev": to_value(rev)},
+            }
+            if next_at is None
+            else {
+                "UpdateExpression": "SET gsi1pk = :p, gsi1sk = :s",
+                "ExpressionAttributeValues": {
+                    ":rev": to_value(rev),
+                    ":p": to_value(SYNC_INDEX),
+                    ":s": to_value(key),
+                },
+            }
+        )
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._timeline_key(customer_id),
+                ConditionExpression="rev = :rev",
+                **update,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def addons(self, sub_id: str) -> list[SubscriptionAddon]:
         """The subscription's add-ons (`SUB#<id> / ADDON#<addon id>`: one per add-on), oldest first."""
@@ -194,6 +267,9 @@ class SubscriptionRepository(TableRepository):
                         ]
                     ).decode(),
                     "rev": rev + 1,
+                    # Invoicing syncs the customer on its next run (see the module's docstring).
+                    "gsi1pk": SYNC_INDEX,
+                    "gsi1sk": f"{SYNC_NOW}#{customer_id}",
                 }
             ),
         }

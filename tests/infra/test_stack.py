@@ -388,7 +388,7 @@ def test_aggregate_event_source_mapping(synth: Synth) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expression"),
-    [("Rate", "cron(0/5 * * * ? *)"), ("Invoice", "cron(10 * * * ? *)"), ("Notify", "rate(1 minute)")],
+    [("Rate", "cron(0/5 * * * ? *)"), ("Invoice", "cron(10/15 * * * ? *)"), ("Notify", "rate(1 minute)")],
 )
 def test_schedule_rules(synth: Synth, name: str, expression: str) -> None:
     fid = synth.function_id(name)

@@ -132,6 +132,40 @@ def test_cancellation_ends_the_billables_and_who_is_billed(stack: Stack) -> None
     setup_fee = next(b for b in got if b.origin.item_key == "setup")
     assert setup_fee.service_period == p("2027-03-24T12:00:00Z", "2027-04-01T00:00:00Z")
     assert setup_fee.invoice_at == d("2027-04-01T00:00:00Z")
-    # ended Apr 1: still a customer to bill within one cadence (its last lines), not after
-    assert list(source.customers_to_bill(d("2027-04-30T23:59:59Z"))) == [s["customer"]]
-    assert list(source.customers_to_bill(d("2027-05-01T00:00:00Z"))) == []
+    # ended Apr 1: still a customer of the full sweep within one cadence (its last lines), not after
+    assert list(source.every_customer(d("2027-04-30T23:59:59Z"))) == [s["customer"]]
+    assert list(source.every_customer(d("2027-05-01T00:00:00Z"))) == []
+
+
+def test_the_sync_index_holds_who_has_something_to_sync(stack: Stack) -> None:
+    """A subscription write makes the customer due at once; a sync moves it to the next service
+    period start (`lines.next_start`), or out of the index when none will come; a write between the
+    sync's read and its mark keeps it due."""
+    s = setup(stack)
+    source = bootstrap.subscription_billables()
+    cid = s["customer"]
+    assert source.customers_to_bill(d("2000-01-01T00:00:00Z")) == [cid]  # written: due whatever the time
+    now = d("2027-03-10T13:00:00Z")
+    source.billables(cid, now)
+    source.synced(cid, now)
+    # the next start: the paid phase, Mar 24 12:00 (the trial's cards are monthly from Mar 1)
+    assert source.customers_to_bill(d("2027-03-24T11:59:59Z")) == []
+    assert source.customers_to_bill(d("2027-03-24T12:00:00Z")) == [cid]
+    later = d("2027-03-24T12:10:00Z")
+    source.billables(cid, later)
+    source.synced(cid, later)
+    assert source.customers_to_bill(d("2027-03-31T23:59:59Z")) == []
+    assert source.customers_to_bill(d("2027-04-01T00:00:00Z")) == [cid]
+
+    # A write after the read: the mark is refused, the customer stays due.
+    apr = d("2027-04-01T00:10:00Z")
+    source.billables(cid, apr)
+    s["clock"].at = apr
+    canceled = stack.request("POST", f"/subscriptions/{s['sub']}/cancel", {"timing": "next_billing_cycle"})
+    assert canceled.status == 200, canceled
+    source.synced(cid, apr)
+    assert source.customers_to_bill(apr) == [cid]
+    # Ended May 1: a sync after the last start takes it out of the index.
+    source.billables(cid, apr)
+    source.synced(cid, apr)
+    assert source.customers_to_bill(d("2099-01-01T00:00:00Z")) == []

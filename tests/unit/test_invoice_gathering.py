@@ -166,6 +166,35 @@ def test_late_usage_makes_one_line_per_billed_quantity() -> None:
     assert rated.totals.total == D("5.00")
 
 
+def test_late_usage_is_looked_for_on_a_schedule_and_the_head_is_due_at_the_first_of_it() -> None:
+    """The head's due entry: the first due line, else the next scheduled late check of a billed
+    period (1 h, 6 h, 1, 3, 7, 14, 21, 28 days after its end, and in its window's last hour)."""
+    billed = GatheringEntry(
+        "k",
+        billable=usage("k"),
+        billed=D(500),
+        billed_through=DEC,
+        service_end=DEC,
+        feature_key="tokens",
+        late_checkable=True,
+    )
+    entries = {"k": billed}
+    at = datetime(2026, 12, 1, 1, 10, tzinfo=UTC)  # the collection's run
+    assert g.next_due(entries, at) == datetime(2026, 12, 1, 6, tzinfo=UTC)
+    assert g.next_due(entries, datetime(2026, 12, 2, 0, 10, tzinfo=UTC)) == datetime(2026, 12, 4, tzinfo=UTC)
+    assert g.next_due(entries, datetime(2026, 12, 29, 0, 10, tzinfo=UTC)) == datetime(
+        2027, 1, 1, 23, tzinfo=UTC
+    )
+    assert g.next_due(entries, datetime(2027, 1, 1, 23, 10, tzinfo=UTC)) is None  # the window closes
+    # Waiting for a snapshot, or not a whole billed usage period: no check.
+    assert g.next_due({"k": replace(billed, awaiting="inv")}, at) is None
+    assert g.next_due({"k": replace(billed, late_checkable=False)}, at) is None
+    # A pending line due earlier comes first.
+    (pending,) = g.reconcile({}, [usage("n")], new_id_factory())[0]
+    assert pending.line is not None and pending.line.invoice_at == DEC
+    assert g.next_due({"k": billed, "n": pending}, at) == DEC
+
+
 def test_restoring_a_deleted_split_part_merges_it_with_its_remainder() -> None:
     new_id = new_id_factory()
     entries: dict[str, GatheringEntry] = {}

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.catalog.models import Addon, InstanceType, PaymentTerm, Phase, Plan, Price, PriceType, RateCard
-from shared.invoices.lines import billables_for
+from shared.invoices.lines import billables_for, next_start
 from shared.subscriptions.models import PhaseSpan, QuantitySegment, Subscription, SubscriptionAddon
 
 BASE = datetime(2027, 1, 1, tzinfo=UTC)
@@ -129,3 +129,32 @@ def test_service_periods_tile_each_item(case: tuple) -> None:
             last = lines[-1].service_period.end
             # the last period reaches the phase end, or the horizon lies before the next one starts
             assert last == phase_end or last >= until
+
+
+_US = timedelta(microseconds=1)
+
+
+def _keys(
+    sub: Subscription, plan: Plan, addons: list[tuple[SubscriptionAddon, Addon]], t: datetime
+) -> set[str]:
+    """What a sync at `t` gets (the source's horizon: service starting at or before `t`)."""
+    return {b.key for b in billables_for(sub, plan, addons, until=t + _US)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), st.integers(0, 24 * 60))
+def test_next_start_is_when_the_billables_next_grow(
+    case: tuple[Subscription, Plan, list[tuple[SubscriptionAddon, Addon]], datetime], probe: int
+) -> None:
+    """The sync index waits until `next_start(after=t)`: up to just before it a sync gets what a
+    sync at `t` got, and at it one more billable (a service period starts); None: never more."""
+    sub, plan, addons, t = case
+    now = _keys(sub, plan, addons, t)
+    nxt = next_start(sub, plan, addons, after=t)
+    if nxt is None:
+        assert _keys(sub, plan, addons, t + timedelta(days=400)) == now
+        return
+    assert nxt > t
+    assert _keys(sub, plan, addons, nxt - _US) == now
+    assert _keys(sub, plan, addons, min(t + timedelta(hours=probe), nxt - _US)) == now
+    assert _keys(sub, plan, addons, nxt) > now
