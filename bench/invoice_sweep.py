@@ -25,18 +25,12 @@ from moto import mock_aws
 
 from bench.harness import READ_OPS, Bench
 from bench.invoices import (
-    _ULID,
-    ANCHOR,
     D0,
     NOV,
-    Item,
     clone_customers,
-    iso,
-    key,
-    name,
-    plan_body,
-    snapshot,
-    subject,
+    seed_catalog,
+    seed_template,
+    template_items,
 )
 
 QUIET_DAY = datetime(2026, 11, 5, 0, 10, tzinfo=D0.tzinfo)
@@ -44,90 +38,16 @@ QUIET_DAY = datetime(2026, 11, 5, 0, 10, tzinfo=D0.tzinfo)
 
 def setup(b: Bench, customers: int) -> list[str]:
     """`customers` subscribed customers like bench.invoices' (one real, the rest clones); their ids."""
-    from functions.aggregate.handler import lambda_handler as aggregate
     from functions.api.handler import lambda_handler as api
-    from functions.ingest.handler import lambda_handler as ingest
 
     def call(method: str, path: str, body: Any = None, status: int = 200) -> Any:
         resp = api(b.api_event(method, path, body if body is not None else b""), None)
         assert resp["statusCode"] == status, resp
         return orjson.loads(resp["body"]) if resp["body"] else None
 
-    apps = {a["type"]: a["id"] for a in call("GET", "/apps")["data"]}
-    sandbox = {"id": apps["sandbox"]}
-    call(
-        "POST",
-        "/profiles",
-        {
-            "name": "Main",
-            "default": True,
-            "supplier": {"name": "Bench Ltd", "addresses": {"billing_address": {"country": "GB"}}},
-            "workflow": {},
-            "apps": {"tax": sandbox, "invoicing": sandbox, "payment": sandbox},
-        },
-        201,
-    )
-    meter = call(
-        "POST",
-        "/meters",
-        {"key": "units", "name": "Units", "aggregation": "sum", "event_type": "use", "value_property": "$.n"},
-        201,
-    )
-    features = {
-        k: call("POST", "/features", {"key": k, "name": k.title(), "meter": {"id": meter["id"]}}, 201)["id"]
-        for k in ("tokens", "requests", "storage", "packs")
-    }
-    plan = call("POST", "/plans", plan_body(features), 201)
-    call("POST", f"/plans/{plan['id']}/publish")
-    # On a test clock only so the subscription starts at D0; the runs below use this bench's clock.
-    clock = call("POST", "/test-clocks", {"frozen_time": iso(D0)}, 201)
-    before = snapshot(b)
-    body = {
-        "key": key(0),
-        "name": name(0),
-        "currency": "USD",
-        "usage_attribution": {"subject_keys": [subject(0)]},
-        "test_clock_id": clock["id"],
-    }
-    template_id = call("POST", "/customers", body, 201)["id"]
-    call(
-        "POST",
-        "/subscriptions",
-        {"customer": {"id": template_id}, "plan": {"key": "bench"}, "billing_anchor": iso(ANCHOR)},
-        201,
-    )
-    events = [
-        {
-            "specversion": "1.0",
-            "id": f"e0-{k}",
-            "source": "b",
-            "type": "use",
-            "subject": subject(0),
-            "time": iso(D0 + timedelta(days=1 + k, hours=k)),
-            "data": {"n": 700 + k * 1111},
-        }
-        for k in range(3)
-    ]
-    ev = b.api_event("POST", "/events", events, "application/cloudevents-batch+json")
-    ev["resource"], ev["pathParameters"] = "/v3/openmeter/events", None
-    assert ingest(ev, None)["statusCode"] == 202
-    for batch in b.kinesis_batches():
-        aggregate(batch, None)
-    after = snapshot(b)
-    template: dict[str, list[Item]] = {}
-    for (table, _), item in sorted((k, v) for k, v in after.items() if k not in before):
-        template.setdefault(table, []).append(item)
-
-    def text(value: Any) -> str:  # binary attributes (the usage journal's blobs) name no id
-        return orjson.dumps(value, default=lambda _b: "").decode()
-
-    existing = set(_ULID.findall(text(list(before.values()))))
-    fresh = {m for items in template.values() for m in _ULID.findall(text(items))} - existing
-    assert template_id in fresh and len(fresh) == 2, fresh
-    # Items that name none of the customer's ids, key or subject (the usage journal's shard items)
-    # are shared: a clone of them would be the same item.
-    names = (*fresh, key(0), name(0), subject(0))
-    template = {t: [i for i in items if any(n in text(i) for n in names)] for t, items in template.items()}
+    clock = seed_catalog(call)
+    template_id, _events, before, after = seed_template(b, call, clock["id"])
+    template, fresh = template_items(before, after, template_id)
     return [template_id, *clone_customers(b, template, fresh, template_id, customers - 1)]
 
 

@@ -31,6 +31,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,20 +183,12 @@ def plan_body(features: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def run(customers: int) -> None:
-    from bench.rating import measure as rating_alone
-    from functions.aggregate.handler import lambda_handler as aggregate
-    from functions.api.handler import lambda_handler as api
-    from functions.ingest.handler import lambda_handler as ingest
-    from shared import bootstrap
+Call = Callable[..., Any]
 
-    b = Bench()
 
-    def call(method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        resp = api(b.api_event(method, path, body if body is not None else b""), None)
-        assert resp["statusCode"] == status, resp
-        return orjson.loads(resp["body"]) if resp["body"] else None
-
+def seed_catalog(call: Call) -> dict[str, Any]:
+    """The sandbox billing profile, one sum meter, four features on it and the published plan;
+    returns a test clock at D0 (the template customer's subscription starts there)."""
     apps = {a["type"]: a["id"] for a in call("GET", "/apps")["data"]}
     sandbox = {"id": apps["sandbox"]}
     call(
@@ -224,16 +217,24 @@ def run(customers: int) -> None:
     }
     plan = call("POST", "/plans", plan_body(features), 201)
     call("POST", f"/plans/{plan['id']}/publish")
-    clock = call("POST", "/test-clocks", {"frozen_time": iso(D0)}, 201)
+    return dict(call("POST", "/test-clocks", {"frozen_time": iso(D0)}, 201))
 
-    started = time.perf_counter()
+
+def seed_template(
+    b: Bench, call: Call, clock_id: str
+) -> tuple[str, list[dict[str, Any]], dict[tuple[str, str], Item], dict[tuple[str, str], Item]]:
+    """Customer c000000 subscribed on the clock with three usage events aggregated: (its id, the
+    events, the tables before and after), what `template_items` and `clone_customers` copy."""
+    from functions.aggregate.handler import lambda_handler as aggregate
+    from functions.ingest.handler import lambda_handler as ingest
+
     before = snapshot(b)
     body = {
         "key": key(0),
         "name": name(0),
         "currency": "USD",
         "usage_attribution": {"subject_keys": [subject(0)]},
-        "test_clock_id": clock["id"],
+        "test_clock_id": clock_id,
     }
     template_id = call("POST", "/customers", body, 201)["id"]
     call(
@@ -260,6 +261,45 @@ def run(customers: int) -> None:
     for batch in b.kinesis_batches():
         aggregate(batch, None)
     after = snapshot(b)
+    return template_id, events, before, after
+
+
+def template_items(
+    before: dict[tuple[str, str], Item], after: dict[tuple[str, str], Item], template_id: str
+) -> tuple[dict[str, list[Item]], set[str]]:
+    """The items the template customer added, by table, and the ids it minted (its own and its
+    subscription's). Items that name none of them, nor its key or subject (the usage journal's
+    shard items) are shared: a clone of them would be the same item."""
+    template: dict[str, list[Item]] = {}
+    for (table, _), item in sorted((k, v) for k, v in after.items() if k not in before):
+        template.setdefault(table, []).append(item)
+
+    def text(value: Any) -> str:  # binary attributes (the usage journal's blobs) name no id
+        return orjson.dumps(value, default=lambda _b: "").decode()
+
+    existing = set(_ULID.findall(text(list(before.values()))))
+    fresh = {m for items in template.values() for m in _ULID.findall(text(items))} - existing
+    assert template_id in fresh and len(fresh) == 2, fresh  # the customer's id and its subscription's
+    names = (*fresh, key(0), name(0), subject(0))
+    return {t: [i for i in items if any(n in text(i) for n in names)] for t, items in template.items()}, fresh
+
+
+def run(customers: int) -> None:
+    from bench.rating import measure as rating_alone
+    from functions.api.handler import lambda_handler as api
+    from shared import bootstrap
+
+    b = Bench()
+
+    def call(method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        resp = api(b.api_event(method, path, body if body is not None else b""), None)
+        assert resp["statusCode"] == status, resp
+        return orjson.loads(resp["body"]) if resp["body"] else None
+
+    clock = seed_catalog(call)
+
+    started = time.perf_counter()
+    template_id, events, before, after = seed_template(b, call, clock["id"])
     changed = sorted(k for k in before if after.get(k) != before[k])
     clock_item = (
         "meterline-config",
@@ -267,12 +307,7 @@ def run(customers: int) -> None:
     )
     # Making a customer adds items and only counts it on its clock: anything else would need cloning too.
     assert changed == [clock_item], changed
-    template: dict[str, list[Item]] = {}
-    for (table, _), item in sorted((k, v) for k, v in after.items() if k not in before):
-        template.setdefault(table, []).append(item)
-    existing = set(_ULID.findall(orjson.dumps(list(before.values())).decode()))
-    fresh = {m for items in template.values() for m in _ULID.findall(orjson.dumps(items).decode())} - existing
-    assert template_id in fresh and len(fresh) == 2, fresh  # the customer's id and its subscription's
+    template, fresh = template_items(before, after, template_id)
     ids = [template_id, *clone_customers(b, template, fresh, template_id, customers - 1)]
     b.aws["dynamodb"].update_item(
         TableName=b.env["CONFIG_TABLE"],

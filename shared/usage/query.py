@@ -274,7 +274,7 @@ class UsageQueryService:
             result.items_read += len(items)
             for raw in items:
                 self._fold(raw, bucket_window, q, groups, customers)
-                if slotted:
+                if slotted and unflushed:  # only the tail asks which records an item holds
                     level, code, rest = raw["sk"]["S"].split("#", 2)
                     counters[(raw.get("sub", {}).get("S", ""), level, code, rest)] = raw
         for u in unflushed:
